@@ -1,0 +1,724 @@
+//! The operator's conf: one YAML file, parsed in two layers.
+//!
+//! [`File`] mirrors the YAML (`deny_unknown_fields`, defaults only where the sample documents
+//! them). [`Conf::load`] parses it, validates every key, and builds the runtime values
+//! (socket addresses, durations, the [`Roles`] and the [`RouteTable`]). Runtime code never
+//! sees the serde layer. Every error names the file, the key and what is wrong; a bad conf is
+//! an error, never a panic, and `patgate check` runs exactly this code.
+
+use crate::lifetime::{ExpiryPolicy, Lifetime};
+use crate::permissions::{is_identifier, Roles};
+use crate::routes::{Access, HostMatch, Route, RouteTable};
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A conf that cannot be used, with the file and key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The conf file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not fit the schema (unknown key, wrong type, missing key).
+    #[error("{path}: {source}")]
+    Syntax {
+        /// The conf file.
+        path: PathBuf,
+        /// The parser's error, with line and column.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A value that parses but is not acceptable.
+    #[error("{path}: {key}: {problem}")]
+    Invalid {
+        /// The conf file.
+        path: PathBuf,
+        /// Where in the file, e.g. `routes[2] "repos-read": require`.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The YAML layer, exactly as written by ops.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    listen: String,
+    #[serde(default)]
+    admin_listen: Option<String>,
+    redis: RedisFile,
+    #[serde(default)]
+    verify: VerifyFile,
+    #[serde(default)]
+    policy: PolicyFile,
+    #[serde(default)]
+    identity_headers: IdentityHeadersFile,
+    #[serde(default)]
+    server: ServerFile,
+    roles: Vec<RoleFile>,
+    #[serde(default)]
+    permissions: Vec<String>,
+    routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisFile {
+    url: String,
+    #[serde(default = "default_key_prefix")]
+    key_prefix: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct VerifyFile {
+    bcrypt_cost: u32,
+    pool_threads: usize,
+    pool_queue: usize,
+}
+
+impl Default for VerifyFile {
+    fn default() -> Self {
+        VerifyFile { bcrypt_cost: 10, pool_threads: 2, pool_queue: 1024 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PolicyFile {
+    default_lifetime: String,
+    max_lifetime: String,
+    allow_no_expiry: bool,
+    admin_role: String,
+}
+
+impl Default for PolicyFile {
+    fn default() -> Self {
+        PolicyFile {
+            default_lifetime: "30d".into(),
+            max_lifetime: "365d".into(),
+            allow_no_expiry: false,
+            admin_role: "admin".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct IdentityHeadersFile {
+    prefix: String,
+}
+
+impl Default for IdentityHeadersFile {
+    fn default() -> Self {
+        IdentityHeadersFile { prefix: "X-Auth-".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ServerFile {
+    threads: usize,
+    pid_file: String,
+    upgrade_sock: String,
+    error_log: Option<String>,
+    grace_period_seconds: u64,
+    graceful_shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            threads: 1,
+            pid_file: "/tmp/patgate.pid".into(),
+            upgrade_sock: "/tmp/patgate_upgrade.sock".into(),
+            error_log: None,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleFile {
+    name: String,
+    permissions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    name: String,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    path_prefix: String,
+    upstream: OneOrMany,
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    require: Option<Vec<String>>,
+    #[serde(default)]
+    forward_credentials: bool,
+}
+
+fn default_key_prefix() -> String {
+    "patgate:".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    50
+}
+
+/// Where Redis is and how long the gateway waits for it.
+#[derive(Debug, Clone)]
+pub struct RedisConf {
+    /// Connection URL (`redis://`, `rediss://`).
+    pub url: String,
+    /// Prefix of every key patgate reads or writes.
+    pub key_prefix: String,
+    /// Per-operation deadline; past it the request fails closed with 503.
+    pub timeout: Duration,
+}
+
+/// The bcrypt pool and the cost of new PAT hashes.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyConf {
+    /// bcrypt cost for newly created PATs (4..=31).
+    pub bcrypt_cost: u32,
+    /// Threads in the dedicated bcrypt pool.
+    pub pool_threads: usize,
+    /// Jobs that may wait for a pool thread; one more is answered `overloaded`.
+    pub pool_queue: usize,
+}
+
+/// Credential policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Lifetime rules.
+    pub expiry: ExpiryPolicy,
+    /// Role from which a member counts as an org admin.
+    pub admin_role: String,
+}
+
+/// Names of the identity headers sent upstream, all under one prefix.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaderNames {
+    /// The prefix, lowercased, for stripping client-sent headers.
+    pub prefix_lower: String,
+    /// `<prefix>Credential-Type`.
+    pub credential_type: String,
+    /// `<prefix>Token-Prefix`.
+    pub token_prefix: String,
+    /// `<prefix>User`.
+    pub user: String,
+    /// `<prefix>Org`.
+    pub org: String,
+    /// `<prefix>Role`.
+    pub role: String,
+    /// `<prefix>Permissions`.
+    pub permissions: String,
+}
+
+impl IdentityHeaderNames {
+    fn new(prefix: &str) -> IdentityHeaderNames {
+        IdentityHeaderNames {
+            prefix_lower: prefix.to_ascii_lowercase(),
+            credential_type: format!("{prefix}Credential-Type"),
+            token_prefix: format!("{prefix}Token-Prefix"),
+            user: format!("{prefix}User"),
+            org: format!("{prefix}Org"),
+            role: format!("{prefix}Role"),
+            permissions: format!("{prefix}Permissions"),
+        }
+    }
+}
+
+/// Pingora process settings (`server:` in the conf).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// PID file (used by daemon mode and upgrades).
+    pub pid_file: String,
+    /// Socket over which a new process takes the listeners during a graceful upgrade.
+    pub upgrade_sock: String,
+    /// Where Pingora writes its error log in daemon mode.
+    pub error_log: Option<String>,
+    /// Seconds to keep serving after SIGTERM before draining.
+    pub grace_period_seconds: u64,
+    /// Seconds allowed for the drain.
+    pub graceful_shutdown_timeout_seconds: u64,
+}
+
+/// A validated conf: every value parsed and checked.
+#[derive(Debug)]
+pub struct Conf {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The proxy's listening address.
+    pub listen: SocketAddr,
+    /// Health, metrics and management address, if any.
+    pub admin_listen: Option<SocketAddr>,
+    /// Redis settings.
+    pub redis: RedisConf,
+    /// bcrypt settings.
+    pub verify: VerifyConf,
+    /// Credential policy.
+    pub policy: Policy,
+    /// Identity header names.
+    pub identity_headers: IdentityHeaderNames,
+    /// Pingora process settings.
+    pub server: ServerSettings,
+    /// Roles and known permissions.
+    pub roles: Roles,
+    /// Routes, most specific first.
+    pub routes: RouteTable,
+}
+
+impl Conf {
+    /// Reads, parses and validates the conf at `path`.
+    ///
+    /// # Errors
+    /// [`ConfError`] naming the file, the key and the problem.
+    pub fn load(path: &Path) -> Result<Conf, ConfError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Conf::parse(path, &text)
+    }
+
+    /// Parses and validates YAML text; `path` is only used in messages.
+    ///
+    /// # Errors
+    /// [`ConfError`] naming the file, the key and the problem.
+    pub fn parse(path: &Path, text: &str) -> Result<Conf, ConfError> {
+        let file: File = serde_yaml::from_str(text).map_err(|source| ConfError::Syntax {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Builder { path }.build(file)
+    }
+}
+
+/// Turns a [`File`] into a [`Conf`], naming the key in every error.
+struct Builder<'a> {
+    path: &'a Path,
+}
+
+impl Builder<'_> {
+    fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfError {
+        ConfError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn build(&self, file: File) -> Result<Conf, ConfError> {
+        // Destructured exhaustively so that a new key cannot be ignored silently.
+        let File {
+            listen,
+            admin_listen,
+            redis,
+            verify,
+            policy,
+            identity_headers,
+            server,
+            roles,
+            permissions,
+            routes,
+        } = file;
+        let listen = self.socket_addr("listen", &listen)?;
+        let admin_listen = admin_listen.map(|a| self.socket_addr("admin_listen", &a)).transpose()?;
+        let redis = self.redis(redis)?;
+        let verify = self.verify(verify)?;
+        let roles = self.roles(roles, permissions)?;
+        let policy = self.policy(policy, &roles)?;
+        let identity_headers = self.identity_headers(identity_headers)?;
+        let server = self.server(server)?;
+        let routes = self.routes(routes, &roles)?;
+        Ok(Conf {
+            path: self.path.to_path_buf(),
+            listen,
+            admin_listen,
+            redis,
+            verify,
+            policy,
+            identity_headers,
+            server,
+            roles,
+            routes,
+        })
+    }
+
+    fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfError> {
+        value
+            .parse()
+            .map_err(|_| self.invalid(key, format!("{value:?} is not an IP:port address")))
+    }
+
+    fn redis(&self, redis: RedisFile) -> Result<RedisConf, ConfError> {
+        let RedisFile { url, key_prefix, timeout_ms } = redis;
+        redis::Client::open(url.as_str()).map_err(|e| self.invalid("redis.url", format!("{e}")))?;
+        if key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.invalid("redis.key_prefix", "must not contain spaces or control characters"));
+        }
+        if !(1..=60_000).contains(&timeout_ms) {
+            return Err(self.invalid("redis.timeout_ms", format!("{timeout_ms} is outside 1..=60000")));
+        }
+        Ok(RedisConf {
+            url,
+            key_prefix,
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+
+    fn verify(&self, verify: VerifyFile) -> Result<VerifyConf, ConfError> {
+        let VerifyFile { bcrypt_cost, pool_threads, pool_queue } = verify;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(self.invalid("verify.bcrypt_cost", format!("{bcrypt_cost} is outside bcrypt's 4..=31")));
+        }
+        if !(1..=256).contains(&pool_threads) {
+            return Err(self.invalid("verify.pool_threads", format!("{pool_threads} is outside 1..=256")));
+        }
+        if !(1..=1_000_000).contains(&pool_queue) {
+            return Err(self.invalid("verify.pool_queue", format!("{pool_queue} is outside 1..=1000000")));
+        }
+        Ok(VerifyConf { bcrypt_cost, pool_threads, pool_queue })
+    }
+
+    fn roles(&self, roles: Vec<RoleFile>, permissions: Vec<String>) -> Result<Roles, ConfError> {
+        let pairs = roles.into_iter().map(|RoleFile { name, permissions }| (name, permissions)).collect();
+        Roles::new(pairs, permissions).map_err(|e| self.invalid("roles", e.to_string()))
+    }
+
+    fn lifetime(&self, key: &str, value: &str) -> Result<Lifetime, ConfError> {
+        Lifetime::parse(value).map_err(|e| self.invalid(key, e.to_string()))
+    }
+
+    fn policy(&self, policy: PolicyFile, roles: &Roles) -> Result<Policy, ConfError> {
+        let PolicyFile { default_lifetime, max_lifetime, allow_no_expiry, admin_role } = policy;
+        let default_lifetime = self.lifetime("policy.default_lifetime", &default_lifetime)?;
+        let max_lifetime = self.lifetime("policy.max_lifetime", &max_lifetime)?;
+        let expiry = ExpiryPolicy { default_lifetime, max_lifetime, allow_no_expiry };
+        if let Err(e) = expiry.expiry(None, 0) {
+            return Err(self.invalid("policy.default_lifetime", e.to_string()));
+        }
+        if roles.get(&admin_role).is_none() {
+            return Err(self.invalid("policy.admin_role", format!("{admin_role:?} is not a role defined under roles")));
+        }
+        Ok(Policy { expiry, admin_role })
+    }
+
+    fn identity_headers(&self, headers: IdentityHeadersFile) -> Result<IdentityHeaderNames, ConfError> {
+        let IdentityHeadersFile { prefix } = headers;
+        let valid = prefix.len() >= 2 && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let reserved = ["authorization", "x-api-key", "host", "content-", "transfer-", "connection"]
+            .iter()
+            .any(|r| r.starts_with(&prefix.to_ascii_lowercase()) || prefix.to_ascii_lowercase().starts_with(r));
+        if !valid || reserved {
+            return Err(self.invalid(
+                "identity_headers.prefix",
+                format!("{prefix:?} must be 2+ letters, digits or '-' and must not cover standard headers"),
+            ));
+        }
+        Ok(IdentityHeaderNames::new(&prefix))
+    }
+
+    fn server(&self, server: ServerFile) -> Result<ServerSettings, ConfError> {
+        let ServerFile {
+            threads,
+            pid_file,
+            upgrade_sock,
+            error_log,
+            grace_period_seconds,
+            graceful_shutdown_timeout_seconds,
+        } = server;
+        if !(1..=1024).contains(&threads) {
+            return Err(self.invalid("server.threads", format!("{threads} is outside 1..=1024")));
+        }
+        Ok(ServerSettings {
+            threads,
+            pid_file,
+            upgrade_sock,
+            error_log,
+            grace_period_seconds,
+            graceful_shutdown_timeout_seconds,
+        })
+    }
+
+    fn routes(&self, routes: Vec<RouteFile>, roles: &Roles) -> Result<RouteTable, ConfError> {
+        if routes.is_empty() {
+            return Err(self.invalid("routes", "at least one route is required"));
+        }
+        let mut built: Vec<Route> = Vec::with_capacity(routes.len());
+        for (i, route) in routes.into_iter().enumerate() {
+            let label = format!("routes[{i}] {:?}", route.name);
+            let key = |field: &str| format!("{label}: {field}");
+            let route = self.route(route, roles, &key)?;
+            if let Some(other) = built.iter().find(|other| other.name == route.name) {
+                return Err(self.invalid(key("name"), format!("duplicate route name {:?}", other.name)));
+            }
+            if let Some(other) = built.iter().find(|other| other.conflicts_with(&route)) {
+                return Err(self.invalid(
+                    key("methods"),
+                    format!("same host and path_prefix as route {:?} with overlapping methods", other.name),
+                ));
+            }
+            built.push(route);
+        }
+        Ok(RouteTable::new(built))
+    }
+
+    fn route(&self, route: RouteFile, roles: &Roles, key: &dyn Fn(&str) -> String) -> Result<Route, ConfError> {
+        let RouteFile {
+            name,
+            host,
+            methods,
+            path_prefix,
+            upstream,
+            auth,
+            require,
+            forward_credentials,
+        } = route;
+        if !is_identifier(&name) {
+            return Err(self.invalid(key("name"), "must be 1-64 characters of letters, digits, '_' or '-'"));
+        }
+        let host = HostMatch::parse(host.as_deref()).map_err(|e| self.invalid(key("host"), e))?;
+        let methods = match methods {
+            None => None,
+            Some(list) if list.is_empty() => return Err(self.invalid(key("methods"), "must not be empty; omit it for all methods")),
+            Some(list) => {
+                let mut upper = Vec::with_capacity(list.len());
+                for method in list {
+                    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                        return Err(self.invalid(key("methods"), format!("{method:?} is not an HTTP method")));
+                    }
+                    upper.push(method.to_ascii_uppercase());
+                }
+                Some(upper)
+            }
+        };
+        if !path_prefix.starts_with('/') || !crate::routes::path_is_safe(&path_prefix) || path_prefix.contains('?') {
+            return Err(self.invalid(key("path_prefix"), format!("{path_prefix:?} must be an absolute path without '?', '.' or '..' segments")));
+        }
+        let upstreams = match upstream {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        };
+        if upstreams.is_empty() {
+            return Err(self.invalid(key("upstream"), "needs at least one host:port"));
+        }
+        let mut addrs = Vec::with_capacity(upstreams.len());
+        for upstream in &upstreams {
+            // Names are resolved once, here, so the request path never blocks on DNS.
+            let addr = upstream
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| self.invalid(key("upstream"), format!("{upstream:?} is not a resolvable host:port")))?;
+            addrs.push(addr);
+        }
+        let access = match (auth.as_deref(), require) {
+            (Some("none"), None) => Access::Open,
+            (Some("none"), Some(_)) => return Err(self.invalid(key("require"), "cannot be combined with auth: none")),
+            (Some("required") | None, require) => {
+                let require = require.unwrap_or_default();
+                if let Some(unknown) = roles.first_unknown(&require) {
+                    return Err(self.invalid(key("require"), format!("unknown permission {unknown:?}")));
+                }
+                Access::Protected { require }
+            }
+            (Some(other), _) => return Err(self.invalid(key("auth"), format!("{other:?} is not one of: none, required"))),
+        };
+        Ok(Route::new(name, host, methods, path_prefix, addrs, access, forward_credentials))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+listen: 127.0.0.1:8080
+redis:
+  url: redis://127.0.0.1:6379/0
+roles:
+  - name: viewer
+    permissions: [repos:read]
+  - name: admin
+    permissions: ["*"]
+routes:
+  - name: repos
+    path_prefix: /v1/repos
+    upstream: 127.0.0.1:3000
+    require: [repos:read]
+"#;
+
+    fn parse(text: &str) -> Result<Conf, ConfError> {
+        Conf::parse(Path::new("test.yaml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn minimal_conf_gets_documented_defaults() {
+        let conf = parse(BASE).expect("valid");
+        assert_eq!(conf.redis.key_prefix, "patgate:");
+        assert_eq!(conf.redis.timeout, Duration::from_millis(50));
+        assert_eq!(conf.verify.bcrypt_cost, 10);
+        assert_eq!(conf.verify.pool_threads, 2);
+        assert_eq!(conf.verify.pool_queue, 1024);
+        assert_eq!(conf.policy.admin_role, "admin");
+        assert!(!conf.policy.expiry.allow_no_expiry);
+        assert_eq!(conf.identity_headers.user, "X-Auth-User");
+        assert_eq!(conf.routes.len(), 1);
+    }
+
+    #[test]
+    fn every_sample_conf_in_the_repo_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).expect("conf/ exists") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Conf::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = BASE.replace("listen:", "listn: x\nlisten:");
+        assert!(error(&text).contains("unknown field `listn`"), "{}", error(&text));
+    }
+
+    #[test]
+    fn unknown_permission_in_require_names_the_route() {
+        let text = BASE.replace("require: [repos:read]", "require: [repo:read]");
+        assert_eq!(error(&text), r#"test.yaml: routes[0] "repos": require: unknown permission "repo:read""#);
+    }
+
+    #[test]
+    fn auth_none_with_require_is_refused() {
+        let text = BASE.replace("    require: [repos:read]", "    auth: none\n    require: [repos:read]");
+        assert!(error(&text).contains("cannot be combined with auth: none"));
+    }
+
+    #[test]
+    fn unknown_auth_mode_is_refused() {
+        let text = BASE.replace("    require: [repos:read]", "    auth: maybe");
+        assert!(error(&text).contains(r#"auth: "maybe" is not one of"#));
+    }
+
+    #[test]
+    fn bad_listen_address_is_refused() {
+        let text = BASE.replace("listen: 127.0.0.1:8080", "listen: localhost");
+        assert_eq!(error(&text), r#"test.yaml: listen: "localhost" is not an IP:port address"#);
+    }
+
+    #[test]
+    fn bcrypt_cost_out_of_range_is_refused() {
+        let text = format!("{BASE}verify:\n  bcrypt_cost: 3\n");
+        assert!(error(&text).contains("verify.bcrypt_cost: 3 is outside"));
+    }
+
+    #[test]
+    fn zero_pool_is_refused() {
+        let text = format!("{BASE}verify:\n  pool_threads: 0\n");
+        assert!(error(&text).contains("verify.pool_threads"));
+    }
+
+    #[test]
+    fn admin_role_must_exist() {
+        let text = format!("{BASE}policy:\n  admin_role: owner\n");
+        assert!(error(&text).contains(r#"policy.admin_role: "owner" is not a role"#));
+    }
+
+    #[test]
+    fn default_lifetime_must_fit_policy() {
+        let text = format!("{BASE}policy:\n  default_lifetime: 400d\n");
+        assert!(error(&text).contains("policy.default_lifetime"));
+        let text = format!("{BASE}policy:\n  max_lifetime: 10x\n");
+        assert!(error(&text).contains("policy.max_lifetime: invalid duration"));
+    }
+
+    #[test]
+    fn duplicate_route_names_and_overlaps_are_refused() {
+        let dup = format!("{BASE}  - name: repos\n    path_prefix: /other\n    upstream: 127.0.0.1:3000\n");
+        assert!(error(&dup).contains("duplicate route name"));
+        let overlap = format!("{BASE}  - name: repos2\n    path_prefix: /v1/repos\n    upstream: 127.0.0.1:3000\n");
+        assert!(error(&overlap).contains("overlapping methods"));
+    }
+
+    #[test]
+    fn bad_route_fields_are_refused() {
+        let cases = [
+            ("path_prefix: /v1/repos", "path_prefix: v1/repos", "path_prefix"),
+            ("path_prefix: /v1/repos", "path_prefix: /v1/../x", "path_prefix"),
+            ("upstream: 127.0.0.1:3000", "upstream: []", "upstream"),
+            ("upstream: 127.0.0.1:3000", "upstream: nohost", "upstream"),
+            ("name: repos", "name: \"re pos\"", "name"),
+        ];
+        for (from, to, key) in cases {
+            let message = error(&BASE.replace(from, to));
+            assert!(message.contains(key), "{to}: {message}");
+        }
+        let methods = BASE.replace("    require:", "    methods: [\"GE T\"]\n    require:");
+        assert!(error(&methods).contains("is not an HTTP method"));
+        let empty = BASE.replace("    require:", "    methods: []\n    require:");
+        assert!(error(&empty).contains("must not be empty"));
+    }
+
+    #[test]
+    fn upstream_list_and_host_are_accepted() {
+        let text = BASE.replace(
+            "upstream: 127.0.0.1:3000",
+            "host: \"*.example.com\"\n    methods: [get, HEAD]\n    upstream: [127.0.0.1:3000, 127.0.0.1:3001]",
+        );
+        let conf = parse(&text).expect("valid");
+        let route = conf.routes.lookup(Some("api.example.com"), "GET", "/v1/repos").expect("route");
+        assert_eq!(route.upstreams.len(), 2);
+        assert_eq!(route.methods.as_deref(), Some(&["GET".to_string(), "HEAD".to_string()][..]));
+    }
+
+    #[test]
+    fn identity_prefix_may_not_cover_standard_headers() {
+        let text = format!("{BASE}identity_headers:\n  prefix: \"X-\"\n");
+        // "X-" would strip X-API-Key's siblings and every X- header: refused.
+        assert!(error(&text).contains("identity_headers.prefix"));
+        let ok = format!("{BASE}identity_headers:\n  prefix: \"X-Gw-\"\n");
+        assert_eq!(parse(&ok).expect("valid").identity_headers.org, "X-Gw-Org");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Conf::load(Path::new("/nonexistent/patgate.yaml")).expect_err("missing");
+        assert!(e.to_string().starts_with("/nonexistent/patgate.yaml: cannot read"));
+    }
+}

@@ -1,0 +1,50 @@
+//! patgate: an authentication gateway for personal access tokens and org API keys, built as
+//! a Pingora reverse proxy.
+//!
+//! # The request path
+//!
+//! ```text
+//!  client ──► request_filter ─────────────────────────────────────────────┐   proxy.rs
+//!             1. route      host/method/path → most specific Route          routes.rs
+//!                           (404 no_route; 400 on dot segments)
+//!             2. open?      auth: none → skip to step 5
+//!             3. credential Authorization: Bearer / X-API-Key → one token   credential.rs
+//!                           (401 missing_credential, 400 ambiguous_credential)
+//!             4. verify     parse + checksum (no Redis)                      token.rs
+//!                           credential record by prefix  (Redis)             store.rs
+//!                           secret: bcrypt on the pool / SHA-256             hasher.rs
+//!                           expiry; PAT owner's live status + role (Redis)   verify.rs
+//!                           role ∩ narrowing ⊇ route's require               permissions.rs
+//!                           → Verdict::Allow(Identity) | Verdict::Deny       denial.rs
+//!             Deny: JSON error + WWW-Authenticate / Retry-After, nothing forwarded
+//!          ──► upstream_peer            route's next upstream (round-robin)
+//!          ──► upstream_request_filter  5. strip client X-Auth-* (+ credential)  identity.rs
+//!                                       6. set X-Auth-* from the Identity
+//!          ──► upstream ──► logging     one line per request, prefix only, never a secret
+//! ```
+//!
+//! Fail closed: Redis errors and timeouts answer 503 `auth_unavailable`, a full bcrypt queue
+//! 503 `overloaded`; only a completed pipeline forwards a protected request.
+//!
+//! Off the request path: conf.rs (the validated conf), manage.rs (rules for creating and
+//! revoking), commands.rs and cli.rs (the CLI), serve.rs (Pingora server), demo.rs and testkit
+//! (real Redis and echo upstream for the demo, the tests and the benches).
+
+pub mod cli;
+pub mod commands;
+pub mod conf;
+pub mod credential;
+pub mod demo;
+pub mod denial;
+pub mod hasher;
+pub mod identity;
+pub mod lifetime;
+pub mod manage;
+pub mod permissions;
+pub mod proxy;
+pub mod routes;
+pub mod serve;
+pub mod store;
+pub mod testkit;
+pub mod token;
+pub mod verify;

@@ -1,0 +1,41 @@
+//! The `patgate` binary: parse the command line, dispatch, print the error chain. No logic.
+
+use clap::Parser;
+use patgate::cli::{Cli, Command};
+use patgate::conf::Conf;
+use std::error::Error;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let mut message = format!("patgate: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
+    let Cli { conf: conf_path, command } = cli;
+    if let Command::Demo(args) = command {
+        return Ok(patgate::demo::run(args.port)?);
+    }
+    let conf = Conf::load(&conf_path)?;
+    match command {
+        Command::Serve(args) => patgate::serve::serve(conf, args),
+        Command::Check => Ok(patgate::serve::check(&conf)?),
+        Command::Demo(_) => Ok(()),
+        Command::User { command } => Ok(patgate::commands::user(&conf, command)?),
+        Command::Token { command } => Ok(patgate::commands::token(&conf, command)?),
+        Command::Apikey { command } => Ok(patgate::commands::apikey(&conf, command)?),
+    }
+}

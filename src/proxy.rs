@@ -1,0 +1,228 @@
+//! [`Gateway`]: patgate's `ProxyHttp`. Each phase is a few lines that delegate.
+//!
+//! * `request_filter`: route (routes.rs) → credential (credential.rs) → verify (verify.rs);
+//!   a [`Denial`] is written here, and only here, as JSON with its challenge headers.
+//! * `upstream_peer`: the route's next upstream, round-robin.
+//! * `upstream_request_filter`: strip forged identity and credential headers, then set the
+//!   verified identity (identity.rs). Strip runs on every route, open ones included.
+//! * `logging`: one line per request (never a secret; the 10-character prefix at most).
+//!
+//! The Redis connection and the bcrypt pool own threads and sockets, so both are created on
+//! first use inside the running service, never before Pingora daemonizes.
+
+use crate::conf::Conf;
+use crate::credential::{self, Presented};
+use crate::denial::{Denial, InvalidReason};
+use crate::hasher::BcryptPool;
+use crate::identity;
+use crate::routes::{path_is_safe, Access, Route};
+use crate::store::Store;
+use crate::verify::{Identity, Verdict, Verifier};
+use async_trait::async_trait;
+use bytes::Bytes;
+use once_cell::sync::OnceCell;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::upstreams::peer::HttpPeer;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The realm named in `WWW-Authenticate` challenges.
+const REALM: &str = "patgate";
+
+/// The authenticating proxy.
+pub struct Gateway {
+    conf: Arc<Conf>,
+    /// Made on first request (needs the service's Tokio runtime).
+    store: OnceCell<Store>,
+    /// Started on first PAT verification (owns threads).
+    pool: OnceCell<BcryptPool>,
+}
+
+/// Per-request state shared across phases.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// The matched route.
+    route: Option<Arc<Route>>,
+    /// Set when a protected route's checks all passed.
+    identity: Option<Identity>,
+    /// The denial answered, for the log line.
+    denial: Option<Denial>,
+    /// The presented prefix (never the secret), for the log line.
+    prefix: Option<String>,
+    /// Time spent authenticating.
+    auth_started: Option<Instant>,
+    auth_micros: u128,
+}
+
+impl Gateway {
+    /// A gateway serving `conf`.
+    pub fn from_conf(conf: Arc<Conf>) -> Gateway {
+        Gateway {
+            conf,
+            store: OnceCell::new(),
+            pool: OnceCell::new(),
+        }
+    }
+
+    fn store(&self) -> Result<&Store, Denial> {
+        self.store.get_or_try_init(|| Store::lazy(&self.conf.redis)).map_err(|e| {
+            log::error!("cannot create redis client: {e}");
+            Denial::AuthUnavailable
+        })
+    }
+
+    fn pool(&self) -> Result<&BcryptPool, Denial> {
+        let verify = self.conf.verify;
+        self.pool
+            .get_or_try_init(|| BcryptPool::start(verify.pool_threads, verify.pool_queue))
+            .map_err(|e| {
+                log::error!("cannot start bcrypt pool: {e}");
+                Denial::Overloaded
+            })
+    }
+
+    /// Decides a protected request: allow with an identity, or a denial.
+    async fn authorize(&self, session: &Session, require: &[String], ctx: &mut RequestCtx) -> Verdict {
+        let presented = match credential::presented(&session.req_header().headers) {
+            Presented::Token(token) => token,
+            Presented::Missing { other_scheme } => return Verdict::Deny(Denial::MissingCredential { other_scheme }),
+            Presented::Ambiguous => return Verdict::Deny(Denial::AmbiguousCredential),
+            Presented::Unreadable => {
+                return Verdict::Deny(Denial::InvalidToken {
+                    reason: InvalidReason::Malformed,
+                })
+            }
+        };
+        if presented.len() >= crate::token::PREFIX_LEN && presented.is_char_boundary(crate::token::PREFIX_LEN) {
+            ctx.prefix = Some(presented[..crate::token::PREFIX_LEN].to_string());
+        }
+        let (store, pool) = match (self.store(), self.pool()) {
+            (Ok(store), Ok(pool)) => (store, pool),
+            (Err(denial), _) | (_, Err(denial)) => return Verdict::Deny(denial),
+        };
+        let verifier = Verifier {
+            store,
+            pool,
+            roles: &self.conf.roles,
+        };
+        verifier.verify(presented, require, unix_now()).await
+    }
+
+    /// Writes `denial` as the response. The only place a denial becomes bytes.
+    async fn deny(&self, session: &mut Session, ctx: &mut RequestCtx, denial: Denial) -> Result<bool> {
+        let body = denial.body();
+        let mut response = ResponseHeader::build(denial.status(), Some(6))?;
+        response.insert_header("Content-Type", "application/json")?;
+        response.insert_header("Content-Length", body.len().to_string())?;
+        response.insert_header("Cache-Control", "no-store")?;
+        if let Some(challenge) = denial.www_authenticate(REALM) {
+            response.insert_header("WWW-Authenticate", challenge)?;
+        }
+        if let Some(seconds) = denial.retry_after() {
+            response.insert_header("Retry-After", seconds.to_string())?;
+        }
+        // An unread request body would desynchronise a kept-alive connection.
+        if session.req_header().headers.contains_key(http::header::CONTENT_LENGTH)
+            || session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING)
+        {
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(response), false).await?;
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        ctx.denial = Some(denial);
+        Ok(true)
+    }
+}
+
+/// Seconds since the unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let request = session.req_header();
+        let path = request.uri.path();
+        if !path_is_safe(path) {
+            return self.deny(session, ctx, Denial::BadPath).await;
+        }
+        let host = request
+            .uri
+            .host()
+            .or_else(|| request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()));
+        let Some(route) = self.conf.routes.lookup(host, request.method.as_str(), path).cloned() else {
+            return self.deny(session, ctx, Denial::NoRoute).await;
+        };
+        ctx.route = Some(Arc::clone(&route));
+        let Access::Protected { require } = &route.access else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        ctx.auth_started = Some(started);
+        let verdict = self.authorize(session, require, ctx).await;
+        ctx.auth_micros = started.elapsed().as_micros();
+        match verdict {
+            Verdict::Allow(identity) => {
+                ctx.identity = Some(identity);
+                Ok(false)
+            }
+            Verdict::Deny(denial) => self.deny(session, ctx, denial).await,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(InternalError, "upstream_peer without a route"))?;
+        Ok(Box::new(HttpPeer::new(route.next_upstream(), false, String::new())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let names = &self.conf.identity_headers;
+        let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
+        identity::strip(upstream_request, names, keep_credentials);
+        match (&ctx.identity, ctx.route.as_ref().map(|r| &r.access)) {
+            (Some(identity), _) => identity::inject(upstream_request, names, identity),
+            (None, Some(Access::Open)) => Ok(()),
+            // Fail closed: a protected route never reaches here without an identity.
+            (None, _) => Error::e_explain(HTTPStatus(500), "protected route without identity"),
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
+        let outcome = match (&ctx.denial, &ctx.identity) {
+            (Some(denial), _) => denial.code(),
+            (None, Some(_)) => "allowed",
+            (None, None) => "open",
+        };
+        let reason = match &ctx.denial {
+            Some(Denial::InvalidToken { reason }) => reason.as_str(),
+            _ => "-",
+        };
+        let prefix = ctx.prefix.as_deref().unwrap_or("-");
+        let request = session.req_header();
+        log::info!(
+            "{} {} route={route} status={status} outcome={outcome} reason={reason} prefix={prefix} auth_us={}{}",
+            request.method,
+            request.uri.path(),
+            ctx.auth_micros,
+            error.map(|e| format!(" error={e}")).unwrap_or_default()
+        );
+    }
+}

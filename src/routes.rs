@@ -1,0 +1,328 @@
+//! The route table: which route a request belongs to, most specific match first.
+//!
+//! Pure code. Specificity is decided once, when the table is built: routes are sorted by
+//! (host exact > host `*.suffix`, longer suffix first > any host), then longer path prefix,
+//! then "has a method list" over "any method". The first route in that order that matches
+//! is the most specific one, so [`RouteTable::lookup`] is a single ordered scan.
+//!
+//! Path prefixes match on segment boundaries: `/v1/repos` matches `/v1/repos`,
+//! `/v1/repos/x` and `/v1/repos?q`, never `/v1/repository`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Which hosts a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// No `host:` key: every host.
+    Any,
+    /// `host: api.example.com` (stored lowercase).
+    Exact(String),
+    /// `host: "*.example.com"`, stored as `.example.com`: any subdomain, not the bare domain.
+    Suffix(String),
+}
+
+impl HostMatch {
+    /// Parses the conf's `host:` value.
+    pub fn parse(host: Option<&str>) -> Result<HostMatch, String> {
+        let Some(host) = host else { return Ok(HostMatch::Any) };
+        let host = host.to_ascii_lowercase();
+        let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+        if let Some(suffix) = host.strip_prefix("*.") {
+            if valid(suffix) && !suffix.starts_with('.') {
+                return Ok(HostMatch::Suffix(format!(".{suffix}")));
+            }
+        } else if valid(&host) {
+            return Ok(HostMatch::Exact(host));
+        }
+        Err(format!("{host:?} is not a host name or *.suffix pattern"))
+    }
+
+    fn matches(&self, host: Option<&str>) -> bool {
+        match (self, host) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(want), Some(host)) => want.eq_ignore_ascii_case(host),
+            (HostMatch::Suffix(suffix), Some(host)) => {
+                host.len() > suffix.len()
+                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            }
+            (_, None) => false,
+        }
+    }
+
+    /// Sort key: exact hosts first, then longer suffixes, then any host.
+    fn specificity(&self) -> (u8, usize) {
+        match self {
+            HostMatch::Exact(h) => (2, h.len()),
+            HostMatch::Suffix(s) => (1, s.len()),
+            HostMatch::Any => (0, 0),
+        }
+    }
+}
+
+/// What a route asks of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// `auth: none`: proxied without a credential; forged identity headers are still stripped.
+    Open,
+    /// A valid credential whose effective permissions include every one listed.
+    Protected {
+        /// The route's `require:` list (may be empty: any valid credential).
+        require: Vec<String>,
+    },
+}
+
+/// One validated route.
+#[derive(Debug)]
+pub struct Route {
+    /// The route's name: used in logs and metric labels.
+    pub name: String,
+    /// Hosts it serves.
+    pub host: HostMatch,
+    /// Uppercase methods it serves; `None` for all.
+    pub methods: Option<Vec<String>>,
+    /// Path prefix, starting with `/`.
+    pub path_prefix: String,
+    /// Upstream addresses, used round-robin.
+    pub upstreams: Vec<SocketAddr>,
+    /// Open or protected.
+    pub access: Access,
+    /// Whether `Authorization`/`X-API-Key` are passed to the upstream.
+    pub forward_credentials: bool,
+    /// Round-robin cursor over `upstreams`.
+    next: AtomicUsize,
+}
+
+impl Route {
+    /// Builds a route; `validate` in conf.rs has already checked every field.
+    pub fn new(
+        name: String,
+        host: HostMatch,
+        methods: Option<Vec<String>>,
+        path_prefix: String,
+        upstreams: Vec<SocketAddr>,
+        access: Access,
+        forward_credentials: bool,
+    ) -> Route {
+        Route {
+            name,
+            host,
+            methods,
+            path_prefix,
+            upstreams,
+            access,
+            forward_credentials,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next upstream address in round-robin order.
+    pub fn next_upstream(&self) -> SocketAddr {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.upstreams[i % self.upstreams.len()]
+    }
+
+    fn matches(&self, host: Option<&str>, method: &str, path: &str) -> bool {
+        self.host.matches(host)
+            && path_has_prefix(path, &self.path_prefix)
+            && self.methods.as_ref().is_none_or(|m| m.iter().any(|m| m == method))
+    }
+
+    fn specificity(&self) -> ((u8, usize), usize, bool) {
+        (self.host.specificity(), self.path_prefix.len(), self.methods.is_some())
+    }
+
+    /// Whether two routes could both claim one request with equal specificity.
+    pub fn conflicts_with(&self, other: &Route) -> bool {
+        if self.host != other.host || self.path_prefix != other.path_prefix {
+            return false;
+        }
+        match (&self.methods, &other.methods) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+            _ => false,
+        }
+    }
+}
+
+/// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…` and `/v1/repos?…`.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
+    }
+}
+
+/// All routes, sorted most specific first.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Sorts `routes` by specificity. Conflicting routes must have been refused by the caller.
+    pub fn new(mut routes: Vec<Route>) -> RouteTable {
+        // Stable sort: among equally specific routes (which cannot overlap), conf order is kept.
+        routes.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        RouteTable {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The most specific route for a request, if any. `host` may carry a port; `path` may
+    /// carry a query string.
+    pub fn lookup(&self, host: Option<&str>, method: &str, path: &str) -> Option<&Arc<Route>> {
+        let host = host.map(strip_port);
+        self.routes.iter().find(|r| r.matches(host, method, path))
+    }
+
+    /// Routes, most specific first.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|r| r.as_ref())
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// `api.example.com:8080` → `api.example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
+
+/// Why a request path is refused before routing: dot segments and encoded separators could
+/// make the upstream see a different path than the one the route was chosen for.
+pub fn path_is_safe(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return false;
+    }
+    !path.split('/').any(|segment| segment == "." || segment == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, host: Option<&str>, methods: Option<&[&str]>, prefix: &str) -> Route {
+        Route::new(
+            name.to_string(),
+            HostMatch::parse(host).expect("valid host"),
+            methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            prefix.to_string(),
+            vec!["127.0.0.1:3000".parse().expect("addr")],
+            Access::Open,
+            false,
+        )
+    }
+
+    fn name<'a>(table: &'a RouteTable, host: Option<&str>, method: &str, path: &str) -> Option<&'a str> {
+        table.lookup(host, method, path).map(|r| r.name.as_str())
+    }
+
+    #[test]
+    fn longest_path_prefix_wins() {
+        let table = RouteTable::new(vec![route("root", None, None, "/"), route("repos", None, None, "/v1/repos")]);
+        assert_eq!(name(&table, None, "GET", "/v1/repos/42"), Some("repos"));
+        assert_eq!(name(&table, None, "GET", "/v1/other"), Some("root"));
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        let table = RouteTable::new(vec![route("repos", None, None, "/v1/repos")]);
+        assert_eq!(name(&table, None, "GET", "/v1/repos"), Some("repos"));
+        assert_eq!(name(&table, None, "GET", "/v1/repos?page=2"), Some("repos"));
+        assert_eq!(name(&table, None, "GET", "/v1/repos/x"), Some("repos"));
+        assert_eq!(name(&table, None, "GET", "/v1/repository"), None);
+    }
+
+    #[test]
+    fn host_beats_path_length() {
+        let table = RouteTable::new(vec![
+            route("long-any-host", None, None, "/v1/repos/deep"),
+            route("exact-host", Some("api.example.com"), None, "/"),
+        ]);
+        assert_eq!(name(&table, Some("api.example.com"), "GET", "/v1/repos/deep"), Some("exact-host"));
+        assert_eq!(name(&table, Some("other.example.com"), "GET", "/v1/repos/deep"), Some("long-any-host"));
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard_and_wildcard_needs_a_subdomain() {
+        let table = RouteTable::new(vec![
+            route("wild", Some("*.example.com"), None, "/"),
+            route("exact", Some("API.example.com"), None, "/"),
+        ]);
+        assert_eq!(name(&table, Some("api.example.com:8443"), "GET", "/"), Some("exact"));
+        assert_eq!(name(&table, Some("eu.Example.com"), "GET", "/"), Some("wild"));
+        assert_eq!(name(&table, Some("example.com"), "GET", "/"), None);
+        assert_eq!(name(&table, Some("evilexample.com"), "GET", "/"), None);
+        assert_eq!(name(&table, None, "GET", "/"), None);
+    }
+
+    #[test]
+    fn a_method_list_beats_any_method_on_the_same_prefix() {
+        let table = RouteTable::new(vec![
+            route("any", None, None, "/v1/repos"),
+            route("writes", None, Some(&["POST", "DELETE"]), "/v1/repos"),
+        ]);
+        assert_eq!(name(&table, None, "POST", "/v1/repos"), Some("writes"));
+        assert_eq!(name(&table, None, "GET", "/v1/repos"), Some("any"));
+    }
+
+    #[test]
+    fn methods_restrict_and_nothing_matching_is_none() {
+        let table = RouteTable::new(vec![route("reads", None, Some(&["GET", "HEAD"]), "/v1/repos")]);
+        assert_eq!(name(&table, None, "HEAD", "/v1/repos"), Some("reads"));
+        assert_eq!(name(&table, None, "POST", "/v1/repos"), None);
+    }
+
+    #[test]
+    fn overlapping_method_lists_conflict() {
+        let a = route("a", None, Some(&["GET"]), "/x");
+        let b = route("b", None, Some(&["GET", "POST"]), "/x");
+        let c = route("c", None, Some(&["PUT"]), "/x");
+        let d = route("d", None, None, "/x");
+        assert!(a.conflicts_with(&b));
+        assert!(!a.conflicts_with(&c));
+        assert!(!a.conflicts_with(&d));
+        assert!(d.conflicts_with(&route("e", None, None, "/x")));
+    }
+
+    #[test]
+    fn upstreams_rotate() {
+        let mut r = route("lb", None, None, "/");
+        r.upstreams = vec!["127.0.0.1:1".parse().expect("a"), "127.0.0.1:2".parse().expect("a")];
+        let picks: Vec<u16> = (0..4).map(|_| r.next_upstream().port()).collect();
+        assert_eq!(picks, vec![1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn bad_host_patterns_are_refused() {
+        for bad in ["*", "*.", "a b", "*.*.x", "api.example.com/x", ""] {
+            assert!(HostMatch::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_unsafe() {
+        assert!(path_is_safe("/v1/repos/a.b?x=../y"));
+        for bad in ["/healthz/../v1/admin", "/./x", "/x/%2e%2e/y", "/x%2Fy", "/x\\y", "relative", "/a/..", "/a%00"] {
+            assert!(!path_is_safe(bad), "{bad}");
+        }
+    }
+}

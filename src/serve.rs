@@ -1,0 +1,136 @@
+//! `patgate serve` and `patgate check`: builds and runs the Pingora server for a [`Conf`]
+//! (Pingora's settings come from our conf, no second YAML), or validates a conf and reaches
+//! Redis.
+
+use crate::cli::ServeArgs;
+use crate::conf::Conf;
+use crate::proxy::Gateway;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use std::sync::Arc;
+
+/// Pingora's `ServerConf` derived from our `server:` settings.
+pub fn pingora_server_conf(conf: &Conf) -> ServerConf {
+    let settings = &conf.server;
+    ServerConf {
+        threads: settings.threads,
+        pid_file: settings.pid_file.clone(),
+        upgrade_sock: settings.upgrade_sock.clone(),
+        error_log: settings.error_log.clone(),
+        grace_period_seconds: Some(settings.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
+        ..ServerConf::default()
+    }
+}
+
+/// Runs the gateway until it is told to stop (SIGINT/SIGTERM, or SIGQUIT for an upgrade).
+/// `opt` carries Pingora's own flags (daemon, upgrade, test). Returns after shutdown.
+pub fn run(conf: Conf, opt: Opt) {
+    let conf = Arc::new(conf);
+    let mut server = Server::new_with_opt_and_conf(Some(opt), pingora_server_conf(&conf));
+    server.bootstrap();
+    let mut service = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::from_conf(Arc::clone(&conf)),
+        "patgate",
+    );
+    service.add_tcp(&conf.listen.to_string());
+    server.add_service(service);
+    log::info!(
+        "patgate listening on {} with {} routes, redis {}",
+        conf.listen,
+        conf.routes.len(),
+        redacted_url(&conf.redis.url)
+    );
+    server.run(RunArgs::default());
+}
+
+/// `patgate serve`: Pingora's flags from the command line, everything else from the conf.
+///
+/// # Errors
+/// Never today; the signature leaves room for start-up checks.
+pub fn serve(conf: Conf, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let ServeArgs { daemon, upgrade, test } = args;
+    let opt = Opt {
+        upgrade,
+        daemon,
+        nocapture: false,
+        test,
+        conf: None,
+    };
+    run(conf, opt);
+    Ok(())
+}
+
+/// Why `patgate check` failed after the conf itself loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Redis did not answer PING within its timeout.
+    #[error("{path}: redis.url: cannot reach {url}")]
+    Redis {
+        /// The conf file.
+        path: String,
+        /// The URL, password redacted.
+        url: String,
+        /// The cause.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// The check's own runtime could not start.
+    #[error("cannot start runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// `patgate check`: the conf has loaded (validation is `Conf::load` itself); now reach Redis.
+///
+/// # Errors
+/// Redis unreachable within `redis.timeout_ms` (retried for up to one second).
+pub fn check(conf: &Conf) -> Result<(), CheckError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CheckError::Runtime)?;
+    runtime
+        .block_on(async {
+            let store = crate::store::Store::lazy(&conf.redis)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            loop {
+                match store.ping().await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .map_err(|source| CheckError::Redis {
+            path: conf.path.display().to_string(),
+            url: redacted_url(&conf.redis.url),
+            source,
+        })?;
+    println!(
+        "{}: ok ({} routes, {} roles, redis reachable)",
+        conf.path.display(),
+        conf.routes.len(),
+        conf.roles.names().count()
+    );
+    Ok(())
+}
+
+/// The Redis URL without its password, for logs.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***{}", &url[..scheme_end], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn passwords_are_redacted_from_redis_urls() {
+        assert_eq!(redacted_url("redis://:s3cret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,472 @@
+//! The only module that speaks Redis: the key layout (one function per key) and typed
+//! operations on it.
+//!
+//! Key layout (every key starts with `redis.key_prefix`, default `patgate:`):
+//!
+//! | key | type | fields / members |
+//! |---|---|---|
+//! | `cred:<prefix>` | hash | `kind` (`pat`/`api_key`), `hash`, `org`, `name`, `created`, `expires`?, `user`? (PAT), `role`? (API key), `created_by`? (API key), `permissions`? (space-separated narrowing list), `revoked`? |
+//! | `user:<user>` | hash | `status` (`active`/`suspended`/`removed`), `org:<org>` = role in that org |
+//! | `user_tokens:<user>` | set | prefixes of the user's PATs |
+//! | `org_keys:<org>` | set | prefixes of the org's API keys |
+//!
+//! Times are unix seconds. A credential with an expiry also gets a Redis expiry a week after
+//! it (so that "expired" can be told apart from "unknown" for a while); a revoked one is kept
+//! for 30 days for listings, then disappears. No secret is ever stored: `hash` is bcrypt for
+//! PATs and hex SHA-256 for API keys.
+//!
+//! Every operation is bounded by `redis.timeout_ms`; errors are classified into
+//! [`StoreError`] so the caller can fail closed.
+
+use crate::conf::RedisConf;
+use crate::token::Kind;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+/// How long a credential record outlives its expiry, so "expired" stays distinguishable.
+pub const EXPIRED_RETENTION_SECS: u64 = 7 * 86_400;
+/// How long a revoked credential's record is kept for listings.
+pub const REVOKED_RETENTION_SECS: u64 = 30 * 86_400;
+
+/// A Redis failure, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No answer within `redis.timeout_ms`.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Connection refused, dropped, or a Redis error reply.
+    #[error("redis error")]
+    Redis(#[source] redis::RedisError),
+    /// A record that does not have the shape patgate writes.
+    #[error("corrupt record at {key}: {problem}")]
+    Corrupt {
+        /// The Redis key.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl StoreError {
+    /// A short fixed word for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Redis(e) if e.is_timeout() => "timeout",
+            StoreError::Redis(e) if e.is_connection_refusal() => "refused",
+            StoreError::Redis(e) if e.is_connection_dropped() || e.is_io_error() => "connection",
+            StoreError::Redis(_) => "reply",
+            StoreError::Corrupt { .. } => "corrupt",
+        }
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Redis(e)
+    }
+}
+
+/// A user's account status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// May use their PATs.
+    Active,
+    /// Temporarily blocked; `reactivate` undoes it.
+    Suspended,
+    /// Gone for good.
+    Removed,
+}
+
+impl UserStatus {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Removed => "removed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<UserStatus> {
+        match s {
+            "active" => Some(UserStatus::Active),
+            "suspended" => Some(UserStatus::Suspended),
+            "removed" => Some(UserStatus::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// A stored credential (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// Public 10-character prefix.
+    pub prefix: String,
+    /// PAT or API key.
+    pub kind: Kind,
+    /// bcrypt (PAT) or hex SHA-256 (API key) of prefix + secret.
+    pub hash: String,
+    /// Owning user (PATs only).
+    pub user: Option<String>,
+    /// Admin who created it (API keys only).
+    pub created_by: Option<String>,
+    /// The org it acts in.
+    pub org: String,
+    /// Fixed role (API keys only); PATs use the owner's live role.
+    pub role: Option<String>,
+    /// Human label.
+    pub name: String,
+    /// Optional narrowing list.
+    pub permissions: Option<Vec<String>>,
+    /// Creation time.
+    pub created: u64,
+    /// Expiry time, if any.
+    pub expires: Option<u64>,
+    /// Revocation time, if revoked.
+    pub revoked: Option<u64>,
+}
+
+impl CredentialRecord {
+    fn to_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("kind", self.kind.as_str().to_string()),
+            ("hash", self.hash.clone()),
+            ("org", self.org.clone()),
+            ("name", self.name.clone()),
+            ("created", self.created.to_string()),
+        ];
+        let optional = [
+            ("user", self.user.clone()),
+            ("created_by", self.created_by.clone()),
+            ("role", self.role.clone()),
+            ("permissions", self.permissions.as_ref().map(|p| p.join(" "))),
+            ("expires", self.expires.map(|e| e.to_string())),
+        ];
+        fields.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        fields
+    }
+
+    fn from_fields(key: &str, prefix: &str, mut fields: HashMap<String, String>) -> Result<Self, StoreError> {
+        let corrupt = |problem: &str| StoreError::Corrupt {
+            key: key.to_string(),
+            problem: problem.to_string(),
+        };
+        let mut take = |name: &str| fields.remove(name);
+        let number = |value: Option<String>, name: &str| -> Result<Option<u64>, StoreError> {
+            value.map(|v| v.parse().map_err(|_| corrupt(&format!("{name} is not a number")))).transpose()
+        };
+        let kind = take("kind").and_then(|k| Kind::from_record(&k)).ok_or_else(|| corrupt("bad kind"))?;
+        Ok(CredentialRecord {
+            prefix: prefix.to_string(),
+            kind,
+            hash: take("hash").ok_or_else(|| corrupt("no hash"))?,
+            user: take("user"),
+            created_by: take("created_by"),
+            org: take("org").ok_or_else(|| corrupt("no org"))?,
+            role: take("role"),
+            name: take("name").unwrap_or_default(),
+            permissions: take("permissions").map(|p| p.split_whitespace().map(str::to_string).collect()),
+            created: number(take("created"), "created")?.unwrap_or(0),
+            expires: number(take("expires"), "expires")?,
+            revoked: number(take("revoked"), "revoked")?,
+        })
+    }
+}
+
+/// What the gateway needs about a PAT's owner for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAccess {
+    /// `None` when the user record or its status is missing (treated as inactive).
+    pub status: Option<UserStatus>,
+    /// The user's current role in the org asked about.
+    pub role: Option<String>,
+}
+
+/// A whole user record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Account status (`None` if the product never wrote one).
+    pub status: Option<UserStatus>,
+    /// Role per org.
+    pub orgs: BTreeMap<String, String>,
+}
+
+/// Outcome of a revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked now.
+    Now,
+    /// It was already revoked.
+    Already,
+    /// No such credential.
+    NotFound,
+}
+
+/// Key names, one function per key.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Keys {
+        Keys { prefix: prefix.to_string() }
+    }
+
+    /// `cred:<prefix>`: the credential record.
+    pub fn credential(&self, token_prefix: &str) -> String {
+        format!("{}cred:{token_prefix}", self.prefix)
+    }
+
+    /// `user:<user>`: status and memberships.
+    pub fn user(&self, user: &str) -> String {
+        format!("{}user:{user}", self.prefix)
+    }
+
+    /// `user_tokens:<user>`: the user's PAT prefixes.
+    pub fn user_tokens(&self, user: &str) -> String {
+        format!("{}user_tokens:{user}", self.prefix)
+    }
+
+    /// `org_keys:<org>`: the org's API key prefixes.
+    pub fn org_keys(&self, org: &str) -> String {
+        format!("{}org_keys:{org}", self.prefix)
+    }
+}
+
+/// Field of `user:<user>` holding the role in `org`.
+pub fn membership_field(org: &str) -> String {
+    format!("org:{org}")
+}
+
+/// Inserts a credential record unless its prefix is taken, with its Redis expiry and index.
+/// KEYS: cred, index. ARGV: expireat (0 = none), then field/value pairs.
+const INSERT_CREDENTIAL: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIREAT', KEYS[1], ARGV[1]) end
+redis.call('SADD', KEYS[2], string.sub(KEYS[1], -10))
+return 1
+";
+
+/// Marks a credential revoked, once. KEYS: cred. ARGV: now, retention seconds, kind.
+const REVOKE_CREDENTIAL: &str = r"
+local kind = redis.call('HGET', KEYS[1], 'kind')
+if not kind or kind ~= ARGV[3] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then return 2 end
+redis.call('HSET', KEYS[1], 'revoked', ARGV[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
+/// Typed Redis access with a deadline on every call.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Keys,
+    timeout: Duration,
+}
+
+impl Store {
+    /// Creates a store whose connection is made on first use and remade after a drop.
+    /// Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// The URL is invalid.
+    pub fn lazy(conf: &RedisConf) -> Result<Store, StoreError> {
+        let client = redis::Client::open(conf.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(conf.timeout))
+            .set_response_timeout(Some(conf.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Store {
+            conn,
+            keys: Keys::new(&conf.key_prefix),
+            timeout: conf.timeout,
+        })
+    }
+
+    /// The key layout in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn bounded<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => result.map_err(StoreError::Redis),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    /// PING, within the timeout.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis does not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(redis::cmd("PING").query_async::<()>(&mut conn)).await
+    }
+
+    /// The credential record for `prefix`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout, Redis error or a corrupt record.
+    pub async fn credential(&self, prefix: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        let key = self.keys.credential(prefix);
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, String> = self.bounded(conn.hgetall(&key)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        CredentialRecord::from_fields(&key, prefix, fields).map(Some)
+    }
+
+    /// The user's status and current role in `org`, in one command.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn access(&self, user: &str, org: &str) -> Result<UserAccess, StoreError> {
+        let key = self.keys.user(user);
+        let mut conn = self.conn.clone();
+        let (status, role): (Option<String>, Option<String>) =
+            self.bounded(conn.hmget(&key, &["status".to_string(), membership_field(org)])).await?;
+        Ok(UserAccess {
+            status: status.as_deref().and_then(UserStatus::parse),
+            role,
+        })
+    }
+
+    /// The whole user record, if the user exists.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, String> = self.bounded(conn.hgetall(self.keys.user(user))).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut record = UserRecord { status: None, orgs: BTreeMap::new() };
+        for (field, value) in fields {
+            if field == "status" {
+                record.status = UserStatus::parse(&value);
+            } else if let Some(org) = field.strip_prefix("org:") {
+                record.orgs.insert(org.to_string(), value);
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// Sets the user's role in `org` (creating the user as active if new), in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn put_membership(&self, user: &str, org: &str, role: &str) -> Result<(), StoreError> {
+        let key = self.keys.user(user);
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_nx(&key, "status", UserStatus::Active.as_str())
+            .ignore()
+            .hset(&key, membership_field(org), role)
+            .ignore();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Ends the user's membership in `org`; `false` if there was none.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn leave(&self, user: &str, org: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let removed: u64 = self.bounded(conn.hdel(self.keys.user(user), membership_field(org))).await?;
+        Ok(removed > 0)
+    }
+
+    /// Sets the user's status.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn set_status(&self, user: &str, status: UserStatus) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status.as_str())).await
+    }
+
+    /// Stores a new credential atomically (record, Redis expiry, index); `false` if the prefix
+    /// is already taken.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn insert_credential(&self, record: &CredentialRecord) -> Result<bool, StoreError> {
+        let index = match (&record.kind, &record.user) {
+            (Kind::Pat, Some(user)) => self.keys.user_tokens(user),
+            (Kind::Pat, None) => {
+                return Err(StoreError::Corrupt {
+                    key: self.keys.credential(&record.prefix),
+                    problem: "PAT without user".into(),
+                })
+            }
+            (Kind::ApiKey, _) => self.keys.org_keys(&record.org),
+        };
+        let expire_at = record.expires.map_or(0, |e| e + EXPIRED_RETENTION_SECS);
+        let script = redis::Script::new(INSERT_CREDENTIAL);
+        let mut invocation = script.key(self.keys.credential(&record.prefix));
+        invocation.key(index).arg(expire_at);
+        for (field, value) in record.to_fields() {
+            invocation.arg(field).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let inserted: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(inserted == 1)
+    }
+
+    /// Revokes the credential `prefix` of `kind`, at most once.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn revoke(&self, prefix: &str, kind: Kind, now: u64) -> Result<Revoked, StoreError> {
+        let script = redis::Script::new(REVOKE_CREDENTIAL);
+        let mut invocation = script.key(self.keys.credential(prefix));
+        invocation.arg(now).arg(REVOKED_RETENTION_SECS).arg(kind.as_str());
+        let mut conn = self.conn.clone();
+        let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(match outcome {
+            1 => Revoked::Now,
+            2 => Revoked::Already,
+            _ => Revoked::NotFound,
+        })
+    }
+
+    /// Every credential listed in an index set (a user's PATs or an org's API keys); entries
+    /// whose record has gone are dropped from the index on the way.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout, Redis error or a corrupt record.
+    pub async fn indexed_credentials(&self, index: &str) -> Result<Vec<CredentialRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut prefixes: Vec<String> = self.bounded(conn.smembers(index)).await?;
+        prefixes.sort();
+        let mut records = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            match self.credential(&prefix).await? {
+                Some(record) => records.push(record),
+                None => {
+                    let _: u64 = self.bounded(conn.srem(index, &prefix)).await?;
+                }
+            }
+        }
+        Ok(records)
+    }
+}

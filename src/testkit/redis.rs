@@ -1,0 +1,168 @@
+//! [`RedisServer`]: a private `redis-server` on a free loopback port with its own temp dir,
+//! killed and reaped on drop. Never touches a Redis it did not start.
+//!
+//! The binary is `$PATGATE_REDIS_BIN` or `redis-server`. Fault helpers for tests: `stop()`
+//! (SIGSTOP), `resume()` (SIGCONT), `kill()`, `restart()`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a private Redis could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisStartError {
+    /// `redis-server` is not installed.
+    #[error("redis-server not found ({0}); install it with `apt-get install redis-server` (the README's commands do this)")]
+    Missing(String),
+    /// Some other I/O failure.
+    #[error("cannot start redis-server")]
+    Io(#[from] std::io::Error),
+    /// It started but never answered PING; the log is attached.
+    #[error("redis-server on port {port} did not answer within 10 s; log:\n{log}")]
+    NotReady {
+        /// Its port.
+        port: u16,
+        /// Its log file's content.
+        log: String,
+    },
+}
+
+/// A running private redis-server.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free port and waits until it answers PING.
+    ///
+    /// # Errors
+    /// [`RedisStartError`]: missing binary, spawn failure, or not ready in 10 s.
+    pub fn start() -> Result<RedisServer, RedisStartError> {
+        let dir = tempfile::Builder::new().prefix("patgate-redis-").tempdir()?;
+        let port = super::free_port()?;
+        let mut server = RedisServer { child: None, port, dir };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self) -> Result<(), RedisStartError> {
+        let binary = std::env::var("PATGATE_REDIS_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .args(["--enable-debug-command", "yes", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => RedisStartError::Missing(binary.clone()),
+                _ => RedisStartError::Io(e),
+            })?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&self) -> Result<(), RedisStartError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(RedisStartError::NotReady { port: self.port, log: self.log() })
+    }
+
+    /// Whether the server answers PING within 200 ms.
+    pub fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let Some(child) = &self.child else { return Ok(()) };
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("kill {signal} failed")))
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    ///
+    /// # Errors
+    /// `kill` failed.
+    pub fn stop(&self) -> std::io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Undoes [`RedisServer::stop`] (SIGCONT).
+    ///
+    /// # Errors
+    /// `kill` failed.
+    pub fn resume(&self) -> std::io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    /// Kills the server and reaps it; the port becomes free.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = self.signal_child(&mut child);
+        }
+    }
+
+    fn signal_child(&self, child: &mut Child) -> std::io::Result<()> {
+        let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Kills the server and starts a new, empty one on the same port.
+    ///
+    /// # Errors
+    /// As [`RedisServer::start`].
+    pub fn restart(&mut self) -> Result<(), RedisStartError> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
