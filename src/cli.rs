@@ -8,7 +8,12 @@ use std::path::PathBuf;
 #[command(name = "patgate", version, about, propagate_version = true)]
 pub struct Cli {
     /// The conf file (YAML).
-    #[arg(short = 'c', long = "conf", global = true, default_value = "conf/patgate.yaml")]
+    #[arg(
+        short = 'c',
+        long = "conf",
+        global = true,
+        default_value = "conf/patgate.yaml"
+    )]
     pub conf: PathBuf,
     /// What to do.
     #[command(subcommand)]

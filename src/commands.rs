@@ -16,7 +16,11 @@ use std::io::Write;
 /// Runs `f` with a manager on a private current-thread runtime.
 fn with_manager<T>(
     conf: &Conf,
-    f: impl for<'a> FnOnce(&'a Manager<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ManageError>> + 'a>>,
+    f: impl for<'a> FnOnce(
+        &'a Manager<'a>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<T, ManageError>> + 'a>,
+    >,
 ) -> Result<T, ManageError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -24,7 +28,10 @@ fn with_manager<T>(
         .map_err(|e| ManageError::Refused(format!("cannot start runtime: {e}")))?;
     runtime.block_on(async {
         let store = Store::lazy(&conf.redis)?;
-        let manager = Manager { store: &store, conf };
+        let manager = Manager {
+            store: &store,
+            conf,
+        };
         f(&manager).await
     })
 }
@@ -40,11 +47,15 @@ fn lifetime(expires: &Option<String>) -> Result<Option<Lifetime>, ManageError> {
 pub fn user(conf: &Conf, command: UserCommand) -> Result<(), ManageError> {
     match command {
         UserCommand::Put { user, org, role } => {
-            with_manager(conf, |m| Box::pin(async move { m.put_membership(&user, &org, &role).await }))?;
+            with_manager(conf, |m| {
+                Box::pin(async move { m.put_membership(&user, &org, &role).await })
+            })?;
             eprintln!("membership saved");
         }
         UserCommand::Leave { user, org } => {
-            with_manager(conf, |m| Box::pin(async move { m.leave(&user, &org).await }))?;
+            with_manager(conf, |m| {
+                Box::pin(async move { m.leave(&user, &org).await })
+            })?;
             eprintln!("membership ended");
         }
         UserCommand::Suspend { user } => {
@@ -76,13 +87,27 @@ pub fn token(conf: &Conf, command: TokenCommand) -> Result<(), ManageError> {
     let now = unix_now();
     match command {
         TokenCommand::Create { user, org, options } => {
-            let CreateOptions { name, expires, permissions } = options;
-            let request = NewToken { user, org, name, expires: lifetime(&expires)?, permissions };
-            let created = with_manager(conf, |m| Box::pin(async move { m.create_token(request, now).await }))?;
+            let CreateOptions {
+                name,
+                expires,
+                permissions,
+            } = options;
+            let request = NewToken {
+                user,
+                org,
+                name,
+                expires: lifetime(&expires)?,
+                permissions,
+            };
+            let created = with_manager(conf, |m| {
+                Box::pin(async move { m.create_token(request, now).await })
+            })?;
             print_created(&created);
         }
         TokenCommand::List { user, json } => {
-            let records = with_manager(conf, |m| Box::pin(async move { m.list_tokens(&user).await }))?;
+            let records = with_manager(conf, |m| {
+                Box::pin(async move { m.list_tokens(&user).await })
+            })?;
             print_list(&records, json, now);
         }
         TokenCommand::Revoke { prefix } => revoke(conf, prefix, Kind::Pat, now)?,
@@ -97,14 +122,34 @@ pub fn token(conf: &Conf, command: TokenCommand) -> Result<(), ManageError> {
 pub fn apikey(conf: &Conf, command: ApikeyCommand) -> Result<(), ManageError> {
     let now = unix_now();
     match command {
-        ApikeyCommand::Create { org, role, created_by, options } => {
-            let CreateOptions { name, expires, permissions } = options;
-            let request = NewApiKey { org, role, created_by, name, expires: lifetime(&expires)?, permissions };
-            let created = with_manager(conf, |m| Box::pin(async move { m.create_apikey(request, now).await }))?;
+        ApikeyCommand::Create {
+            org,
+            role,
+            created_by,
+            options,
+        } => {
+            let CreateOptions {
+                name,
+                expires,
+                permissions,
+            } = options;
+            let request = NewApiKey {
+                org,
+                role,
+                created_by,
+                name,
+                expires: lifetime(&expires)?,
+                permissions,
+            };
+            let created = with_manager(conf, |m| {
+                Box::pin(async move { m.create_apikey(request, now).await })
+            })?;
             print_created(&created);
         }
         ApikeyCommand::List { org, json } => {
-            let records = with_manager(conf, |m| Box::pin(async move { m.list_apikeys(&org).await }))?;
+            let records = with_manager(conf, |m| {
+                Box::pin(async move { m.list_apikeys(&org).await })
+            })?;
             print_list(&records, json, now);
         }
         ApikeyCommand::Revoke { prefix } => revoke(conf, prefix, Kind::ApiKey, now)?,
@@ -114,7 +159,9 @@ pub fn apikey(conf: &Conf, command: ApikeyCommand) -> Result<(), ManageError> {
 
 fn revoke(conf: &Conf, prefix: String, kind: Kind, now: u64) -> Result<(), ManageError> {
     let shown = prefix.clone();
-    let outcome = with_manager(conf, |m| Box::pin(async move { m.revoke(&prefix, kind, now).await }))?;
+    let outcome = with_manager(conf, |m| {
+        Box::pin(async move { m.revoke(&prefix, kind, now).await })
+    })?;
     match outcome {
         Revoked::Already => eprintln!("{shown} was already revoked"),
         _ => eprintln!("{shown} revoked"),
@@ -186,7 +233,10 @@ fn print_list(records: &[CredentialRecord], as_json: bool, now: u64) {
         println!("{}", serde_json::Value::Array(list));
         return;
     }
-    println!("{:<10}  {:<8}  {:<12}  {:<10}  {:<22}  NAME", "PREFIX", "STATE", "ORG", "ROLE", "EXPIRES");
+    println!(
+        "{:<10}  {:<8}  {:<12}  {:<10}  {:<22}  NAME",
+        "PREFIX", "STATE", "ORG", "ROLE", "EXPIRES"
+    );
     for r in records {
         println!(
             "{:<10}  {:<8}  {:<12}  {:<10}  {:<22}  {}",
@@ -203,7 +253,10 @@ fn print_list(records: &[CredentialRecord], as_json: bool, now: u64) {
 fn print_user(user: &str, record: &UserRecord, as_json: bool) {
     let status = record.status.map_or("unknown", |s| s.as_str());
     if as_json {
-        println!("{}", json!({ "user": user, "status": status, "orgs": record.orgs }));
+        println!(
+            "{}",
+            json!({ "user": user, "status": status, "orgs": record.orgs })
+        );
         return;
     }
     println!("user {user}: {status}");

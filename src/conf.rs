@@ -89,7 +89,11 @@ struct VerifyFile {
 
 impl Default for VerifyFile {
     fn default() -> Self {
-        VerifyFile { bcrypt_cost: 10, pool_threads: 2, pool_queue: 1024 }
+        VerifyFile {
+            bcrypt_cost: 10,
+            pool_threads: 2,
+            pool_queue: 1024,
+        }
     }
 }
 
@@ -121,7 +125,9 @@ struct IdentityHeadersFile {
 
 impl Default for IdentityHeadersFile {
     fn default() -> Self {
-        IdentityHeadersFile { prefix: "X-Auth-".into() }
+        IdentityHeadersFile {
+            prefix: "X-Auth-".into(),
+        }
     }
 }
 
@@ -350,7 +356,9 @@ impl Builder<'_> {
             routes,
         } = file;
         let listen = self.socket_addr("listen", &listen)?;
-        let admin_listen = admin_listen.map(|a| self.socket_addr("admin_listen", &a)).transpose()?;
+        let admin_listen = admin_listen
+            .map(|a| self.socket_addr("admin_listen", &a))
+            .transpose()?;
         let redis = self.redis(redis)?;
         let verify = self.verify(verify)?;
         let roles = self.roles(roles, permissions)?;
@@ -379,13 +387,26 @@ impl Builder<'_> {
     }
 
     fn redis(&self, redis: RedisFile) -> Result<RedisConf, ConfError> {
-        let RedisFile { url, key_prefix, timeout_ms } = redis;
+        let RedisFile {
+            url,
+            key_prefix,
+            timeout_ms,
+        } = redis;
         redis::Client::open(url.as_str()).map_err(|e| self.invalid("redis.url", format!("{e}")))?;
-        if key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(self.invalid("redis.key_prefix", "must not contain spaces or control characters"));
+        if key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(self.invalid(
+                "redis.key_prefix",
+                "must not contain spaces or control characters",
+            ));
         }
         if !(1..=60_000).contains(&timeout_ms) {
-            return Err(self.invalid("redis.timeout_ms", format!("{timeout_ms} is outside 1..=60000")));
+            return Err(self.invalid(
+                "redis.timeout_ms",
+                format!("{timeout_ms} is outside 1..=60000"),
+            ));
         }
         Ok(RedisConf {
             url,
@@ -395,21 +416,41 @@ impl Builder<'_> {
     }
 
     fn verify(&self, verify: VerifyFile) -> Result<VerifyConf, ConfError> {
-        let VerifyFile { bcrypt_cost, pool_threads, pool_queue } = verify;
+        let VerifyFile {
+            bcrypt_cost,
+            pool_threads,
+            pool_queue,
+        } = verify;
         if !(4..=31).contains(&bcrypt_cost) {
-            return Err(self.invalid("verify.bcrypt_cost", format!("{bcrypt_cost} is outside bcrypt's 4..=31")));
+            return Err(self.invalid(
+                "verify.bcrypt_cost",
+                format!("{bcrypt_cost} is outside bcrypt's 4..=31"),
+            ));
         }
         if !(1..=256).contains(&pool_threads) {
-            return Err(self.invalid("verify.pool_threads", format!("{pool_threads} is outside 1..=256")));
+            return Err(self.invalid(
+                "verify.pool_threads",
+                format!("{pool_threads} is outside 1..=256"),
+            ));
         }
         if !(1..=1_000_000).contains(&pool_queue) {
-            return Err(self.invalid("verify.pool_queue", format!("{pool_queue} is outside 1..=1000000")));
+            return Err(self.invalid(
+                "verify.pool_queue",
+                format!("{pool_queue} is outside 1..=1000000"),
+            ));
         }
-        Ok(VerifyConf { bcrypt_cost, pool_threads, pool_queue })
+        Ok(VerifyConf {
+            bcrypt_cost,
+            pool_threads,
+            pool_queue,
+        })
     }
 
     fn roles(&self, roles: Vec<RoleFile>, permissions: Vec<String>) -> Result<Roles, ConfError> {
-        let pairs = roles.into_iter().map(|RoleFile { name, permissions }| (name, permissions)).collect();
+        let pairs = roles
+            .into_iter()
+            .map(|RoleFile { name, permissions }| (name, permissions))
+            .collect();
         Roles::new(pairs, permissions).map_err(|e| self.invalid("roles", e.to_string()))
     }
 
@@ -418,25 +459,53 @@ impl Builder<'_> {
     }
 
     fn policy(&self, policy: PolicyFile, roles: &Roles) -> Result<Policy, ConfError> {
-        let PolicyFile { default_lifetime, max_lifetime, allow_no_expiry, admin_role } = policy;
+        let PolicyFile {
+            default_lifetime,
+            max_lifetime,
+            allow_no_expiry,
+            admin_role,
+        } = policy;
         let default_lifetime = self.lifetime("policy.default_lifetime", &default_lifetime)?;
         let max_lifetime = self.lifetime("policy.max_lifetime", &max_lifetime)?;
-        let expiry = ExpiryPolicy { default_lifetime, max_lifetime, allow_no_expiry };
+        let expiry = ExpiryPolicy {
+            default_lifetime,
+            max_lifetime,
+            allow_no_expiry,
+        };
         if let Err(e) = expiry.expiry(None, 0) {
             return Err(self.invalid("policy.default_lifetime", e.to_string()));
         }
         if roles.get(&admin_role).is_none() {
-            return Err(self.invalid("policy.admin_role", format!("{admin_role:?} is not a role defined under roles")));
+            return Err(self.invalid(
+                "policy.admin_role",
+                format!("{admin_role:?} is not a role defined under roles"),
+            ));
         }
         Ok(Policy { expiry, admin_role })
     }
 
-    fn identity_headers(&self, headers: IdentityHeadersFile) -> Result<IdentityHeaderNames, ConfError> {
+    fn identity_headers(
+        &self,
+        headers: IdentityHeadersFile,
+    ) -> Result<IdentityHeaderNames, ConfError> {
         let IdentityHeadersFile { prefix } = headers;
-        let valid = prefix.len() >= 2 && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        let reserved = ["authorization", "x-api-key", "host", "content-", "transfer-", "connection"]
-            .iter()
-            .any(|r| r.starts_with(&prefix.to_ascii_lowercase()) || prefix.to_ascii_lowercase().starts_with(r));
+        let valid = prefix.len() >= 2
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let reserved = [
+            "authorization",
+            "x-api-key",
+            "host",
+            "content-",
+            "transfer-",
+            "connection",
+        ]
+        .iter()
+        .any(|r| {
+            r.starts_with(&prefix.to_ascii_lowercase())
+                || prefix.to_ascii_lowercase().starts_with(r)
+        });
         if !valid || reserved {
             return Err(self.invalid(
                 "identity_headers.prefix",
@@ -478,12 +547,18 @@ impl Builder<'_> {
             let key = |field: &str| format!("{label}: {field}");
             let route = self.route(route, roles, &key)?;
             if let Some(other) = built.iter().find(|other| other.name == route.name) {
-                return Err(self.invalid(key("name"), format!("duplicate route name {:?}", other.name)));
+                return Err(self.invalid(
+                    key("name"),
+                    format!("duplicate route name {:?}", other.name),
+                ));
             }
             if let Some(other) = built.iter().find(|other| other.conflicts_with(&route)) {
                 return Err(self.invalid(
                     key("methods"),
-                    format!("same host and path_prefix as route {:?} with overlapping methods", other.name),
+                    format!(
+                        "same host and path_prefix as route {:?} with overlapping methods",
+                        other.name
+                    ),
                 ));
             }
             built.push(route);
@@ -491,7 +566,12 @@ impl Builder<'_> {
         Ok(RouteTable::new(built))
     }
 
-    fn route(&self, route: RouteFile, roles: &Roles, key: &dyn Fn(&str) -> String) -> Result<Route, ConfError> {
+    fn route(
+        &self,
+        route: RouteFile,
+        roles: &Roles,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<Route, ConfError> {
         let RouteFile {
             name,
             host,
@@ -503,25 +583,41 @@ impl Builder<'_> {
             forward_credentials,
         } = route;
         if !is_identifier(&name) {
-            return Err(self.invalid(key("name"), "must be 1-64 characters of letters, digits, '_' or '-'"));
+            return Err(self.invalid(
+                key("name"),
+                "must be 1-64 characters of letters, digits, '_' or '-'",
+            ));
         }
         let host = HostMatch::parse(host.as_deref()).map_err(|e| self.invalid(key("host"), e))?;
         let methods = match methods {
             None => None,
-            Some(list) if list.is_empty() => return Err(self.invalid(key("methods"), "must not be empty; omit it for all methods")),
+            Some(list) if list.is_empty() => {
+                return Err(
+                    self.invalid(key("methods"), "must not be empty; omit it for all methods")
+                )
+            }
             Some(list) => {
                 let mut upper = Vec::with_capacity(list.len());
                 for method in list {
                     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-                        return Err(self.invalid(key("methods"), format!("{method:?} is not an HTTP method")));
+                        return Err(self
+                            .invalid(key("methods"), format!("{method:?} is not an HTTP method")));
                     }
                     upper.push(method.to_ascii_uppercase());
                 }
                 Some(upper)
             }
         };
-        if !path_prefix.starts_with('/') || !crate::routes::path_is_safe(&path_prefix) || path_prefix.contains('?') {
-            return Err(self.invalid(key("path_prefix"), format!("{path_prefix:?} must be an absolute path without '?', '.' or '..' segments")));
+        if !path_prefix.starts_with('/')
+            || !crate::routes::path_is_safe(&path_prefix)
+            || path_prefix.contains('?')
+        {
+            return Err(self.invalid(
+                key("path_prefix"),
+                format!(
+                    "{path_prefix:?} must be an absolute path without '?', '.' or '..' segments"
+                ),
+            ));
         }
         let upstreams = match upstream {
             OneOrMany::One(one) => vec![one],
@@ -537,22 +633,44 @@ impl Builder<'_> {
                 .to_socket_addrs()
                 .ok()
                 .and_then(|mut it| it.next())
-                .ok_or_else(|| self.invalid(key("upstream"), format!("{upstream:?} is not a resolvable host:port")))?;
+                .ok_or_else(|| {
+                    self.invalid(
+                        key("upstream"),
+                        format!("{upstream:?} is not a resolvable host:port"),
+                    )
+                })?;
             addrs.push(addr);
         }
         let access = match (auth.as_deref(), require) {
             (Some("none"), None) => Access::Open,
-            (Some("none"), Some(_)) => return Err(self.invalid(key("require"), "cannot be combined with auth: none")),
+            (Some("none"), Some(_)) => {
+                return Err(self.invalid(key("require"), "cannot be combined with auth: none"))
+            }
             (Some("required") | None, require) => {
                 let require = require.unwrap_or_default();
                 if let Some(unknown) = roles.first_unknown(&require) {
-                    return Err(self.invalid(key("require"), format!("unknown permission {unknown:?}")));
+                    return Err(
+                        self.invalid(key("require"), format!("unknown permission {unknown:?}"))
+                    );
                 }
                 Access::Protected { require }
             }
-            (Some(other), _) => return Err(self.invalid(key("auth"), format!("{other:?} is not one of: none, required"))),
+            (Some(other), _) => {
+                return Err(self.invalid(
+                    key("auth"),
+                    format!("{other:?} is not one of: none, required"),
+                ))
+            }
         };
-        Ok(Route::new(name, host, methods, path_prefix, addrs, access, forward_credentials))
+        Ok(Route::new(
+            name,
+            host,
+            methods,
+            path_prefix,
+            addrs,
+            access,
+            forward_credentials,
+        ))
     }
 }
 
@@ -615,18 +733,28 @@ routes:
     #[test]
     fn unknown_keys_are_refused() {
         let text = BASE.replace("listen:", "listn: x\nlisten:");
-        assert!(error(&text).contains("unknown field `listn`"), "{}", error(&text));
+        assert!(
+            error(&text).contains("unknown field `listn`"),
+            "{}",
+            error(&text)
+        );
     }
 
     #[test]
     fn unknown_permission_in_require_names_the_route() {
         let text = BASE.replace("require: [repos:read]", "require: [repo:read]");
-        assert_eq!(error(&text), r#"test.yaml: routes[0] "repos": require: unknown permission "repo:read""#);
+        assert_eq!(
+            error(&text),
+            r#"test.yaml: routes[0] "repos": require: unknown permission "repo:read""#
+        );
     }
 
     #[test]
     fn auth_none_with_require_is_refused() {
-        let text = BASE.replace("    require: [repos:read]", "    auth: none\n    require: [repos:read]");
+        let text = BASE.replace(
+            "    require: [repos:read]",
+            "    auth: none\n    require: [repos:read]",
+        );
         assert!(error(&text).contains("cannot be combined with auth: none"));
     }
 
@@ -639,7 +767,10 @@ routes:
     #[test]
     fn bad_listen_address_is_refused() {
         let text = BASE.replace("listen: 127.0.0.1:8080", "listen: localhost");
-        assert_eq!(error(&text), r#"test.yaml: listen: "localhost" is not an IP:port address"#);
+        assert_eq!(
+            error(&text),
+            r#"test.yaml: listen: "localhost" is not an IP:port address"#
+        );
     }
 
     #[test]
@@ -670,17 +801,29 @@ routes:
 
     #[test]
     fn duplicate_route_names_and_overlaps_are_refused() {
-        let dup = format!("{BASE}  - name: repos\n    path_prefix: /other\n    upstream: 127.0.0.1:3000\n");
+        let dup = format!(
+            "{BASE}  - name: repos\n    path_prefix: /other\n    upstream: 127.0.0.1:3000\n"
+        );
         assert!(error(&dup).contains("duplicate route name"));
-        let overlap = format!("{BASE}  - name: repos2\n    path_prefix: /v1/repos\n    upstream: 127.0.0.1:3000\n");
+        let overlap = format!(
+            "{BASE}  - name: repos2\n    path_prefix: /v1/repos\n    upstream: 127.0.0.1:3000\n"
+        );
         assert!(error(&overlap).contains("overlapping methods"));
     }
 
     #[test]
     fn bad_route_fields_are_refused() {
         let cases = [
-            ("path_prefix: /v1/repos", "path_prefix: v1/repos", "path_prefix"),
-            ("path_prefix: /v1/repos", "path_prefix: /v1/../x", "path_prefix"),
+            (
+                "path_prefix: /v1/repos",
+                "path_prefix: v1/repos",
+                "path_prefix",
+            ),
+            (
+                "path_prefix: /v1/repos",
+                "path_prefix: /v1/../x",
+                "path_prefix",
+            ),
             ("upstream: 127.0.0.1:3000", "upstream: []", "upstream"),
             ("upstream: 127.0.0.1:3000", "upstream: nohost", "upstream"),
             ("name: repos", "name: \"re pos\"", "name"),
@@ -702,9 +845,15 @@ routes:
             "host: \"*.example.com\"\n    methods: [get, HEAD]\n    upstream: [127.0.0.1:3000, 127.0.0.1:3001]",
         );
         let conf = parse(&text).expect("valid");
-        let route = conf.routes.lookup(Some("api.example.com"), "GET", "/v1/repos").expect("route");
+        let route = conf
+            .routes
+            .lookup(Some("api.example.com"), "GET", "/v1/repos")
+            .expect("route");
         assert_eq!(route.upstreams.len(), 2);
-        assert_eq!(route.methods.as_deref(), Some(&["GET".to_string(), "HEAD".to_string()][..]));
+        assert_eq!(
+            route.methods.as_deref(),
+            Some(&["GET".to_string(), "HEAD".to_string()][..])
+        );
     }
 
     #[test]
@@ -719,6 +868,8 @@ routes:
     #[test]
     fn missing_file_names_the_path() {
         let e = Conf::load(Path::new("/nonexistent/patgate.yaml")).expect_err("missing");
-        assert!(e.to_string().starts_with("/nonexistent/patgate.yaml: cannot read"));
+        assert!(e
+            .to_string()
+            .starts_with("/nonexistent/patgate.yaml: cannot read"));
     }
 }

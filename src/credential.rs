@@ -80,16 +80,28 @@ mod tests {
     fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_bytes(value).expect("valid header bytes"));
+            map.append(
+                *name,
+                HeaderValue::from_bytes(value).expect("valid header bytes"),
+            );
         }
         map
     }
 
     #[test]
     fn bearer_and_api_key_headers_are_both_read() {
-        assert_eq!(presented(&headers(&[("authorization", b"Bearer abc")])), Presented::Token("abc"));
-        assert_eq!(presented(&headers(&[("authorization", b"bearer  abc ")])), Presented::Token("abc"));
-        assert_eq!(presented(&headers(&[("x-api-key", b"abc")])), Presented::Token("abc"));
+        assert_eq!(
+            presented(&headers(&[("authorization", b"Bearer abc")])),
+            Presented::Token("abc")
+        );
+        assert_eq!(
+            presented(&headers(&[("authorization", b"bearer  abc ")])),
+            Presented::Token("abc")
+        );
+        assert_eq!(
+            presented(&headers(&[("x-api-key", b"abc")])),
+            Presented::Token("abc")
+        );
     }
 
     #[test]
@@ -104,22 +116,39 @@ mod tests {
         assert_eq!(presented(&both), Presented::Ambiguous);
         let two_keys = headers(&[("x-api-key", b"abc"), ("x-api-key", b"xyz")]);
         assert_eq!(presented(&two_keys), Presented::Ambiguous);
-        let two_bearers = headers(&[("authorization", b"Bearer abc"), ("authorization", b"Bearer xyz")]);
+        let two_bearers = headers(&[
+            ("authorization", b"Bearer abc"),
+            ("authorization", b"Bearer xyz"),
+        ]);
         assert_eq!(presented(&two_bearers), Presented::Ambiguous);
     }
 
     #[test]
     fn no_header_or_another_scheme_is_missing() {
-        assert_eq!(presented(&HeaderMap::new()), Presented::Missing { other_scheme: false });
+        assert_eq!(
+            presented(&HeaderMap::new()),
+            Presented::Missing {
+                other_scheme: false
+            }
+        );
         let basic = headers(&[("authorization", b"Basic dXNlcjpwYXNz")]);
         assert_eq!(presented(&basic), Presented::Missing { other_scheme: true });
     }
 
     #[test]
     fn empty_or_non_ascii_values_are_unreadable() {
-        assert_eq!(presented(&headers(&[("authorization", b"Bearer ")])), Presented::Unreadable);
-        assert_eq!(presented(&headers(&[("x-api-key", b"")])), Presented::Unreadable);
-        assert_eq!(presented(&headers(&[("x-api-key", b"\xff\xfe")])), Presented::Unreadable);
+        assert_eq!(
+            presented(&headers(&[("authorization", b"Bearer ")])),
+            Presented::Unreadable
+        );
+        assert_eq!(
+            presented(&headers(&[("x-api-key", b"")])),
+            Presented::Unreadable
+        );
+        assert_eq!(
+            presented(&headers(&[("x-api-key", b"\xff\xfe")])),
+            Presented::Unreadable
+        );
         let mixed = headers(&[("authorization", b"Bearer abc"), ("x-api-key", b"\xff")]);
         assert_eq!(presented(&mixed), Presented::Unreadable);
     }

@@ -5,9 +5,9 @@
 
 use crate::conf::Conf;
 use crate::manage::{ManageError, Manager, NewToken};
+use crate::testkit::free_port;
 use crate::testkit::redis::{RedisServer, RedisStartError};
 use crate::testkit::upstream::Upstream;
-use crate::testkit::free_port;
 use pingora::server::configuration::Opt;
 use std::net::TcpListener;
 
@@ -41,7 +41,10 @@ pub fn run(port: u16) -> Result<(), DemoError> {
     };
     let dir = tempfile::Builder::new().prefix("patgate-demo-").tempdir()?;
     let conf_path = dir.path().join("patgate.yaml");
-    std::fs::write(&conf_path, demo_conf(port, &redis.url(), &upstream.addr().to_string(), dir.path()))?;
+    std::fs::write(
+        &conf_path,
+        demo_conf(port, &redis.url(), &upstream.addr().to_string(), dir.path()),
+    )?;
     let conf = Conf::load(&conf_path)?;
     let token = seed(&conf)?;
     print_instructions(port, &token, &conf_path.display().to_string());
@@ -58,7 +61,10 @@ fn seed(conf: &Conf) -> Result<String, ManageError> {
         .map_err(|e| ManageError::Refused(format!("cannot start runtime: {e}")))?;
     runtime.block_on(async {
         let store = crate::store::Store::lazy(&conf.redis)?;
-        let manager = Manager { store: &store, conf };
+        let manager = Manager {
+            store: &store,
+            conf,
+        };
         manager.put_membership("alice", "acme", "member").await?;
         let created = manager
             .create_token(

@@ -174,7 +174,11 @@ impl Denial {
             Denial::InsufficientScope { missing } => Some(missing.as_slice()),
             _ => None,
         };
-        let body = Body { error: self.code(), message: &message, missing };
+        let body = Body {
+            error: self.code(),
+            message: &message,
+            missing,
+        };
         serde_json::to_vec(&body).expect("a struct of strings always serializes")
     }
 }
@@ -187,11 +191,29 @@ mod tests {
     fn statuses_and_codes_follow_the_spec_table() {
         let table = [
             (Denial::NoRoute, 404, "no_route"),
-            (Denial::MissingCredential { other_scheme: false }, 401, "missing_credential"),
+            (
+                Denial::MissingCredential {
+                    other_scheme: false,
+                },
+                401,
+                "missing_credential",
+            ),
             (Denial::AmbiguousCredential, 400, "ambiguous_credential"),
-            (Denial::InvalidToken { reason: InvalidReason::Revoked }, 401, "invalid_token"),
+            (
+                Denial::InvalidToken {
+                    reason: InvalidReason::Revoked,
+                },
+                401,
+                "invalid_token",
+            ),
             (Denial::NoOrgAccess, 403, "no_org_access"),
-            (Denial::InsufficientScope { missing: vec!["a:b".into()] }, 403, "insufficient_scope"),
+            (
+                Denial::InsufficientScope {
+                    missing: vec!["a:b".into()],
+                },
+                403,
+                "insufficient_scope",
+            ),
             (Denial::RateLimited { retry_after: 30 }, 429, "rate_limited"),
             (Denial::AuthUnavailable, 503, "auth_unavailable"),
             (Denial::Overloaded, 503, "overloaded"),
@@ -205,19 +227,30 @@ mod tests {
 
     #[test]
     fn wrong_secret_and_unknown_and_revoked_look_the_same() {
-        let bodies: Vec<Vec<u8>> = [InvalidReason::Unknown, InvalidReason::WrongSecret, InvalidReason::Revoked]
-            .into_iter()
-            .map(|reason| Denial::InvalidToken { reason }.body())
-            .collect();
+        let bodies: Vec<Vec<u8>> = [
+            InvalidReason::Unknown,
+            InvalidReason::WrongSecret,
+            InvalidReason::Revoked,
+        ]
+        .into_iter()
+        .map(|reason| Denial::InvalidToken { reason }.body())
+        .collect();
         assert_eq!(bodies[0], bodies[1]);
         assert_eq!(bodies[1], bodies[2]);
     }
 
     #[test]
     fn challenges_follow_rfc_6750() {
-        let missing = Denial::MissingCredential { other_scheme: false };
-        assert_eq!(missing.www_authenticate("patgate").as_deref(), Some("Bearer realm=\"patgate\""));
-        let invalid = Denial::InvalidToken { reason: InvalidReason::Expired };
+        let missing = Denial::MissingCredential {
+            other_scheme: false,
+        };
+        assert_eq!(
+            missing.www_authenticate("patgate").as_deref(),
+            Some("Bearer realm=\"patgate\"")
+        );
+        let invalid = Denial::InvalidToken {
+            reason: InvalidReason::Expired,
+        };
         let challenge = invalid.www_authenticate("patgate").expect("challenge");
         assert!(challenge.starts_with("Bearer realm=\"patgate\", error=\"invalid_token\""));
         assert!(challenge.contains("expired"));
@@ -227,16 +260,27 @@ mod tests {
     #[test]
     fn only_429_and_503_carry_retry_after() {
         assert_eq!(Denial::AuthUnavailable.retry_after(), Some(1));
-        assert_eq!(Denial::RateLimited { retry_after: 7 }.retry_after(), Some(7));
+        assert_eq!(
+            Denial::RateLimited { retry_after: 7 }.retry_after(),
+            Some(7)
+        );
         assert_eq!(Denial::NoOrgAccess.retry_after(), None);
     }
 
     #[test]
     fn insufficient_scope_body_lists_what_is_missing() {
-        let denial = Denial::InsufficientScope { missing: vec!["repos:write".into(), "billing:read".into()] };
+        let denial = Denial::InsufficientScope {
+            missing: vec!["repos:write".into(), "billing:read".into()],
+        };
         let body: serde_json::Value = serde_json::from_slice(&denial.body()).expect("json");
         assert_eq!(body["error"], "insufficient_scope");
-        assert_eq!(body["missing"], serde_json::json!(["repos:write", "billing:read"]));
-        assert!(body["message"].as_str().expect("string").contains("repos:write, billing:read"));
+        assert_eq!(
+            body["missing"],
+            serde_json::json!(["repos:write", "billing:read"])
+        );
+        assert!(body["message"]
+            .as_str()
+            .expect("string")
+            .contains("repos:write, billing:read"));
     }
 }

@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn sha256_of_a_known_vector() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[tokio::test]
@@ -136,7 +139,10 @@ mod tests {
         let hash = bcrypt_hash(b"pat_secret", 4).expect("hash");
         assert_eq!(pool.verify(b"pat_secret", &hash).await, Ok(true));
         assert_eq!(pool.verify(b"pat_other", &hash).await, Ok(false));
-        assert_eq!(pool.verify(b"pat_secret", "not a bcrypt hash").await, Ok(false));
+        assert_eq!(
+            pool.verify(b"pat_secret", "not a bcrypt hash").await,
+            Ok(false)
+        );
     }
 
     #[tokio::test]
@@ -151,7 +157,10 @@ mod tests {
             pool.verify(b"x", &slow)
         );
         let results = [a, b, c, d];
-        let overloaded = results.iter().filter(|r| **r == Err(PoolError::Overloaded)).count();
+        let overloaded = results
+            .iter()
+            .filter(|r| **r == Err(PoolError::Overloaded))
+            .count();
         let verified = results.iter().filter(|r| **r == Ok(true)).count();
         assert!(overloaded >= 2, "{results:?}");
         assert_eq!(overloaded + verified, 4, "{results:?}");

@@ -31,7 +31,9 @@ pub enum LifetimeError {
         max: Lifetime,
     },
     /// `never` while `policy.allow_no_expiry` is false.
-    #[error("credentials without expiry are not allowed by policy (policy.allow_no_expiry is false)")]
+    #[error(
+        "credentials without expiry are not allowed by policy (policy.allow_no_expiry is false)"
+    )]
     NoExpiryNotAllowed,
 }
 
@@ -103,7 +105,11 @@ impl ExpiryPolicy {
     ///
     /// # Errors
     /// [`LifetimeError::AboveMax`] or [`LifetimeError::NoExpiryNotAllowed`].
-    pub fn expiry(&self, requested: Option<Lifetime>, now: u64) -> Result<Option<u64>, LifetimeError> {
+    pub fn expiry(
+        &self,
+        requested: Option<Lifetime>,
+        now: u64,
+    ) -> Result<Option<u64>, LifetimeError> {
         let lifetime = requested.unwrap_or(self.default_lifetime);
         match (lifetime, self.max_lifetime) {
             (Lifetime::Never, _) if !self.allow_no_expiry => Err(LifetimeError::NoExpiryNotAllowed),
@@ -112,10 +118,12 @@ impl ExpiryPolicy {
                 max: self.max_lifetime,
             }),
             (Lifetime::Never, Lifetime::Never) => Ok(None),
-            (Lifetime::For(asked), Lifetime::For(max)) if asked > max => Err(LifetimeError::AboveMax {
-                requested: lifetime,
-                max: self.max_lifetime,
-            }),
+            (Lifetime::For(asked), Lifetime::For(max)) if asked > max => {
+                Err(LifetimeError::AboveMax {
+                    requested: lifetime,
+                    max: self.max_lifetime,
+                })
+            }
             (Lifetime::For(asked), _) => Ok(Some(now.saturating_add(asked.as_secs()))),
         }
     }
@@ -131,17 +139,41 @@ mod tests {
 
     #[test]
     fn every_unit_parses() {
-        assert_eq!(Lifetime::parse("90s"), Ok(Lifetime::For(Duration::from_secs(90))));
-        assert_eq!(Lifetime::parse("15m"), Ok(Lifetime::For(Duration::from_secs(900))));
-        assert_eq!(Lifetime::parse("12h"), Ok(Lifetime::For(Duration::from_secs(43_200))));
+        assert_eq!(
+            Lifetime::parse("90s"),
+            Ok(Lifetime::For(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            Lifetime::parse("15m"),
+            Ok(Lifetime::For(Duration::from_secs(900)))
+        );
+        assert_eq!(
+            Lifetime::parse("12h"),
+            Ok(Lifetime::For(Duration::from_secs(43_200)))
+        );
         assert_eq!(Lifetime::parse("30d"), Ok(days(30)));
         assert_eq!(Lifetime::parse("never"), Ok(Lifetime::Never));
     }
 
     #[test]
     fn malformed_durations_are_refused() {
-        for bad in ["", "d", "0d", "-5m", "5", "5w", "1.5h", "+3d", " 3d", "99999999999999999999d", "Never"] {
-            assert!(matches!(Lifetime::parse(bad), Err(LifetimeError::Syntax(_))), "{bad:?}");
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-5m",
+            "5",
+            "5w",
+            "1.5h",
+            "+3d",
+            " 3d",
+            "99999999999999999999d",
+            "Never",
+        ] {
+            assert!(
+                matches!(Lifetime::parse(bad), Err(LifetimeError::Syntax(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -161,8 +193,14 @@ mod tests {
         };
         assert_eq!(policy.expiry(None, 1000), Ok(Some(1000 + 30 * 86_400)));
         assert_eq!(policy.expiry(Some(days(365)), 0), Ok(Some(365 * 86_400)));
-        assert!(matches!(policy.expiry(Some(days(366)), 0), Err(LifetimeError::AboveMax { .. })));
-        assert_eq!(policy.expiry(Some(Lifetime::Never), 0), Err(LifetimeError::NoExpiryNotAllowed));
+        assert!(matches!(
+            policy.expiry(Some(days(366)), 0),
+            Err(LifetimeError::AboveMax { .. })
+        ));
+        assert_eq!(
+            policy.expiry(Some(Lifetime::Never), 0),
+            Err(LifetimeError::NoExpiryNotAllowed)
+        );
     }
 
     #[test]
@@ -172,7 +210,10 @@ mod tests {
             max_lifetime: days(365),
             allow_no_expiry: true,
         };
-        assert!(matches!(bounded.expiry(Some(Lifetime::Never), 0), Err(LifetimeError::AboveMax { .. })));
+        assert!(matches!(
+            bounded.expiry(Some(Lifetime::Never), 0),
+            Err(LifetimeError::AboveMax { .. })
+        ));
         let unbounded = ExpiryPolicy {
             max_lifetime: Lifetime::Never,
             ..bounded

@@ -25,7 +25,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
-    let Cli { conf: conf_path, command } = cli;
+    let Cli {
+        conf: conf_path,
+        command,
+    } = cli;
     if let Command::Demo(args) = command {
         return Ok(patgate::demo::run(args.port)?);
     }

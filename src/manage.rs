@@ -90,11 +90,15 @@ fn refuse<T>(message: impl Into<String>) -> Result<T, ManageError> {
 pub fn check_id(what: &str, id: &str) -> Result<(), ManageError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
     if ok {
         Ok(())
     } else {
-        refuse(format!("invalid {what} id {id:?}: use 1-128 letters, digits, '.', '_', '@' or '-'"))
+        refuse(format!(
+            "invalid {what} id {id:?}: use 1-128 letters, digits, '.', '_', '@' or '-'"
+        ))
     }
 }
 
@@ -109,13 +113,23 @@ impl Manager<'_> {
     fn check_role(&self, role: &str) -> Result<usize, ManageError> {
         self.conf.roles.rank(role).ok_or_else(|| {
             let known: Vec<&str> = self.conf.roles.names().collect();
-            ManageError::Refused(format!("unknown role {role:?}; roles are: {}", known.join(", ")))
+            ManageError::Refused(format!(
+                "unknown role {role:?}; roles are: {}",
+                known.join(", ")
+            ))
         })
     }
 
     /// Narrowing list: every permission known, and each granted by `role`.
-    fn check_narrowing(&self, permissions: &Option<Vec<String>>, role: &str, whose: &str) -> Result<(), ManageError> {
-        let Some(list) = permissions else { return Ok(()) };
+    fn check_narrowing(
+        &self,
+        permissions: &Option<Vec<String>>,
+        role: &str,
+        whose: &str,
+    ) -> Result<(), ManageError> {
+        let Some(list) = permissions else {
+            return Ok(());
+        };
         if list.is_empty() {
             return refuse("--permissions must name at least one permission");
         }
@@ -125,7 +139,10 @@ impl Manager<'_> {
         let granted = self.conf.roles.effective(role, None);
         let missing = granted.missing(list);
         if !missing.is_empty() {
-            return refuse(format!("{whose} role {role:?} does not grant {}", missing.join(", ")));
+            return refuse(format!(
+                "{whose} role {role:?} does not grant {}",
+                missing.join(", ")
+            ));
         }
         Ok(())
     }
@@ -142,7 +159,12 @@ impl Manager<'_> {
     ///
     /// # Errors
     /// Refused for bad ids, an unknown role, or a removed user.
-    pub async fn put_membership(&self, user: &str, org: &str, role: &str) -> Result<(), ManageError> {
+    pub async fn put_membership(
+        &self,
+        user: &str,
+        org: &str,
+        role: &str,
+    ) -> Result<(), ManageError> {
         check_id("user", user)?;
         check_id("org", org)?;
         self.check_role(role)?;
@@ -164,7 +186,9 @@ impl Manager<'_> {
         if self.store.leave(user, org).await? {
             Ok(())
         } else {
-            Err(ManageError::NotFound(format!("membership of {user:?} in {org:?}")))
+            Err(ManageError::NotFound(format!(
+                "membership of {user:?} in {org:?}"
+            )))
         }
     }
 
@@ -215,7 +239,13 @@ impl Manager<'_> {
     /// Refused for an inactive user, no membership, a bad name, permissions outside the
     /// owner's role, or a lifetime against policy.
     pub async fn create_token(&self, request: NewToken, now: u64) -> Result<Created, ManageError> {
-        let NewToken { user, org, name, expires, permissions } = request;
+        let NewToken {
+            user,
+            org,
+            name,
+            expires,
+            permissions,
+        } = request;
         check_id("org", &org)?;
         check_name(&name)?;
         let expires = self.conf.policy.expiry.expiry(expires, now)?;
@@ -252,8 +282,19 @@ impl Manager<'_> {
     /// # Errors
     /// Refused for an unknown role, a non-admin or inactive creator, a role above the
     /// creator's, bad permissions, a bad name, or a lifetime against policy.
-    pub async fn create_apikey(&self, request: NewApiKey, now: u64) -> Result<Created, ManageError> {
-        let NewApiKey { org, role, created_by, name, expires, permissions } = request;
+    pub async fn create_apikey(
+        &self,
+        request: NewApiKey,
+        now: u64,
+    ) -> Result<Created, ManageError> {
+        let NewApiKey {
+            org,
+            role,
+            created_by,
+            name,
+            expires,
+            permissions,
+        } = request;
         check_id("org", &org)?;
         check_name(&name)?;
         let key_rank = self.check_role(&role)?;
@@ -267,10 +308,14 @@ impl Manager<'_> {
         let creator_rank = self.conf.roles.rank(creator_role);
         let admin_rank = self.conf.roles.rank(&self.conf.policy.admin_role);
         if creator_rank.is_none() || creator_rank < admin_rank {
-            return refuse(format!("user {created_by:?} is not an admin of org {org:?}"));
+            return refuse(format!(
+                "user {created_by:?} is not an admin of org {org:?}"
+            ));
         }
         if Some(key_rank) > creator_rank {
-            return refuse(format!("role {role:?} is above the creator's role {creator_role:?}"));
+            return refuse(format!(
+                "role {role:?} is above the creator's role {creator_role:?}"
+            ));
         }
         self.insert(Kind::ApiKey, |generated| {
             Ok(CredentialRecord {
@@ -301,7 +346,10 @@ impl Manager<'_> {
             let generated = token::generate(kind);
             let record = build(&generated)?;
             if self.store.insert_credential(&record).await? {
-                return Ok(Created { token: generated.token, record });
+                return Ok(Created {
+                    token: generated.token,
+                    record,
+                });
             }
         }
         refuse("could not find a free prefix after 5 attempts")
@@ -313,7 +361,10 @@ impl Manager<'_> {
     /// Redis failure or a bad id.
     pub async fn list_tokens(&self, user: &str) -> Result<Vec<CredentialRecord>, ManageError> {
         check_id("user", user)?;
-        Ok(self.store.indexed_credentials(&self.store.keys().user_tokens(user)).await?)
+        Ok(self
+            .store
+            .indexed_credentials(&self.store.keys().user_tokens(user))
+            .await?)
     }
 
     /// The org's API keys (including revoked ones kept for listing).
@@ -322,7 +373,10 @@ impl Manager<'_> {
     /// Redis failure or a bad id.
     pub async fn list_apikeys(&self, org: &str) -> Result<Vec<CredentialRecord>, ManageError> {
         check_id("org", org)?;
-        Ok(self.store.indexed_credentials(&self.store.keys().org_keys(org)).await?)
+        Ok(self
+            .store
+            .indexed_credentials(&self.store.keys().org_keys(org))
+            .await?)
     }
 
     /// Revokes the credential with `prefix`, which must be of `kind`. Immediate and final.
@@ -331,9 +385,14 @@ impl Manager<'_> {
     /// Refused for a prefix of another kind or shape; not found when there is no such
     /// credential.
     pub async fn revoke(&self, prefix: &str, kind: Kind, now: u64) -> Result<Revoked, ManageError> {
-        let shaped = prefix.len() == token::PREFIX_LEN && prefix.bytes().skip(4).all(|b| b.is_ascii_alphanumeric());
+        let shaped = prefix.len() == token::PREFIX_LEN
+            && prefix.bytes().skip(4).all(|b| b.is_ascii_alphanumeric());
         if !shaped || Kind::of_prefix(prefix) != Some(kind) {
-            return refuse(format!("{prefix:?} is not a {} prefix ({}xxxxxx)", kind, kind.tag()));
+            return refuse(format!(
+                "{prefix:?} is not a {} prefix ({}xxxxxx)",
+                kind,
+                kind.tag()
+            ));
         }
         match self.store.revoke(prefix, kind, now).await? {
             Revoked::NotFound => Err(ManageError::NotFound(format!("{kind} {prefix}"))),

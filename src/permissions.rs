@@ -99,7 +99,11 @@ impl Roles {
             }
             known.insert(permission);
         }
-        Ok(Roles { ordered, rank, known })
+        Ok(Roles {
+            ordered,
+            rank,
+            known,
+        })
     }
 
     /// The role called `name`, if the conf defines it.
@@ -169,7 +173,11 @@ impl Effective {
 
     /// The permissions of `required` this lacks, in the order given.
     pub fn missing(&self, required: &[String]) -> Vec<String> {
-        required.iter().filter(|p| !self.grants(p)).cloned().collect()
+        required
+            .iter()
+            .filter(|p| !self.grants(p))
+            .cloned()
+            .collect()
     }
 }
 
@@ -178,7 +186,8 @@ pub fn is_permission(s: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p.len() <= 64
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     };
     match s.split_once(':') {
         Some((resource, action)) => part(resource) && part(action),
@@ -188,7 +197,10 @@ pub fn is_permission(s: &str) -> bool {
 
 /// A plain identifier: 1-64 characters of letters, digits, `_` or `-`.
 pub fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -226,7 +238,10 @@ mod tests {
         assert!(roles.is_known("billing:read"));
         assert!(!roles.is_known("repo:read"));
         assert!(!roles.is_known("*"));
-        assert_eq!(roles.first_unknown(&strings(&["repos:read", "repo:read"])), Some(&"repo:read".to_string()));
+        assert_eq!(
+            roles.first_unknown(&strings(&["repos:read", "repo:read"])),
+            Some(&"repo:read".to_string())
+        );
     }
 
     #[test]
@@ -248,32 +263,53 @@ mod tests {
     fn an_undefined_role_grants_nothing() {
         let roles = sample();
         let effective = roles.effective("owner", None);
-        assert_eq!(effective.missing(&strings(&["repos:read"])), strings(&["repos:read"]));
+        assert_eq!(
+            effective.missing(&strings(&["repos:read"])),
+            strings(&["repos:read"])
+        );
     }
 
     #[test]
     fn missing_lists_what_the_route_requires_and_is_not_granted() {
         let roles = sample();
         let viewer = roles.effective("viewer", None);
-        assert_eq!(viewer.missing(&strings(&["repos:read", "repos:write"])), strings(&["repos:write"]));
-        assert!(roles.effective("admin", None).missing(&strings(&["billing:read"])).is_empty());
+        assert_eq!(
+            viewer.missing(&strings(&["repos:read", "repos:write"])),
+            strings(&["repos:write"])
+        );
+        assert!(roles
+            .effective("admin", None)
+            .missing(&strings(&["billing:read"]))
+            .is_empty());
     }
 
     #[test]
     fn star_is_listed_as_every_known_permission() {
         let roles = sample();
-        assert_eq!(roles.listed(&Effective::All), strings(&["billing:read", "repos:read", "repos:write"]));
+        assert_eq!(
+            roles.listed(&Effective::All),
+            strings(&["billing:read", "repos:read", "repos:write"])
+        );
     }
 
     #[test]
     fn malformed_tables_are_refused() {
         assert_eq!(Roles::new(vec![], vec![]).err(), Some(RolesError::Empty));
         let dup = vec![("a".into(), vec![]), ("a".into(), vec![])];
-        assert_eq!(Roles::new(dup, vec![]).err(), Some(RolesError::DuplicateRole("a".into())));
+        assert_eq!(
+            Roles::new(dup, vec![]).err(),
+            Some(RolesError::DuplicateRole("a".into()))
+        );
         let bad = vec![("a".into(), strings(&["repos"]))];
-        assert_eq!(Roles::new(bad, vec![]).err(), Some(RolesError::BadPermission("repos".into())));
+        assert_eq!(
+            Roles::new(bad, vec![]).err(),
+            Some(RolesError::BadPermission("repos".into()))
+        );
         let bad_name = vec![("a b".into(), vec![])];
-        assert!(matches!(Roles::new(bad_name, vec![]), Err(RolesError::BadRoleName(_))));
+        assert!(matches!(
+            Roles::new(bad_name, vec![]),
+            Err(RolesError::BadRoleName(_))
+        ));
     }
 
     #[test]

@@ -66,10 +66,12 @@ impl Gateway {
     }
 
     fn store(&self) -> Result<&Store, Denial> {
-        self.store.get_or_try_init(|| Store::lazy(&self.conf.redis)).map_err(|e| {
-            log::error!("cannot create redis client: {e}");
-            Denial::AuthUnavailable
-        })
+        self.store
+            .get_or_try_init(|| Store::lazy(&self.conf.redis))
+            .map_err(|e| {
+                log::error!("cannot create redis client: {e}");
+                Denial::AuthUnavailable
+            })
     }
 
     fn pool(&self) -> Result<&BcryptPool, Denial> {
@@ -83,10 +85,17 @@ impl Gateway {
     }
 
     /// Decides a protected request: allow with an identity, or a denial.
-    async fn authorize(&self, session: &Session, require: &[String], ctx: &mut RequestCtx) -> Verdict {
+    async fn authorize(
+        &self,
+        session: &Session,
+        require: &[String],
+        ctx: &mut RequestCtx,
+    ) -> Verdict {
         let presented = match credential::presented(&session.req_header().headers) {
             Presented::Token(token) => token,
-            Presented::Missing { other_scheme } => return Verdict::Deny(Denial::MissingCredential { other_scheme }),
+            Presented::Missing { other_scheme } => {
+                return Verdict::Deny(Denial::MissingCredential { other_scheme })
+            }
             Presented::Ambiguous => return Verdict::Deny(Denial::AmbiguousCredential),
             Presented::Unreadable => {
                 return Verdict::Deny(Denial::InvalidToken {
@@ -94,7 +103,9 @@ impl Gateway {
                 })
             }
         };
-        if presented.len() >= crate::token::PREFIX_LEN && presented.is_char_boundary(crate::token::PREFIX_LEN) {
+        if presented.len() >= crate::token::PREFIX_LEN
+            && presented.is_char_boundary(crate::token::PREFIX_LEN)
+        {
             ctx.prefix = Some(presented[..crate::token::PREFIX_LEN].to_string());
         }
         let (store, pool) = match (self.store(), self.pool()) {
@@ -110,7 +121,12 @@ impl Gateway {
     }
 
     /// Writes `denial` as the response. The only place a denial becomes bytes.
-    async fn deny(&self, session: &mut Session, ctx: &mut RequestCtx, denial: Denial) -> Result<bool> {
+    async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        denial: Denial,
+    ) -> Result<bool> {
         let body = denial.body();
         let mut response = ResponseHeader::build(denial.status(), Some(6))?;
         response.insert_header("Content-Type", "application/json")?;
@@ -123,13 +139,23 @@ impl Gateway {
             response.insert_header("Retry-After", seconds.to_string())?;
         }
         // An unread request body would desynchronise a kept-alive connection.
-        if session.req_header().headers.contains_key(http::header::CONTENT_LENGTH)
-            || session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING)
+        if session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH)
+            || session
+                .req_header()
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
         {
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(response), false).await?;
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        session
+            .write_response_header(Box::new(response), false)
+            .await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
         ctx.denial = Some(denial);
         Ok(true)
     }
@@ -137,7 +163,9 @@ impl Gateway {
 
 /// Seconds since the unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[async_trait]
@@ -154,11 +182,18 @@ impl ProxyHttp for Gateway {
         if !path_is_safe(path) {
             return self.deny(session, ctx, Denial::BadPath).await;
         }
-        let host = request
-            .uri
-            .host()
-            .or_else(|| request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()));
-        let Some(route) = self.conf.routes.lookup(host, request.method.as_str(), path).cloned() else {
+        let host = request.uri.host().or_else(|| {
+            request
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let Some(route) = self
+            .conf
+            .routes
+            .lookup(host, request.method.as_str(), path)
+            .cloned()
+        else {
             return self.deny(session, ctx, Denial::NoRoute).await;
         };
         ctx.route = Some(Arc::clone(&route));
@@ -178,12 +213,20 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(InternalError, "upstream_peer without a route"))?;
-        Ok(Box::new(HttpPeer::new(route.next_upstream(), false, String::new())))
+        Ok(Box::new(HttpPeer::new(
+            route.next_upstream(),
+            false,
+            String::new(),
+        )))
     }
 
     async fn upstream_request_filter(
@@ -203,7 +246,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        error: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
         let outcome = match (&ctx.denial, &ctx.identity) {

@@ -26,9 +26,15 @@ pub enum HostMatch {
 impl HostMatch {
     /// Parses the conf's `host:` value.
     pub fn parse(host: Option<&str>) -> Result<HostMatch, String> {
-        let Some(host) = host else { return Ok(HostMatch::Any) };
+        let Some(host) = host else {
+            return Ok(HostMatch::Any);
+        };
         let host = host.to_ascii_lowercase();
-        let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+        };
         if let Some(suffix) = host.strip_prefix("*.") {
             if valid(suffix) && !suffix.starts_with('.') {
                 return Ok(HostMatch::Suffix(format!(".{suffix}")));
@@ -45,7 +51,8 @@ impl HostMatch {
             (HostMatch::Exact(want), Some(host)) => want.eq_ignore_ascii_case(host),
             (HostMatch::Suffix(suffix), Some(host)) => {
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
             }
             (_, None) => false,
         }
@@ -126,11 +133,18 @@ impl Route {
     fn matches(&self, host: Option<&str>, method: &str, path: &str) -> bool {
         self.host.matches(host)
             && path_has_prefix(path, &self.path_prefix)
-            && self.methods.as_ref().is_none_or(|m| m.iter().any(|m| m == method))
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|m| m.iter().any(|m| m == method))
     }
 
     fn specificity(&self) -> ((u8, usize), usize, bool) {
-        (self.host.specificity(), self.path_prefix.len(), self.methods.is_some())
+        (
+            self.host.specificity(),
+            self.path_prefix.len(),
+            self.methods.is_some(),
+        )
     }
 
     /// Whether two routes could both claim one request with equal specificity.
@@ -149,7 +163,12 @@ impl Route {
 /// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…` and `/v1/repos?…`.
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        Some(rest) => {
+            prefix.ends_with('/')
+                || rest.is_empty()
+                || rest.starts_with('/')
+                || rest.starts_with('?')
+        }
         None => false,
     }
 }
@@ -209,10 +228,16 @@ pub fn path_is_safe(path: &str) -> bool {
         return false;
     }
     let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+    if lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%00")
+    {
         return false;
     }
-    !path.split('/').any(|segment| segment == "." || segment == "..")
+    !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
 }
 
 #[cfg(test)]
@@ -231,13 +256,21 @@ mod tests {
         )
     }
 
-    fn name<'a>(table: &'a RouteTable, host: Option<&str>, method: &str, path: &str) -> Option<&'a str> {
+    fn name<'a>(
+        table: &'a RouteTable,
+        host: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Option<&'a str> {
         table.lookup(host, method, path).map(|r| r.name.as_str())
     }
 
     #[test]
     fn longest_path_prefix_wins() {
-        let table = RouteTable::new(vec![route("root", None, None, "/"), route("repos", None, None, "/v1/repos")]);
+        let table = RouteTable::new(vec![
+            route("root", None, None, "/"),
+            route("repos", None, None, "/v1/repos"),
+        ]);
         assert_eq!(name(&table, None, "GET", "/v1/repos/42"), Some("repos"));
         assert_eq!(name(&table, None, "GET", "/v1/other"), Some("root"));
     }
@@ -257,8 +290,14 @@ mod tests {
             route("long-any-host", None, None, "/v1/repos/deep"),
             route("exact-host", Some("api.example.com"), None, "/"),
         ]);
-        assert_eq!(name(&table, Some("api.example.com"), "GET", "/v1/repos/deep"), Some("exact-host"));
-        assert_eq!(name(&table, Some("other.example.com"), "GET", "/v1/repos/deep"), Some("long-any-host"));
+        assert_eq!(
+            name(&table, Some("api.example.com"), "GET", "/v1/repos/deep"),
+            Some("exact-host")
+        );
+        assert_eq!(
+            name(&table, Some("other.example.com"), "GET", "/v1/repos/deep"),
+            Some("long-any-host")
+        );
     }
 
     #[test]
@@ -267,8 +306,14 @@ mod tests {
             route("wild", Some("*.example.com"), None, "/"),
             route("exact", Some("API.example.com"), None, "/"),
         ]);
-        assert_eq!(name(&table, Some("api.example.com:8443"), "GET", "/"), Some("exact"));
-        assert_eq!(name(&table, Some("eu.Example.com"), "GET", "/"), Some("wild"));
+        assert_eq!(
+            name(&table, Some("api.example.com:8443"), "GET", "/"),
+            Some("exact")
+        );
+        assert_eq!(
+            name(&table, Some("eu.Example.com"), "GET", "/"),
+            Some("wild")
+        );
         assert_eq!(name(&table, Some("example.com"), "GET", "/"), None);
         assert_eq!(name(&table, Some("evilexample.com"), "GET", "/"), None);
         assert_eq!(name(&table, None, "GET", "/"), None);
@@ -286,7 +331,12 @@ mod tests {
 
     #[test]
     fn methods_restrict_and_nothing_matching_is_none() {
-        let table = RouteTable::new(vec![route("reads", None, Some(&["GET", "HEAD"]), "/v1/repos")]);
+        let table = RouteTable::new(vec![route(
+            "reads",
+            None,
+            Some(&["GET", "HEAD"]),
+            "/v1/repos",
+        )]);
         assert_eq!(name(&table, None, "HEAD", "/v1/repos"), Some("reads"));
         assert_eq!(name(&table, None, "POST", "/v1/repos"), None);
     }
@@ -306,7 +356,10 @@ mod tests {
     #[test]
     fn upstreams_rotate() {
         let mut r = route("lb", None, None, "/");
-        r.upstreams = vec!["127.0.0.1:1".parse().expect("a"), "127.0.0.1:2".parse().expect("a")];
+        r.upstreams = vec![
+            "127.0.0.1:1".parse().expect("a"),
+            "127.0.0.1:2".parse().expect("a"),
+        ];
         let picks: Vec<u16> = (0..4).map(|_| r.next_upstream().port()).collect();
         assert_eq!(picks, vec![1, 2, 1, 2]);
     }
@@ -321,7 +374,16 @@ mod tests {
     #[test]
     fn dot_segments_and_encoded_separators_are_unsafe() {
         assert!(path_is_safe("/v1/repos/a.b?x=../y"));
-        for bad in ["/healthz/../v1/admin", "/./x", "/x/%2e%2e/y", "/x%2Fy", "/x\\y", "relative", "/a/..", "/a%00"] {
+        for bad in [
+            "/healthz/../v1/admin",
+            "/./x",
+            "/x/%2e%2e/y",
+            "/x%2Fy",
+            "/x\\y",
+            "relative",
+            "/a/..",
+            "/a%00",
+        ] {
             assert!(!path_is_safe(bad), "{bad}");
         }
     }

@@ -50,7 +50,11 @@ pub fn run(conf: Conf, opt: Opt) {
 /// # Errors
 /// Never today; the signature leaves room for start-up checks.
 pub fn serve(conf: Conf, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let ServeArgs { daemon, upgrade, test } = args;
+    let ServeArgs {
+        daemon,
+        upgrade,
+        test,
+    } = args;
     let opt = Opt {
         upgrade,
         daemon,
@@ -119,7 +123,9 @@ pub fn check(conf: &Conf) -> Result<(), CheckError> {
 /// The Redis URL without its password, for logs.
 pub fn redacted_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***{}", &url[..scheme_end], &url[at..]),
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
         _ => url.to_string(),
     }
 }
@@ -130,7 +136,13 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_from_redis_urls() {
-        assert_eq!(redacted_url("redis://:s3cret@host:6379/0"), "redis://***@host:6379/0");
-        assert_eq!(redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redacted_url("redis://:s3cret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(
+            redacted_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

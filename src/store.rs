@@ -143,23 +143,37 @@ impl CredentialRecord {
             ("user", self.user.clone()),
             ("created_by", self.created_by.clone()),
             ("role", self.role.clone()),
-            ("permissions", self.permissions.as_ref().map(|p| p.join(" "))),
+            (
+                "permissions",
+                self.permissions.as_ref().map(|p| p.join(" ")),
+            ),
             ("expires", self.expires.map(|e| e.to_string())),
         ];
         fields.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
         fields
     }
 
-    fn from_fields(key: &str, prefix: &str, mut fields: HashMap<String, String>) -> Result<Self, StoreError> {
+    fn from_fields(
+        key: &str,
+        prefix: &str,
+        mut fields: HashMap<String, String>,
+    ) -> Result<Self, StoreError> {
         let corrupt = |problem: &str| StoreError::Corrupt {
             key: key.to_string(),
             problem: problem.to_string(),
         };
         let mut take = |name: &str| fields.remove(name);
         let number = |value: Option<String>, name: &str| -> Result<Option<u64>, StoreError> {
-            value.map(|v| v.parse().map_err(|_| corrupt(&format!("{name} is not a number")))).transpose()
+            value
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| corrupt(&format!("{name} is not a number")))
+                })
+                .transpose()
         };
-        let kind = take("kind").and_then(|k| Kind::from_record(&k)).ok_or_else(|| corrupt("bad kind"))?;
+        let kind = take("kind")
+            .and_then(|k| Kind::from_record(&k))
+            .ok_or_else(|| corrupt("bad kind"))?;
         Ok(CredentialRecord {
             prefix: prefix.to_string(),
             kind,
@@ -169,7 +183,8 @@ impl CredentialRecord {
             org: take("org").ok_or_else(|| corrupt("no org"))?,
             role: take("role"),
             name: take("name").unwrap_or_default(),
-            permissions: take("permissions").map(|p| p.split_whitespace().map(str::to_string).collect()),
+            permissions: take("permissions")
+                .map(|p| p.split_whitespace().map(str::to_string).collect()),
             created: number(take("created"), "created")?.unwrap_or(0),
             expires: number(take("expires"), "expires")?,
             revoked: number(take("revoked"), "revoked")?,
@@ -215,7 +230,9 @@ pub struct Keys {
 impl Keys {
     /// Keys under `prefix`.
     pub fn new(prefix: &str) -> Keys {
-        Keys { prefix: prefix.to_string() }
+        Keys {
+            prefix: prefix.to_string(),
+        }
     }
 
     /// `cred:<prefix>`: the credential record.
@@ -316,7 +333,8 @@ impl Store {
     /// [`StoreError`] when Redis does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded(redis::cmd("PING").query_async::<()>(&mut conn)).await
+        self.bounded(redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
     }
 
     /// The credential record for `prefix`, if any.
@@ -340,8 +358,9 @@ impl Store {
     pub async fn access(&self, user: &str, org: &str) -> Result<UserAccess, StoreError> {
         let key = self.keys.user(user);
         let mut conn = self.conn.clone();
-        let (status, role): (Option<String>, Option<String>) =
-            self.bounded(conn.hmget(&key, &["status".to_string(), membership_field(org)])).await?;
+        let (status, role): (Option<String>, Option<String>) = self
+            .bounded(conn.hmget(&key, &["status".to_string(), membership_field(org)]))
+            .await?;
         Ok(UserAccess {
             status: status.as_deref().and_then(UserStatus::parse),
             role,
@@ -354,11 +373,15 @@ impl Store {
     /// [`StoreError`] on timeout or Redis error.
     pub async fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn.clone();
-        let fields: HashMap<String, String> = self.bounded(conn.hgetall(self.keys.user(user))).await?;
+        let fields: HashMap<String, String> =
+            self.bounded(conn.hgetall(self.keys.user(user))).await?;
         if fields.is_empty() {
             return Ok(None);
         }
-        let mut record = UserRecord { status: None, orgs: BTreeMap::new() };
+        let mut record = UserRecord {
+            status: None,
+            orgs: BTreeMap::new(),
+        };
         for (field, value) in fields {
             if field == "status" {
                 record.status = UserStatus::parse(&value);
@@ -373,7 +396,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
-    pub async fn put_membership(&self, user: &str, org: &str, role: &str) -> Result<(), StoreError> {
+    pub async fn put_membership(
+        &self,
+        user: &str,
+        org: &str,
+        role: &str,
+    ) -> Result<(), StoreError> {
         let key = self.keys.user(user);
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
@@ -391,7 +419,9 @@ impl Store {
     /// [`StoreError`] on timeout or Redis error.
     pub async fn leave(&self, user: &str, org: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let removed: u64 = self.bounded(conn.hdel(self.keys.user(user), membership_field(org))).await?;
+        let removed: u64 = self
+            .bounded(conn.hdel(self.keys.user(user), membership_field(org)))
+            .await?;
         Ok(removed > 0)
     }
 
@@ -401,7 +431,8 @@ impl Store {
     /// [`StoreError`] on timeout or Redis error.
     pub async fn set_status(&self, user: &str, status: UserStatus) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status.as_str())).await
+        self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status.as_str()))
+            .await
     }
 
     /// Stores a new credential atomically (record, Redis expiry, index); `false` if the prefix
@@ -439,7 +470,10 @@ impl Store {
     pub async fn revoke(&self, prefix: &str, kind: Kind, now: u64) -> Result<Revoked, StoreError> {
         let script = redis::Script::new(REVOKE_CREDENTIAL);
         let mut invocation = script.key(self.keys.credential(prefix));
-        invocation.arg(now).arg(REVOKED_RETENTION_SECS).arg(kind.as_str());
+        invocation
+            .arg(now)
+            .arg(REVOKED_RETENTION_SECS)
+            .arg(kind.as_str());
         let mut conn = self.conn.clone();
         let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match outcome {
@@ -454,7 +488,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
-    pub async fn indexed_credentials(&self, index: &str) -> Result<Vec<CredentialRecord>, StoreError> {
+    pub async fn indexed_credentials(
+        &self,
+        index: &str,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let mut prefixes: Vec<String> = self.bounded(conn.smembers(index)).await?;
         prefixes.sort();

@@ -172,15 +172,23 @@ impl fmt::Debug for Generated {
 /// Generates a new token of `kind` from a CSPRNG (rand's thread RNG: ChaCha12 seeded from the OS).
 pub fn generate(kind: Kind) -> Generated {
     let mut rng = rand::rng();
-    let mut body = String::with_capacity(MIN_LEN);
+    let mut body = String::with_capacity(PREFIX_LEN + SECRET_LEN);
     body.push_str(kind.tag());
     for _ in 0..PREFIX_RANDOM_LEN + SECRET_LEN {
         let index = rng.random_range(0..BASE62.len());
         body.push(char::from(BASE62[index]));
     }
-    let checksum = checksum_of(&body);
-    body.push_str(std::str::from_utf8(&checksum).expect("base62 is ASCII"));
-    Generated { token: body }
+    Generated { token: seal(&body) }
+}
+
+/// Appends the checksum to `body` (prefix + secret). Tools that build tokens from parts,
+/// such as tests for wrong secrets under a real prefix, use it; [`generate`] does the same.
+pub fn seal(body: &str) -> String {
+    let checksum = checksum_of(body);
+    format!(
+        "{body}{}",
+        std::str::from_utf8(&checksum).expect("base62 is ASCII")
+    )
 }
 
 /// Base62-encoded CRC32 of `body`, left-padded with `0` to six characters (62^6 > 2^32).
@@ -260,7 +268,10 @@ mod tests {
             expected.insert(0, char::from(BASE62[(v % 62) as usize]));
             v /= 62;
         }
-        assert_eq!(std::str::from_utf8(&checksum_of("pat_")).expect("ascii"), expected);
+        assert_eq!(
+            std::str::from_utf8(&checksum_of("pat_")).expect("ascii"),
+            expected
+        );
     }
 
     #[test]

@@ -119,7 +119,10 @@ impl Verifier<'_> {
         match record.kind {
             Kind::ApiKey => record.role.clone().ok_or(invalid(InvalidReason::Unknown)),
             Kind::Pat => {
-                let user = record.user.as_deref().ok_or(invalid(InvalidReason::Unknown))?;
+                let user = record
+                    .user
+                    .as_deref()
+                    .ok_or(invalid(InvalidReason::Unknown))?;
                 let access = self
                     .store
                     .access(user, &record.org)
@@ -133,7 +136,12 @@ impl Verifier<'_> {
         }
     }
 
-    fn check_scope(&self, record: &CredentialRecord, role: &str, require: &[String]) -> Step<Vec<String>> {
+    fn check_scope(
+        &self,
+        record: &CredentialRecord,
+        role: &str,
+        require: &[String],
+    ) -> Step<Vec<String>> {
         let effective = self.roles.effective(role, record.permissions.as_deref());
         let missing = effective.missing(require);
         if missing.is_empty() {

@@ -1,1 +1,18 @@
+//! One integration binary: each test starts its own redis-server, echo upstream and the real
+//! `patgate` binary, so tests run in parallel without sharing state.
 
+/// Harness: private Redis, echo upstream, gateway process, raw HTTP client.
+mod support;
+
+/// SPEC §4 row by row: each credential failure's status, code, body and challenge.
+mod auth;
+/// The CLI: create/list/revoke output, refusals with nothing written, check and serve.
+mod cli;
+/// Failing closed: Redis stopped, killed and restarted; a saturated bcrypt pool.
+mod faults;
+/// Identity headers: stripping forged ones, credential forwarding, exact injected values.
+mod headers;
+/// Live checks: role changes, narrowing, suspension, removal, membership, revocation, expiry.
+mod live_checks;
+/// Route choice: 404s, open routes, host/method/path specificity, unsafe paths.
+mod routing;

@@ -42,9 +42,15 @@ impl RedisServer {
     /// # Errors
     /// [`RedisStartError`]: missing binary, spawn failure, or not ready in 10 s.
     pub fn start() -> Result<RedisServer, RedisStartError> {
-        let dir = tempfile::Builder::new().prefix("patgate-redis-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("patgate-redis-")
+            .tempdir()?;
         let port = super::free_port()?;
-        let mut server = RedisServer { child: None, port, dir };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+        };
         server.spawn()?;
         Ok(server)
     }
@@ -52,7 +58,16 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<(), RedisStartError> {
         let binary = std::env::var("PATGATE_REDIS_BIN").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -78,12 +93,17 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Err(RedisStartError::NotReady { port: self.port, log: self.log() })
+        Err(RedisStartError::NotReady {
+            port: self.port,
+            log: self.log(),
+        })
     }
 
     /// Whether the server answers PING within 200 ms.
     pub fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         if stream.write_all(b"PING\r\n").is_err() {
             return false;
@@ -112,8 +132,12 @@ impl RedisServer {
     }
 
     fn signal(&self, signal: &str) -> std::io::Result<()> {
-        let Some(child) = &self.child else { return Ok(()) };
-        let status = Command::new("kill").args([signal, &child.id().to_string()]).status()?;
+        let Some(child) = &self.child else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()?;
         if status.success() {
             Ok(())
         } else {
@@ -145,7 +169,9 @@ impl RedisServer {
     }
 
     fn signal_child(&self, child: &mut Child) -> std::io::Result<()> {
-        let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .status();
         child.kill()?;
         child.wait()?;
         Ok(())

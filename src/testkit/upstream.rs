@@ -60,19 +60,25 @@ impl Upstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stopping = Arc::new(AtomicBool::new(false));
         let (log, stop) = (Arc::clone(&received), Arc::clone(&stopping));
-        std::thread::Builder::new().name("echo-upstream".into()).spawn(move || {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::Relaxed) {
-                    break;
+        std::thread::Builder::new()
+            .name("echo-upstream".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let log = Arc::clone(&log);
+                    let _ = std::thread::Builder::new()
+                        .name("echo-conn".into())
+                        .spawn(move || serve(stream, &log));
                 }
-                let Ok(stream) = stream else { continue };
-                let log = Arc::clone(&log);
-                let _ = std::thread::Builder::new()
-                    .name("echo-conn".into())
-                    .spawn(move || serve(stream, &log));
-            }
-        })?;
-        Ok(Upstream { addr, received, stopping })
+            })?;
+        Ok(Upstream {
+            addr,
+            received,
+            stopping,
+        })
     }
 
     /// Its address.
@@ -105,10 +111,14 @@ impl Drop for Upstream {
 }
 
 fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
-        let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let body = serde_json::to_vec(&request).unwrap_or_default();
         if let Ok(mut log) = log.lock() {
             log.push(request);
@@ -118,7 +128,12 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&body)).is_err() || close {
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(&body))
+            .is_err()
+            || close
+        {
             return;
         }
     }
@@ -143,12 +158,23 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
         let (name, value) = header.split_once(':')?;
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let mut request = Received { method, path, headers, body_len: 0 };
-    if let Some(length) = request.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    let mut request = Received {
+        method,
+        path,
+        headers,
+        body_len: 0,
+    };
+    if let Some(length) = request
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         let mut body = vec![0; length];
         reader.read_exact(&mut body).ok()?;
         request.body_len = length;
-    } else if request.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    } else if request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         request.body_len = read_chunked(reader)?;
     }
     Some(request)

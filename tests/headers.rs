@@ -1,0 +1,130 @@
+use crate::support::Env;
+
+const FORGED: [(&str, &str); 5] = [
+    ("X-Auth-User", "mallory"),
+    ("x-auth-user", "mallory2"),
+    ("X-AUTH-ROLE", "admin"),
+    ("X-Auth-Org", "evilcorp"),
+    ("x-AuTh-Something-New", "1"),
+];
+
+#[test]
+fn forged_identity_headers_are_stripped_on_open_routes() {
+    let env = Env::start();
+    let received = env.get("/healthz", &FORGED).echoed();
+    assert!(
+        received
+            .headers
+            .iter()
+            .all(|(n, _)| !n.to_ascii_lowercase().starts_with("x-auth-")),
+        "{:?}",
+        received.headers
+    );
+}
+
+#[test]
+fn forged_identity_headers_are_replaced_on_protected_routes() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "viewer");
+    let bearer = format!("Bearer {token}");
+    let mut headers = FORGED.to_vec();
+    headers.push(("Authorization", &bearer));
+    let received = env.get("/v1/repos", &headers).echoed();
+    assert_eq!(received.header_all("x-auth-user"), vec!["alice"]);
+    assert_eq!(received.header_all("x-auth-role"), vec!["viewer"]);
+    assert_eq!(received.header_all("x-auth-org"), vec!["acme"]);
+    assert!(received.header_all("x-auth-something-new").is_empty());
+}
+
+#[test]
+fn exactly_the_identity_headers_are_injected() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let received = env.get_bearer("/v1/repos", &token).echoed();
+    let mut injected: Vec<(String, String)> = received
+        .headers
+        .iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-auth-"))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .collect();
+    injected.sort();
+    let expected: Vec<(String, String)> = [
+        ("x-auth-credential-type", "pat"),
+        ("x-auth-org", "acme"),
+        ("x-auth-permissions", "repos:read repos:write"),
+        ("x-auth-role", "member"),
+        ("x-auth-token-prefix", &token[..10]),
+        ("x-auth-user", "alice"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(injected, expected);
+}
+
+#[test]
+fn admin_star_is_sent_as_every_known_permission_sorted() {
+    let env = Env::start();
+    let token = env.user_with_pat("root", "acme", "admin");
+    let received = env.get_bearer("/v1/repos", &token).echoed();
+    assert_eq!(
+        received.header("x-auth-permissions"),
+        Some("billing:read repos:read repos:write")
+    );
+}
+
+#[test]
+fn credentials_are_stripped_before_forwarding() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let received = env
+        .get(
+            "/v1/repos",
+            &[("Authorization", &bearer), ("X-API-Key", &token)],
+        )
+        .echoed();
+    assert!(received.header_all("authorization").is_empty());
+    assert!(received.header_all("x-api-key").is_empty());
+    // Open routes strip them too: an upstream never sees a credential unless a route says so.
+    let received = env
+        .get(
+            "/healthz",
+            &[("Authorization", &bearer), ("X-Api-Key", &token)],
+        )
+        .echoed();
+    assert!(received.header_all("authorization").is_empty());
+    assert!(received.header_all("x-api-key").is_empty());
+}
+
+#[test]
+fn forward_credentials_route_keeps_them() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let received = env.get("/legacy/x", &[("Authorization", &bearer)]).echoed();
+    assert_eq!(received.header("authorization"), Some(bearer.as_str()));
+    assert_eq!(received.header("x-auth-user"), Some("alice"));
+}
+
+#[test]
+fn other_headers_and_the_body_pass_through() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let response = env.request_with_body(
+        "POST",
+        "/v1/repos?x=1",
+        &[
+            ("Authorization", &bearer),
+            ("X-Request-Thing", "kept"),
+            ("Content-Type", "text/plain"),
+        ],
+        "hello",
+    );
+    let received = response.echoed();
+    assert_eq!(received.method, "POST");
+    assert_eq!(received.path, "/v1/repos?x=1");
+    assert_eq!(received.header("x-request-thing"), Some("kept"));
+    assert_eq!(received.body_len, 5);
+}

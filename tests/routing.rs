@@ -1,0 +1,80 @@
+use crate::support::Env;
+
+#[test]
+fn unmatched_path_is_404_no_route_and_nothing_is_forwarded() {
+    let env = Env::start();
+    let response = env.get("/nowhere", &[]);
+    response.assert_denied(404, "no_route");
+    assert_eq!(response.header("www-authenticate"), None);
+    assert_eq!(env.upstream.count(), 0);
+}
+
+#[test]
+fn unmatched_method_is_404_no_route() {
+    let env = Env::start();
+    env.request("OPTIONS", "/v1/repos", &[])
+        .assert_denied(404, "no_route");
+    assert_eq!(env.upstream.count(), 0);
+}
+
+#[test]
+fn path_prefixes_match_whole_segments_only() {
+    let env = Env::start();
+    env.get("/v1/repository", &[])
+        .assert_denied(404, "no_route");
+    env.get("/v1/repos/42", &[])
+        .assert_denied(401, "missing_credential");
+}
+
+#[test]
+fn open_route_is_proxied_without_a_credential_and_without_identity() {
+    let env = Env::start();
+    let received = env.get("/healthz?probe=1", &[]).echoed();
+    assert_eq!(received.path, "/healthz?probe=1");
+    assert!(received
+        .headers
+        .iter()
+        .all(|(n, _)| !n.to_ascii_lowercase().starts_with("x-auth-")));
+}
+
+#[test]
+fn exact_host_route_beats_a_generic_one_for_the_same_path() {
+    let env = Env::start();
+    // docs.example.test serves /v1/repos openly; other hosts require a credential.
+    env.get("/v1/repos", &[("Host", "docs.example.test")])
+        .echoed();
+    env.get("/v1/repos", &[("Host", "api.example.test")])
+        .assert_denied(401, "missing_credential");
+}
+
+#[test]
+fn wildcard_host_route_applies_to_subdomains_only() {
+    let env = Env::start();
+    let viewer = env.user_with_pat("vic", "acme", "viewer");
+    let bearer = format!("Bearer {viewer}");
+    // *.tenant.test requires repos:write on every path: a viewer is refused there…
+    env.get(
+        "/anything",
+        &[("Host", "eu.tenant.test"), ("Authorization", &bearer)],
+    )
+    .assert_denied(403, "insufficient_scope");
+    // …but the bare domain is not a subdomain, so it falls to the generic routes.
+    env.get(
+        "/anything",
+        &[("Host", "tenant.test"), ("Authorization", &bearer)],
+    )
+    .assert_denied(404, "no_route");
+}
+
+#[test]
+fn dot_segments_and_encoded_slashes_are_refused_before_routing() {
+    let env = Env::start();
+    for path in [
+        "/healthz/../v1/billing",
+        "/healthz/%2e%2e/v1/billing",
+        "/healthz%2F..%2Fv1",
+    ] {
+        env.get(path, &[]).assert_denied(400, "invalid_path");
+    }
+    assert_eq!(env.upstream.count(), 0);
+}

@@ -1,0 +1,510 @@
+//! The integration harness: a private redis-server, an echo upstream and the real `patgate`
+//! binary with a conf written into a temp dir, plus a raw HTTP/1.1 client (raw so tests can
+//! send duplicate, oddly-cased and malformed headers exactly as written).
+
+#![allow(dead_code)]
+
+use patgate::testkit::free_port;
+use patgate::testkit::redis::RedisServer;
+use patgate::testkit::upstream::{Received, Upstream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Knobs a test may turn in the generated conf.
+pub struct Options {
+    pub bcrypt_cost: u32,
+    pub pool_threads: usize,
+    pub pool_queue: usize,
+    pub timeout_ms: u64,
+    pub allow_no_expiry: bool,
+    pub max_lifetime: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bcrypt_cost: 4,
+            pool_threads: 2,
+            pool_queue: 64,
+            timeout_ms: 200,
+            allow_no_expiry: false,
+            max_lifetime: "365d",
+        }
+    }
+}
+
+/// Everything one test needs, torn down on drop.
+pub struct Env {
+    pub redis: RedisServer,
+    pub upstream: Upstream,
+    pub port: u16,
+    pub conf_path: PathBuf,
+    gateway: Option<Child>,
+    log_path: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The `error` code of a denial body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Asserts a JSON denial with this status and code, and returns self.
+    #[track_caller]
+    pub fn assert_denied(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        assert_eq!(self.error(), code, "{self:?}");
+        assert!(self.json()["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        self
+    }
+
+    /// The headers the echo upstream reports it received (for a 200 from the upstream).
+    pub fn echoed(&self) -> Received {
+        assert_eq!(self.status, 200, "body: {}", self.body);
+        let value = self.json();
+        let headers = value["headers"]
+            .as_array()
+            .expect("echo body")
+            .iter()
+            .map(|pair| {
+                (
+                    pair[0].as_str().unwrap_or("").to_string(),
+                    pair[1].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        Received {
+            method: value["method"].as_str().unwrap_or("").to_string(),
+            path: value["path"].as_str().unwrap_or("").to_string(),
+            headers,
+            body_len: value["body_len"].as_u64().unwrap_or(0) as usize,
+        }
+    }
+}
+
+/// Output of one CLI run.
+pub struct Cli {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    fn from(output: Output) -> Cli {
+        Cli {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn expect_ok(self) -> Cli {
+        assert!(self.ok, "command failed: {}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_refused(self, message_part: &str) -> Cli {
+        assert!(
+            !self.ok,
+            "command should have failed; stdout: {}",
+            self.stdout
+        );
+        assert!(
+            self.stderr.contains(message_part),
+            "stderr {:?} lacks {message_part:?}",
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "nothing on stdout when refused: {:?}",
+            self.stdout
+        );
+        self
+    }
+}
+
+pub fn patgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_patgate")
+}
+
+impl Env {
+    pub fn start() -> Env {
+        Env::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Env {
+        let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let upstream = Upstream::start().expect("echo upstream");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port().expect("free port");
+        let conf_path = dir.path().join("patgate.yaml");
+        let conf = conf_text(
+            &options,
+            port,
+            &redis.url(),
+            &upstream.addr().to_string(),
+            dir.path(),
+        );
+        std::fs::write(&conf_path, conf).expect("write conf");
+        let log_path = dir.path().join("gateway.log");
+        let mut env = Env {
+            redis,
+            upstream,
+            port,
+            conf_path,
+            gateway: None,
+            log_path,
+            dir,
+        };
+        env.spawn_gateway();
+        env
+    }
+
+    fn spawn_gateway(&mut self) {
+        let log = std::fs::File::create(&self.log_path).expect("log file");
+        let child = Command::new(patgate_bin())
+            .arg("-c")
+            .arg(&self.conf_path)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn patgate");
+        self.gateway = Some(child);
+        let port = self.port;
+        eventually(
+            Duration::from_secs(20),
+            "gateway to listen",
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            || self.log(),
+        );
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs `patgate -c <conf> <args>`.
+    pub fn cli(&self, args: &[&str]) -> Cli {
+        let output = Command::new(patgate_bin())
+            .arg("-c")
+            .arg(&self.conf_path)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run patgate");
+        Cli::from(output)
+    }
+
+    /// Puts `user` in `org` with `role`.
+    pub fn member(&self, user: &str, org: &str, role: &str) {
+        self.cli(&["user", "put", user, "--org", org, "--role", role])
+            .expect_ok();
+    }
+
+    /// Creates a PAT with extra CLI args; returns the token.
+    pub fn pat_with(&self, user: &str, org: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "token", "create", "--user", user, "--org", org, "--name", "test",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args).expect_ok();
+        out.stdout.trim().to_string()
+    }
+
+    /// Makes `user` a member of `org` with `role` and gives them a PAT.
+    pub fn user_with_pat(&self, user: &str, org: &str, role: &str) -> String {
+        self.member(user, org, role);
+        self.pat_with(user, org, &[])
+    }
+
+    /// Creates an API key; `admin` must be an admin of `org`.
+    pub fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
+        let out = self
+            .cli(&[
+                "apikey",
+                "create",
+                "--org",
+                org,
+                "--role",
+                role,
+                "--created-by",
+                admin,
+                "--name",
+                "ci",
+            ])
+            .expect_ok();
+        out.stdout.trim().to_string()
+    }
+
+    /// Sends a request with `Connection: close` and reads the whole response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request_with_body(method, path, headers, "")
+    }
+
+    pub fn request_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to gateway");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            head.push_str("Host: localhost\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        head.push_str(body);
+        stream.write_all(head.as_bytes()).expect("send");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read response");
+        parse_response(&raw)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers)
+    }
+
+    /// GET with `Authorization: Bearer <token>`.
+    pub fn get_bearer(&self, path: &str, token: &str) -> Response {
+        let value = format!("Bearer {token}");
+        self.get(path, &[("Authorization", &value)])
+    }
+
+    /// Starts the gateway again with the same conf (after [`Env::stop_gateway`]).
+    pub fn respawn_gateway(&mut self) {
+        self.stop_gateway();
+        self.spawn_gateway();
+    }
+
+    pub fn stop_gateway(&mut self) {
+        if let Some(mut child) = self.gateway.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_gateway();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- gateway log ---\n{}\n--- redis log ---\n{}",
+                self.log(),
+                self.redis.log()
+            );
+        }
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.trim().split(';').next().unwrap_or("0"), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+}
+
+/// Polls `condition` until it holds or `limit` passes; panics with `context()` then.
+#[track_caller]
+pub fn eventually(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "timed out after {limit:?} waiting for {what}\n{}",
+        context()
+    );
+}
+
+/// A syntactically valid token (right checksum) that reuses `token`'s prefix with another
+/// secret: reaches Redis and bcrypt, and must fail as a wrong secret.
+pub fn same_prefix_other_secret(token: &str) -> String {
+    let other = patgate::token::generate(patgate::token::Kind::of_prefix(token).expect("kind"));
+    let body = format!(
+        "{}{}",
+        &token[..10],
+        &other.token[10..other.token.len() - 6]
+    );
+    patgate::token::seal(&body)
+}
+
+fn conf_text(
+    o: &Options,
+    port: u16,
+    redis_url: &str,
+    upstream: &str,
+    dir: &std::path::Path,
+) -> String {
+    let dir = dir.display();
+    format!(
+        r#"listen: 127.0.0.1:{port}
+redis:
+  url: {redis_url}
+  timeout_ms: {timeout}
+verify:
+  bcrypt_cost: {cost}
+  pool_threads: {threads}
+  pool_queue: {queue}
+policy:
+  default_lifetime: 30d
+  max_lifetime: {max_lifetime}
+  allow_no_expiry: {allow_no_expiry}
+  admin_role: admin
+server:
+  threads: 2
+  pid_file: {dir}/patgate.pid
+  upgrade_sock: {dir}/upgrade.sock
+roles:
+  - name: viewer
+    permissions: [repos:read]
+  - name: member
+    permissions: [repos:read, repos:write]
+  - name: admin
+    permissions: ["*"]
+permissions: [billing:read]
+routes:
+  - name: health
+    path_prefix: /healthz
+    upstream: {upstream}
+    auth: none
+  - name: repos-read
+    methods: [GET, HEAD]
+    path_prefix: /v1/repos
+    upstream: {upstream}
+    require: [repos:read]
+  - name: repos-write
+    methods: [POST, PUT, PATCH, DELETE]
+    path_prefix: /v1/repos
+    upstream: {upstream}
+    require: [repos:write]
+  - name: billing
+    path_prefix: /v1/billing
+    upstream: {upstream}
+    require: [billing:read]
+  - name: whoami
+    path_prefix: /v1/whoami
+    upstream: {upstream}
+    require: []
+  - name: legacy
+    path_prefix: /legacy
+    upstream: {upstream}
+    require: []
+    forward_credentials: true
+  - name: public-docs
+    host: docs.example.test
+    path_prefix: /v1/repos
+    upstream: {upstream}
+    auth: none
+  - name: tenant-writes
+    host: "*.tenant.test"
+    path_prefix: /
+    upstream: {upstream}
+    require: [repos:write]
+"#,
+        timeout = o.timeout_ms,
+        cost = o.bcrypt_cost,
+        threads = o.pool_threads,
+        queue = o.pool_queue,
+        max_lifetime = o.max_lifetime,
+        allow_no_expiry = o.allow_no_expiry,
+    )
+}
