@@ -183,7 +183,7 @@ impl RouteTable {
     /// Sorts `routes` by specificity. Conflicting routes must have been refused by the caller.
     pub fn new(mut routes: Vec<Route>) -> RouteTable {
         // Stable sort: among equally specific routes (which cannot overlap), conf order is kept.
-        routes.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
         RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
         }

@@ -216,7 +216,6 @@ fn check_names_file_key_and_problem_for_a_bad_conf() {
     let bad = env.conf_path.with_file_name("bad.yaml");
     let text = std::fs::read_to_string(&env.conf_path)
         .expect("conf")
-        .replace("[billing:read]\nroutes", "[billing:read]\nroutes")
         .replace("require: [billing:read]", "require: [biling:read]");
     std::fs::write(&bad, text).expect("write");
     let out = Command::new(patgate_bin())

@@ -118,7 +118,7 @@ fn short_lived_token_expires_with_an_expired_message() {
             last = Some(response);
             expired
         },
-        || String::new(),
+        String::new,
     );
     let response = last.expect("a response");
     response.assert_denied(401, "invalid_token");
