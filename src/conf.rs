@@ -7,6 +7,7 @@
 //! an error, never a panic, and `patgate check` runs exactly this code.
 
 use crate::lifetime::{ExpiryPolicy, Lifetime};
+use crate::limiter::Limits;
 use crate::permissions::{is_identifier, Roles};
 use crate::routes::{Access, HostMatch, Route, RouteTable};
 use serde::Deserialize;
@@ -63,6 +64,8 @@ pub struct File {
     identity_headers: IdentityHeadersFile,
     #[serde(default)]
     server: ServerFile,
+    #[serde(default)]
+    limits: LimitsFile,
     roles: Vec<RoleFile>,
     #[serde(default)]
     permissions: Vec<String>,
@@ -151,6 +154,26 @@ impl Default for ServerFile {
             error_log: None,
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    window_seconds: u64,
+    failures_per_client: u32,
+    failures_per_prefix: u32,
+    max_tracked: usize,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            window_seconds: 60,
+            failures_per_client: 30,
+            failures_per_prefix: 10,
+            max_tracked: 100_000,
         }
     }
 }
@@ -295,6 +318,8 @@ pub struct Conf {
     pub identity_headers: IdentityHeaderNames,
     /// Pingora process settings.
     pub server: ServerSettings,
+    /// Failed-attempt limits.
+    pub limits: Limits,
     /// Roles and known permissions.
     pub roles: Roles,
     /// Routes, most specific first.
@@ -351,6 +376,7 @@ impl Builder<'_> {
             policy,
             identity_headers,
             server,
+            limits,
             roles,
             permissions,
             routes,
@@ -365,6 +391,7 @@ impl Builder<'_> {
         let policy = self.policy(policy, &roles)?;
         let identity_headers = self.identity_headers(identity_headers)?;
         let server = self.server(server)?;
+        let limits = self.limits(limits)?;
         let routes = self.routes(routes, &roles)?;
         Ok(Conf {
             path: self.path.to_path_buf(),
@@ -375,8 +402,41 @@ impl Builder<'_> {
             policy,
             identity_headers,
             server,
+            limits,
             roles,
             routes,
+        })
+    }
+
+    fn limits(&self, limits: LimitsFile) -> Result<Limits, ConfError> {
+        let LimitsFile {
+            window_seconds,
+            failures_per_client,
+            failures_per_prefix,
+            max_tracked,
+        } = limits;
+        if !(1..=86_400).contains(&window_seconds) {
+            return Err(self.invalid(
+                "limits.window_seconds",
+                format!("{window_seconds} is outside 1..=86400"),
+            ));
+        }
+        for (key, value) in [
+            ("limits.failures_per_client", failures_per_client),
+            ("limits.failures_per_prefix", failures_per_prefix),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(key, "must be at least 1"));
+            }
+        }
+        if max_tracked == 0 {
+            return Err(self.invalid("limits.max_tracked", "must be at least 1"));
+        }
+        Ok(Limits {
+            window: Duration::from_secs(window_seconds),
+            failures_per_client,
+            failures_per_prefix,
+            max_tracked,
         })
     }
 

@@ -10,6 +10,7 @@
 //!             2. open?      auth: none → skip to step 5
 //!             3. credential Authorization: Bearer / X-API-Key → one token   credential.rs
 //!                           (401 missing_credential, 400 ambiguous_credential)
+//!                limits     client / prefix over its failure limit → 429   limiter.rs
 //!             4. verify     parse + checksum (no Redis)                      token.rs
 //!                           credential record by prefix  (Redis)             store.rs
 //!                           secret: bcrypt on the pool / SHA-256             hasher.rs
@@ -39,6 +40,7 @@ pub mod denial;
 pub mod hasher;
 pub mod identity;
 pub mod lifetime;
+pub mod limiter;
 pub mod manage;
 pub mod permissions;
 pub mod proxy;

@@ -15,8 +15,10 @@ use crate::credential::{self, Presented};
 use crate::denial::{Denial, InvalidReason};
 use crate::hasher::BcryptPool;
 use crate::identity;
+use crate::limiter::FailureLimiter;
 use crate::routes::{path_is_safe, Access, Route};
 use crate::store::Store;
+use crate::token::{self, Token};
 use crate::verify::{Identity, Verdict, Verifier};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -37,6 +39,8 @@ pub struct Gateway {
     store: OnceCell<Store>,
     /// Started on first PAT verification (owns threads).
     pool: OnceCell<BcryptPool>,
+    /// Failed-attempt counters per client and per prefix.
+    limiter: FailureLimiter,
 }
 
 /// Per-request state shared across phases.
@@ -59,6 +63,7 @@ impl Gateway {
     /// A gateway serving `conf`.
     pub fn from_conf(conf: Arc<Conf>) -> Gateway {
         Gateway {
+            limiter: FailureLimiter::new(conf.limits),
             conf,
             store: OnceCell::new(),
             pool: OnceCell::new(),
@@ -84,30 +89,47 @@ impl Gateway {
             })
     }
 
-    /// Decides a protected request: allow with an identity, or a denial.
+    /// Decides a protected request: allow with an identity, or a denial. Failed attempts are
+    /// counted, and a client or prefix over its limit is refused before any Redis or bcrypt work.
     async fn authorize(
         &self,
         session: &Session,
         require: &[String],
         ctx: &mut RequestCtx,
     ) -> Verdict {
-        let presented = match credential::presented(&session.req_header().headers) {
-            Presented::Token(token) => token,
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let malformed = Denial::InvalidToken {
+            reason: InvalidReason::Malformed,
+        };
+        let parsed = match credential::presented(&session.req_header().headers) {
+            Presented::Token(presented) => token::parse(presented).map_err(|_| malformed),
+            Presented::Unreadable => Err(malformed),
             Presented::Missing { other_scheme } => {
                 return Verdict::Deny(Denial::MissingCredential { other_scheme })
             }
             Presented::Ambiguous => return Verdict::Deny(Denial::AmbiguousCredential),
-            Presented::Unreadable => {
-                return Verdict::Deny(Denial::InvalidToken {
-                    reason: InvalidReason::Malformed,
-                })
-            }
         };
-        if presented.len() >= crate::token::PREFIX_LEN
-            && presented.is_char_boundary(crate::token::PREFIX_LEN)
-        {
-            ctx.prefix = Some(presented[..crate::token::PREFIX_LEN].to_string());
+        // Only a well-formed token's prefix is logged or counted: garbage may be part of a secret.
+        let prefix = parsed.as_ref().ok().map(|t| t.prefix());
+        ctx.prefix = prefix.map(str::to_string);
+        if let Some(retry_after) = self.limiter.retry_after(client, prefix, Instant::now()) {
+            return Verdict::Deny(Denial::RateLimited { retry_after });
         }
+        let verdict = match parsed {
+            Ok(token) => self.verify(&token, require).await,
+            Err(denial) => Verdict::Deny(denial),
+        };
+        if let Verdict::Deny(Denial::InvalidToken { .. }) = verdict {
+            self.limiter.record_failure(client, prefix, Instant::now());
+        }
+        verdict
+    }
+
+    /// Runs the verification pipeline on a well-formed token.
+    async fn verify(&self, token: &Token<'_>, require: &[String]) -> Verdict {
         let (store, pool) = match (self.store(), self.pool()) {
             (Ok(store), Ok(pool)) => (store, pool),
             (Err(denial), _) | (_, Err(denial)) => return Verdict::Deny(denial),
@@ -117,7 +139,7 @@ impl Gateway {
             pool,
             roles: &self.conf.roles,
         };
-        verifier.verify(presented, require, unix_now()).await
+        verifier.verify(token, require, unix_now()).await
     }
 
     /// Writes `denial` as the response. The only place a denial becomes bytes.

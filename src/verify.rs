@@ -1,7 +1,8 @@
 //! The verification pipeline: a presented token and a route's requirements in, a [`Verdict`]
 //! out. Each step is a named function; the first failure answers.
 //!
-//! 1. `parse`: format and checksum (no Redis);
+//! 1. parse: format and checksum, done by the caller (no Redis) so that limits can key on
+//!    the prefix before any work;
 //! 2. `load`: the credential record by prefix (one Redis read);
 //! 3. `check_secret`: bcrypt on the [`BcryptPool`] for PATs, constant-time SHA-256 for keys;
 //! 4. `check_expiry`;
@@ -16,7 +17,7 @@ use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
 use crate::permissions::Roles;
 use crate::store::{CredentialRecord, Store, StoreError, UserStatus};
-use crate::token::{self, Kind, Token};
+use crate::token::{Kind, Token};
 
 /// Who is calling, as sent upstream in the identity headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,19 +58,18 @@ pub struct Verifier<'a> {
 type Step<T> = Result<T, Denial>;
 
 impl Verifier<'_> {
-    /// Runs the whole pipeline for `presented` against a route requiring `require`, at unix
+    /// Runs the pipeline for a parsed `token` against a route requiring `require`, at unix
     /// time `now`.
-    pub async fn verify(&self, presented: &str, require: &[String], now: u64) -> Verdict {
-        match self.run(presented, require, now).await {
+    pub async fn verify(&self, token: &Token<'_>, require: &[String], now: u64) -> Verdict {
+        match self.run(token, require, now).await {
             Ok(identity) => Verdict::Allow(identity),
             Err(denial) => Verdict::Deny(denial),
         }
     }
 
-    async fn run(&self, presented: &str, require: &[String], now: u64) -> Step<Identity> {
-        let token = parse(presented)?;
-        let record = self.load(&token).await?;
-        self.check_secret(&token, &record).await?;
+    async fn run(&self, token: &Token<'_>, require: &[String], now: u64) -> Step<Identity> {
+        let record = self.load(token).await?;
+        self.check_secret(token, &record).await?;
         check_expiry(&record, now)?;
         let role = self.live_role(&record).await?;
         let permissions = self.check_scope(&record, &role, require)?;
@@ -150,10 +150,6 @@ impl Verifier<'_> {
             Err(Denial::InsufficientScope { missing })
         }
     }
-}
-
-fn parse(presented: &str) -> Step<Token<'_>> {
-    token::parse(presented).map_err(|_| invalid(InvalidReason::Malformed))
 }
 
 fn check_expiry(record: &CredentialRecord, now: u64) -> Step<()> {

@@ -180,3 +180,45 @@ fn route_requiring_nothing_accepts_any_valid_credential() {
     let received = env.get_bearer("/v1/whoami", &token).echoed();
     assert_eq!(received.header("x-auth-permissions"), Some("repos:read"));
 }
+
+#[test]
+fn a_client_over_its_failure_limit_gets_429_before_any_check() {
+    let env = Env::start_with(crate::support::Options {
+        failures_per_client: 3,
+        ..Default::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    for _ in 0..3 {
+        env.get_bearer("/v1/repos", "garbage")
+            .assert_denied(401, "invalid_token");
+    }
+    // Even a valid token is refused now: the client is limited, not the token.
+    let response = env.get_bearer("/v1/repos", &token);
+    response.assert_denied(429, "rate_limited");
+    let retry_after: u64 = response
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(env.upstream.count(), 0);
+}
+
+#[test]
+fn guesses_against_one_prefix_are_limited_for_that_prefix_only() {
+    let env = Env::start_with(crate::support::Options {
+        failures_per_prefix: 2,
+        ..Default::default()
+    });
+    let alice = env.user_with_pat("alice", "acme", "member");
+    let bob = env.user_with_pat("bob", "acme", "member");
+    for _ in 0..2 {
+        env.get_bearer("/v1/repos", &same_prefix_other_secret(&alice))
+            .assert_denied(401, "invalid_token");
+    }
+    env.get_bearer("/v1/repos", &same_prefix_other_secret(&alice))
+        .assert_denied(429, "rate_limited");
+    env.get_bearer("/v1/repos", &alice)
+        .assert_denied(429, "rate_limited");
+    env.get_bearer("/v1/repos", &bob).echoed();
+    assert_eq!(env.upstream.count(), 1);
+}

@@ -21,6 +21,8 @@ pub struct Options {
     pub timeout_ms: u64,
     pub allow_no_expiry: bool,
     pub max_lifetime: &'static str,
+    pub failures_per_client: u32,
+    pub failures_per_prefix: u32,
 }
 
 impl Default for Options {
@@ -32,6 +34,8 @@ impl Default for Options {
             timeout_ms: 200,
             allow_no_expiry: false,
             max_lifetime: "365d",
+            failures_per_client: 1000,
+            failures_per_prefix: 1000,
         }
     }
 }
@@ -449,6 +453,10 @@ policy:
   max_lifetime: {max_lifetime}
   allow_no_expiry: {allow_no_expiry}
   admin_role: admin
+limits:
+  window_seconds: 60
+  failures_per_client: {per_client}
+  failures_per_prefix: {per_prefix}
 server:
   threads: 2
   pid_file: {dir}/patgate.pid
@@ -506,5 +514,7 @@ routes:
         queue = o.pool_queue,
         max_lifetime = o.max_lifetime,
         allow_no_expiry = o.allow_no_expiry,
+        per_client = o.failures_per_client,
+        per_prefix = o.failures_per_prefix,
     )
 }

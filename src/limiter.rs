@@ -1,0 +1,193 @@
+//! Failed-attempt limits (SPEC §4 `rate_limited`): failures are counted per client address
+//! and per credential prefix in fixed windows; past a limit, requests from that client or for
+//! that prefix answer 429 with `Retry-After` *before* any Redis or bcrypt work.
+//!
+//! Per gateway instance and in memory: cheap on the hot path, and a brute force against one
+//! instance is stopped by that instance. The table is bounded (`max_tracked`); when it is full
+//! of live windows, new keys are not tracked (the limiter degrades, authentication does not).
+//! Callers pass the clock in, so tests need no sleeps.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What is counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Client(IpAddr),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+/// Limits from the conf's `limits:` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Window length.
+    pub window: Duration,
+    /// Failures one client address may cause per window.
+    pub failures_per_client: u32,
+    /// Failures one credential prefix may collect per window.
+    pub failures_per_prefix: u32,
+    /// Most keys tracked at once.
+    pub max_tracked: usize,
+}
+
+/// The failure counters.
+pub struct FailureLimiter {
+    limits: Limits,
+    windows: Mutex<HashMap<Key, Window>>,
+}
+
+impl FailureLimiter {
+    /// An empty limiter.
+    pub fn new(limits: Limits) -> FailureLimiter {
+        FailureLimiter {
+            limits,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds to wait if `client` or `prefix` is over its limit at `now`, else `None`.
+    pub fn retry_after(
+        &self,
+        client: Option<IpAddr>,
+        prefix: Option<&str>,
+        now: Instant,
+    ) -> Option<u64> {
+        let windows = self.windows.lock().ok()?;
+        let over = |key: Key, limit: u32| {
+            let window = windows.get(&key)?;
+            let ends = window.started + self.limits.window;
+            (window.failures >= limit && now < ends)
+                .then(|| ends.duration_since(now).as_secs().max(1))
+        };
+        let by_client =
+            client.and_then(|ip| over(Key::Client(ip), self.limits.failures_per_client));
+        let by_prefix =
+            prefix.and_then(|p| over(Key::Prefix(p.to_string()), self.limits.failures_per_prefix));
+        by_client.max(by_prefix)
+    }
+
+    /// Counts one failed attempt from `client` against `prefix`.
+    pub fn record_failure(&self, client: Option<IpAddr>, prefix: Option<&str>, now: Instant) {
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        for key in [
+            client.map(Key::Client),
+            prefix.map(|p| Key::Prefix(p.to_string())),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.bump(&mut windows, key, now);
+        }
+    }
+
+    fn bump(&self, windows: &mut HashMap<Key, Window>, key: Key, now: Instant) {
+        if !windows.contains_key(&key) && windows.len() >= self.limits.max_tracked {
+            let window = self.limits.window;
+            windows.retain(|_, w| now < w.started + window);
+            if windows.len() >= self.limits.max_tracked {
+                return;
+            }
+        }
+        let entry = windows.entry(key).or_insert(Window {
+            started: now,
+            failures: 0,
+        });
+        if now >= entry.started + self.limits.window {
+            *entry = Window {
+                started: now,
+                failures: 0,
+            };
+        }
+        entry.failures = entry.failures.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(max_tracked: usize) -> FailureLimiter {
+        FailureLimiter::new(Limits {
+            window: Duration::from_secs(60),
+            failures_per_client: 3,
+            failures_per_prefix: 2,
+            max_tracked,
+        })
+    }
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn a_client_is_limited_after_its_failures_until_the_window_ends() {
+        let limiter = limiter(100);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.retry_after(ip(1), None, t0), None);
+            limiter.record_failure(ip(1), None, t0);
+        }
+        assert_eq!(
+            limiter.retry_after(ip(1), None, t0 + Duration::from_secs(20)),
+            Some(40)
+        );
+        assert_eq!(
+            limiter.retry_after(ip(2), None, t0),
+            None,
+            "other clients are not affected"
+        );
+        assert_eq!(
+            limiter.retry_after(ip(1), None, t0 + Duration::from_secs(60)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_prefix_is_limited_whatever_the_client() {
+        let limiter = limiter(100);
+        let t0 = Instant::now();
+        limiter.record_failure(ip(1), Some("pat_abcdef"), t0);
+        limiter.record_failure(ip(2), Some("pat_abcdef"), t0);
+        assert_eq!(limiter.retry_after(ip(3), Some("pat_abcdef"), t0), Some(60));
+        assert_eq!(limiter.retry_after(ip(3), Some("pat_zzzzzz"), t0), None);
+    }
+
+    #[test]
+    fn a_new_window_starts_the_count_again() {
+        let limiter = limiter(100);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            limiter.record_failure(ip(1), None, t0);
+        }
+        let later = t0 + Duration::from_secs(61);
+        limiter.record_failure(ip(1), None, later);
+        assert_eq!(limiter.retry_after(ip(1), None, later), None);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_expired_windows_make_room() {
+        let limiter = limiter(2);
+        let t0 = Instant::now();
+        limiter.record_failure(ip(1), None, t0);
+        limiter.record_failure(ip(2), None, t0);
+        limiter.record_failure(ip(3), None, t0);
+        assert_eq!(limiter.windows.lock().expect("lock").len(), 2);
+        let later = t0 + Duration::from_secs(61);
+        limiter.record_failure(ip(3), None, later);
+        assert!(limiter
+            .windows
+            .lock()
+            .expect("lock")
+            .contains_key(&Key::Client(IpAddr::from([10, 0, 0, 3]))));
+    }
+}
