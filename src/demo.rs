@@ -83,6 +83,9 @@ fn seed(conf: &Conf) -> Result<String, ManageError> {
 }
 
 fn print_instructions(port: u16, token: &str, conf_path: &str) {
+    let patgate = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "patgate".into());
     // The demo token is throwaway (private Redis, deleted on exit), so printing it is the point.
     println!(
         r#"
@@ -101,8 +104,8 @@ Try (401 missing_credential) and a forged header (stripped even on the open rout
   curl -s -H "X-Auth-User: mallory" http://127.0.0.1:{port}/healthz
 
 Manage it live from another terminal (takes effect on the very next request):
-  patgate -c {conf_path} user put alice --org acme --role viewer
-  patgate -c {conf_path} user suspend alice
+  {patgate} -c {conf_path} user put alice --org acme --role viewer
+  {patgate} -c {conf_path} user suspend alice
 
 Ctrl-C stops the gateway, Redis and the upstream.
 "#

@@ -8,6 +8,8 @@ mod support;
 mod auth;
 /// The CLI: create/list/revoke output, refusals with nothing written, check and serve.
 mod cli;
+/// `patgate demo`: its printed curl lines work, Ctrl-C stops everything.
+mod demo;
 /// Failing closed: Redis stopped, killed and restarted; a saturated bcrypt pool.
 mod faults;
 /// Identity headers: stripping forged ones, credential forwarding, exact injected values.
