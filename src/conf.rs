@@ -80,6 +80,8 @@ struct RedisFile {
     key_prefix: String,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    #[serde(default)]
+    freshness: Freshness,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +90,7 @@ struct VerifyFile {
     bcrypt_cost: u32,
     pool_threads: usize,
     pool_queue: usize,
+    cache_entries: usize,
 }
 
 impl Default for VerifyFile {
@@ -96,6 +99,7 @@ impl Default for VerifyFile {
             bcrypt_cost: 10,
             pool_threads: 2,
             pool_queue: 1024,
+            cache_entries: 100_000,
         }
     }
 }
@@ -218,6 +222,19 @@ fn default_timeout_ms() -> u64 {
     50
 }
 
+/// How the gateway keeps what it reads from Redis fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// Every request reads what decides it from Redis, in one round trip on the warm path.
+    /// A write acknowledged to its writer is in force for every request that starts after it.
+    #[default]
+    Strict,
+    /// Zero round trips on the warm path: records are cached client-side and Redis pushes
+    /// invalidations (RESP3 `CLIENT TRACKING`). Lag: the time an invalidation takes to arrive.
+    Tracked,
+}
+
 /// Where Redis is and how long the gateway waits for it.
 #[derive(Debug, Clone)]
 pub struct RedisConf {
@@ -227,6 +244,8 @@ pub struct RedisConf {
     pub key_prefix: String,
     /// Per-operation deadline; past it the request fails closed with 503.
     pub timeout: Duration,
+    /// Strict (read every request) or tracked (client-side cache with invalidations).
+    pub freshness: Freshness,
 }
 
 /// The bcrypt pool and the cost of new PAT hashes.
@@ -238,6 +257,8 @@ pub struct VerifyConf {
     pub pool_threads: usize,
     /// Jobs that may wait for a pool thread; one more is answered `overloaded`.
     pub pool_queue: usize,
+    /// Bound of the verified-secret cache (and of the tracked-mode record cache); 0 disables.
+    pub cache_entries: usize,
 }
 
 /// Credential policy.
@@ -451,6 +472,7 @@ impl Builder<'_> {
             url,
             key_prefix,
             timeout_ms,
+            freshness,
         } = redis;
         redis::Client::open(url.as_str()).map_err(|e| self.invalid("redis.url", format!("{e}")))?;
         if key_prefix
@@ -472,6 +494,7 @@ impl Builder<'_> {
             url,
             key_prefix,
             timeout: Duration::from_millis(timeout_ms),
+            freshness,
         })
     }
 
@@ -480,7 +503,14 @@ impl Builder<'_> {
             bcrypt_cost,
             pool_threads,
             pool_queue,
+            cache_entries,
         } = verify;
+        if cache_entries > 100_000_000 {
+            return Err(self.invalid(
+                "verify.cache_entries",
+                format!("{cache_entries} is above 100000000"),
+            ));
+        }
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(self.invalid(
                 "verify.bcrypt_cost",
@@ -503,6 +533,7 @@ impl Builder<'_> {
             bcrypt_cost,
             pool_threads,
             pool_queue,
+            cache_entries,
         })
     }
 
@@ -788,6 +819,31 @@ routes:
             }
         }
         assert!(loaded >= 1);
+    }
+
+    #[test]
+    fn freshness_is_strict_by_default_and_tracked_on_request() {
+        assert_eq!(
+            parse(BASE).expect("valid").redis.freshness,
+            Freshness::Strict
+        );
+        let tracked = BASE.replace(
+            "  url: redis://127.0.0.1:6379/0",
+            "  url: redis://127.0.0.1:6379/0\n  freshness: tracked",
+        );
+        assert_eq!(
+            parse(&tracked).expect("valid").redis.freshness,
+            Freshness::Tracked
+        );
+        let bad = BASE.replace(
+            "  url: redis://127.0.0.1:6379/0",
+            "  url: redis://127.0.0.1:6379/0\n  freshness: eventual",
+        );
+        assert!(
+            error(&bad).contains("unknown variant `eventual`"),
+            "{}",
+            error(&bad)
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! revoking), commands.rs and cli.rs (the CLI), serve.rs (Pingora server), demo.rs and testkit
 //! (real Redis and echo upstream for the demo, the tests and the benches).
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod conf;

@@ -10,6 +10,7 @@
 //! The Redis connection and the bcrypt pool own threads and sockets, so both are created on
 //! first use inside the running service, never before Pingora daemonizes.
 
+use crate::cache::VerifiedCache;
 use crate::conf::Conf;
 use crate::credential::{self, Presented};
 use crate::denial::{Denial, InvalidReason};
@@ -41,6 +42,8 @@ pub struct Gateway {
     pool: OnceCell<BcryptPool>,
     /// Failed-attempt counters per client and per prefix.
     limiter: FailureLimiter,
+    /// PATs already verified on this instance (bounded; never holds a secret).
+    cache: VerifiedCache,
 }
 
 /// Per-request state shared across phases.
@@ -64,6 +67,7 @@ impl Gateway {
     pub fn from_conf(conf: Arc<Conf>) -> Gateway {
         Gateway {
             limiter: FailureLimiter::new(conf.limits),
+            cache: VerifiedCache::new(conf.verify.cache_entries),
             conf,
             store: OnceCell::new(),
             pool: OnceCell::new(),
@@ -72,7 +76,9 @@ impl Gateway {
 
     fn store(&self) -> Result<&Store, Denial> {
         self.store
-            .get_or_try_init(|| Store::lazy(&self.conf.redis))
+            .get_or_try_init(|| {
+                Store::for_gateway(&self.conf.redis, self.conf.verify.cache_entries)
+            })
             .map_err(|e| {
                 log::error!("cannot create redis client: {e}");
                 Denial::AuthUnavailable
@@ -137,6 +143,7 @@ impl Gateway {
         let verifier = Verifier {
             store,
             pool,
+            cache: &self.cache,
             roles: &self.conf.roles,
         };
         verifier.verify(token, require, unix_now()).await

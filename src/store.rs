@@ -18,12 +18,14 @@
 //! Every operation is bounded by `redis.timeout_ms`; errors are classified into
 //! [`StoreError`] so the caller can fail closed.
 
-use crate::conf::RedisConf;
+use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
+use redis::caching::CacheConfig;
+use redis::{AsyncCommands, IntoConnectionInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// How long a credential record outlives its expiry, so "expired" stays distinguishable.
@@ -291,25 +293,54 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates a store whose connection is made on first use and remade after a drop.
-    /// Must be called inside a Tokio runtime.
+    /// A plain store for management commands (no client-side cache, whatever the conf says):
+    /// the connection is made on first use and remade after a drop.
     ///
     /// # Errors
     /// The URL is invalid.
     pub fn lazy(conf: &RedisConf) -> Result<Store, StoreError> {
-        let client = redis::Client::open(conf.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
+        let strict = RedisConf {
+            freshness: Freshness::Strict,
+            ..conf.clone()
+        };
+        Store::for_gateway(&strict, 0)
+    }
+
+    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode the connection speaks RESP3 with `CLIENT TRACKING` and
+    /// keeps up to `tracked_entries` replies client-side, invalidated by Redis pushes; a new
+    /// connection starts with an empty cache. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// The URL is invalid.
+    pub fn for_gateway(conf: &RedisConf, tracked_entries: usize) -> Result<Store, StoreError> {
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(conf.timeout))
             .set_response_timeout(Some(conf.timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
+        let mut info = conf.url.as_str().into_connection_info()?;
+        if conf.freshness == Freshness::Tracked {
+            let resp3 = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3);
+            info = info.set_redis_settings(resp3);
+            let size = NonZeroUsize::new(tracked_entries.max(1)).expect("max(1) is non-zero");
+            config = config.set_cache_config(CacheConfig::new().set_size(size));
+        }
+        let client = redis::Client::open(info)?;
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Store {
             conn,
             keys: Keys::new(&conf.key_prefix),
             timeout: conf.timeout,
         })
+    }
+
+    /// Client-side cache statistics (tracked mode only).
+    pub fn cache_statistics(&self) -> Option<redis::caching::CacheStatistics> {
+        self.conn.get_cache_statistics()
     }
 
     /// The key layout in use.
@@ -349,6 +380,39 @@ impl Store {
             return Ok(None);
         }
         CredentialRecord::from_fields(&key, prefix, fields).map(Some)
+    }
+
+    /// The credential record and its owner's status and role in `org`, pipelined: one round
+    /// trip (zero in tracked mode when both are cached). The caller must check that the
+    /// record's user and org are the ones asked about.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout, Redis error or a corrupt record.
+    pub async fn credential_and_access(
+        &self,
+        prefix: &str,
+        user: &str,
+        org: &str,
+    ) -> Result<(Option<CredentialRecord>, UserAccess), StoreError> {
+        let key = self.keys.credential(prefix);
+        let mut pipe = redis::pipe();
+        pipe.hgetall(&key).hmget(
+            self.keys.user(user),
+            &["status".to_string(), membership_field(org)],
+        );
+        let mut conn = self.conn.clone();
+        type Reply = (HashMap<String, String>, (Option<String>, Option<String>));
+        let (fields, (status, role)): Reply = self.bounded(pipe.query_async(&mut conn)).await?;
+        let record = if fields.is_empty() {
+            None
+        } else {
+            Some(CredentialRecord::from_fields(&key, prefix, fields)?)
+        };
+        let access = UserAccess {
+            status: status.as_deref().and_then(UserStatus::parse),
+            role,
+        };
+        Ok((record, access))
     }
 
     /// The user's status and current role in `org`, in one command.

@@ -84,18 +84,21 @@ fn restart_gateway(mut env: Env) -> Env {
 
 #[test]
 fn a_full_bcrypt_queue_answers_503_overloaded_at_once() {
-    // One bcrypt thread, one waiting slot, and a cost-12 hash (~0.25 s each): of six
-    // concurrent first requests at most two can be taken, the rest must be refused at once.
+    // One bcrypt thread, one waiting slot, and cost-12 hashes (~0.3 s each): of six concurrent
+    // first requests with six different tokens at most two can be taken, the rest must be
+    // refused at once. (Six requests with one token would share one bcrypt run.)
     let env = Env::start_with(Options {
         bcrypt_cost: 12,
         pool_threads: 1,
         pool_queue: 1,
         ..Options::default()
     });
-    let token = env.user_with_pat("alice", "acme", "member");
+    env.member("alice", "acme", "member");
+    let tokens: Vec<String> = (0..6).map(|_| env.pat_with("alice", "acme", &[])).collect();
     let responses: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..6)
-            .map(|_| scope.spawn(|| env.get_bearer("/v1/repos", &token)))
+        let handles: Vec<_> = tokens
+            .iter()
+            .map(|token| scope.spawn(|| env.get_bearer("/v1/repos", token)))
             .collect();
         handles
             .into_iter()

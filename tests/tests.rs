@@ -10,6 +10,8 @@ mod auth;
 mod cli;
 /// `patgate demo`: its printed curl lines work, Ctrl-C stops everything.
 mod demo;
+/// The fast path: verified-secret cache, single flight, one round trip, tracked mode.
+mod fast_path;
 /// Failing closed: Redis stopped, killed and restarted; a saturated bcrypt pool.
 mod faults;
 /// Identity headers: stripping forged ones, credential forwarding, exact injected values.

@@ -23,6 +23,8 @@ pub struct Options {
     pub max_lifetime: &'static str,
     pub failures_per_client: u32,
     pub failures_per_prefix: u32,
+    pub freshness: &'static str,
+    pub cache_entries: usize,
 }
 
 impl Default for Options {
@@ -36,6 +38,8 @@ impl Default for Options {
             max_lifetime: "365d",
             failures_per_client: 1000,
             failures_per_prefix: 1000,
+            freshness: "strict",
+            cache_entries: 1000,
         }
     }
 }
@@ -49,6 +53,20 @@ pub struct Env {
     gateway: Option<Child>,
     log_path: PathBuf,
     dir: tempfile::TempDir,
+    options: Options,
+}
+
+/// Another gateway process on the same Redis and upstream, with its own port.
+pub struct SecondGateway {
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for SecondGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A parsed HTTP response.
@@ -192,6 +210,7 @@ impl Env {
             gateway: None,
             log_path,
             dir,
+            options,
         };
         env.spawn_gateway();
         env
@@ -290,28 +309,95 @@ impl Env {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Response {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to gateway");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut head = format!("{method} {path} HTTP/1.1\r\n");
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-            head.push_str("Host: localhost\r\n");
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("Connection: close\r\n\r\n");
-        head.push_str(body);
-        stream.write_all(head.as_bytes()).expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read response");
-        parse_response(&raw)
+        send(self.port, method, path, headers, body)
     }
 
+    /// Starts another gateway on the same Redis and upstream (same options, its own port).
+    pub fn start_second_gateway(&self) -> SecondGateway {
+        let dir = self
+            .dir
+            .path()
+            .join(format!("second-{}", free_port().expect("port")));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let port = free_port().expect("free port");
+        let conf = conf_text(
+            &self.options,
+            port,
+            &self.redis.url(),
+            &self.upstream.addr().to_string(),
+            &dir,
+        );
+        let conf_path = dir.join("patgate.yaml");
+        std::fs::write(&conf_path, conf).expect("write conf");
+        let log = std::fs::File::create(dir.join("gateway.log")).expect("log");
+        let child = Command::new(patgate_bin())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn second patgate");
+        let second = SecondGateway { port, child };
+        eventually(
+            Duration::from_secs(20),
+            "second gateway to listen",
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            String::new,
+        );
+        second
+    }
+
+    /// Calls of `command` Redis has served so far (`INFO commandstats`).
+    pub fn redis_calls(&self, command: &str) -> u64 {
+        let mut conn = redis::Client::open(self.redis.url())
+            .expect("client")
+            .get_connection()
+            .expect("connection");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .expect("INFO");
+        let needle = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        info.lines()
+            .find_map(|line| line.strip_prefix(&needle))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// GET with a bearer token to a gateway on `port`.
+pub fn get_bearer_on(port: u16, path: &str, token: &str) -> Response {
+    let value = format!("Bearer {token}");
+    send(port, "GET", path, &[("Authorization", &value)], "")
+}
+
+fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: localhost\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    head.push_str(body);
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+impl Env {
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         self.request("GET", path, headers)
     }
@@ -444,10 +530,12 @@ fn conf_text(
 redis:
   url: {redis_url}
   timeout_ms: {timeout}
+  freshness: {freshness}
 verify:
   bcrypt_cost: {cost}
   pool_threads: {threads}
   pool_queue: {queue}
+  cache_entries: {cache_entries}
 policy:
   default_lifetime: 30d
   max_lifetime: {max_lifetime}
@@ -516,5 +604,7 @@ routes:
         allow_no_expiry = o.allow_no_expiry,
         per_client = o.failures_per_client,
         per_prefix = o.failures_per_prefix,
+        freshness = o.freshness,
+        cache_entries = o.cache_entries,
     )
 }

@@ -1,0 +1,210 @@
+use crate::support::{eventually, get_bearer_on, same_prefix_other_secret, Env, Options};
+use std::time::Duration;
+
+fn slow_pool() -> Options {
+    // One bcrypt thread, one waiting slot, cost 12 (~0.3 s per verification).
+    Options {
+        bcrypt_cost: 12,
+        pool_threads: 1,
+        pool_queue: 1,
+        ..Options::default()
+    }
+}
+
+fn redis_conn(env: &Env) -> redis::Connection {
+    redis::Client::open(env.redis.url())
+        .expect("client")
+        .get_connection()
+        .expect("connection")
+}
+
+#[test]
+fn concurrent_first_requests_with_one_token_share_one_bcrypt_run() {
+    let env = Env::start_with(slow_pool());
+    let token = env.user_with_pat("alice", "acme", "member");
+    // Six verifications would overflow a pool of one thread and one slot; one shared run cannot.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| env.get_bearer("/v1/repos", &token).status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(statuses, vec![200; 6]);
+}
+
+#[test]
+fn a_verified_token_needs_no_bcrypt_even_while_the_pool_is_full() {
+    let env = Env::start_with(slow_pool());
+    env.member("alice", "acme", "member");
+    let warm = env.pat_with("alice", "acme", &[]);
+    let cold: Vec<String> = (0..3).map(|_| env.pat_with("alice", "acme", &[])).collect();
+    env.get_bearer("/v1/repos", &warm).echoed();
+    std::thread::scope(|scope| {
+        // Occupy the one thread and the one slot with two cold tokens…
+        let busy: Vec<_> = cold[..2]
+            .iter()
+            .map(|t| scope.spawn(|| env.get_bearer("/v1/repos", t)))
+            .collect();
+        // …until a third cold token is refused as overloaded: the pool is full now.
+        eventually(
+            Duration::from_secs(5),
+            "the pool to be full",
+            || env.get_bearer("/v1/repos", &cold[2]).status == 503,
+            || env.log(),
+        );
+        // The verified token is still served: it needs no bcrypt.
+        env.get_bearer("/v1/repos", &warm).echoed();
+        for handle in busy {
+            handle.join().expect("thread");
+        }
+    });
+}
+
+#[test]
+fn a_changed_stored_hash_invalidates_the_cached_verification() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let other = same_prefix_other_secret(&token);
+    let new_hash = bcrypt::hash(&other.as_bytes()[..other.len() - 6], 4).expect("hash");
+    let mut conn = redis_conn(&env);
+    let key = format!("patgate:cred:{}", &token[..10]);
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("hash")
+        .arg(new_hash)
+        .exec(&mut conn)
+        .expect("HSET");
+    env.get_bearer("/v1/repos", &token)
+        .assert_denied(401, "invalid_token");
+    env.get_bearer("/v1/repos", &other).echoed();
+}
+
+#[test]
+fn a_credential_whose_record_vanished_is_denied_despite_the_cache() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let mut conn = redis_conn(&env);
+    let key = format!("patgate:cred:{}", &token[..10]);
+    redis::cmd("DEL").arg(&key).exec(&mut conn).expect("DEL");
+    env.get_bearer("/v1/repos", &token)
+        .assert_denied(401, "invalid_token");
+}
+
+#[test]
+fn strict_warm_pat_reads_record_and_owner_once_per_request() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let before = (env.redis_calls("hgetall"), env.redis_calls("hmget"));
+    for _ in 0..10 {
+        env.get_bearer("/v1/repos", &token).echoed();
+    }
+    let after = (env.redis_calls("hgetall"), env.redis_calls("hmget"));
+    assert_eq!((after.0 - before.0, after.1 - before.1), (10, 10));
+}
+
+#[test]
+fn strict_changes_are_in_force_on_every_instance_for_the_next_request() {
+    let env = Env::start();
+    let second = env.start_second_gateway();
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    get_bearer_on(second.port, "/v1/repos", &token).echoed();
+    env.member("alice", "acme", "viewer");
+    let role = |r: crate::support::Response| r.echoed().header("x-auth-role").map(str::to_string);
+    assert_eq!(
+        role(env.get_bearer("/v1/repos", &token)).as_deref(),
+        Some("viewer")
+    );
+    assert_eq!(
+        role(get_bearer_on(second.port, "/v1/repos", &token)).as_deref(),
+        Some("viewer")
+    );
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    env.get_bearer("/v1/repos", &token)
+        .assert_denied(401, "invalid_token");
+    get_bearer_on(second.port, "/v1/repos", &token).assert_denied(401, "invalid_token");
+}
+
+fn tracked() -> Options {
+    Options {
+        freshness: "tracked",
+        ..Options::default()
+    }
+}
+
+#[test]
+fn tracked_warm_requests_make_no_redis_calls() {
+    let env = Env::start_with(tracked());
+    let pat = env.user_with_pat("alice", "acme", "admin");
+    let key = env.apikey("acme", "viewer", "alice");
+    env.get_bearer("/v1/repos", &pat).echoed();
+    env.get_bearer("/v1/repos", &key).echoed();
+    let before = (env.redis_calls("hgetall"), env.redis_calls("hmget"));
+    for _ in 0..10 {
+        env.get_bearer("/v1/repos", &pat).echoed();
+        env.get_bearer("/v1/repos", &key).echoed();
+    }
+    let after = (env.redis_calls("hgetall"), env.redis_calls("hmget"));
+    assert_eq!(
+        after, before,
+        "warm requests were served from the tracked cache"
+    );
+}
+
+#[test]
+fn tracked_mode_applies_revocations_and_role_changes_once_invalidated() {
+    let env = Env::start_with(tracked());
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let post = || {
+        env.request("POST", "/v1/repos", &[("Authorization", &bearer)])
+            .status
+    };
+    assert_eq!(post(), 200);
+    env.member("alice", "acme", "viewer");
+    eventually(
+        Duration::from_secs(2),
+        "downgrade to apply",
+        || post() == 403,
+        || env.log(),
+    );
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    eventually(
+        Duration::from_secs(2),
+        "revocation to apply",
+        || env.get_bearer("/v1/repos", &token).status == 401,
+        || env.log(),
+    );
+}
+
+#[test]
+fn tracked_mode_drops_its_cache_when_the_connection_drops() {
+    let env = Env::start_with(tracked());
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    env.get_bearer("/v1/repos", &token).echoed();
+    let warm = env.redis_calls("hgetall");
+    let mut conn = redis_conn(&env);
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .exec(&mut conn)
+        .expect("CLIENT KILL");
+    // Invalidations for the killed connection are lost, so its cache must go with it: the
+    // gateway reads Redis again (and is still correct) instead of serving what it had.
+    eventually(
+        Duration::from_secs(5),
+        "the cache to be dropped and refilled",
+        || env.get_bearer("/v1/repos", &token).status == 200 && env.redis_calls("hgetall") > warm,
+        || env.log(),
+    );
+}
