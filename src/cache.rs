@@ -157,7 +157,7 @@ mod tests {
             cache.insert(cache.digest(&i.to_le_bytes()), verified("h"));
         }
         assert!(cache.len() <= 100, "{}", cache.len());
-        assert!(cache.len() > 0);
+        assert!(!cache.is_empty());
     }
 
     #[test]
