@@ -52,10 +52,12 @@ pub struct Roles {
 
 /// A credential's effective permissions on one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effective {
+pub enum Effective<'a> {
     /// Every permission (a `*` role with no narrowing list).
     All,
-    /// Exactly these.
+    /// Exactly the role's own set (no narrowing list): borrowed, nothing copied.
+    Role(&'a BTreeSet<String>),
+    /// Exactly these (a narrowing list applied).
     Some(BTreeSet<String>),
 }
 
@@ -138,7 +140,7 @@ impl Roles {
 
     /// Effective permissions of a credential acting with `role` and an optional narrowing list.
     /// A role the conf no longer defines grants nothing.
-    pub fn effective(&self, role: &str, narrowing: Option<&[String]>) -> Effective {
+    pub fn effective(&self, role: &str, narrowing: Option<&[String]>) -> Effective<'_> {
         let grants = match self.get(role) {
             Some(role) => &role.grants,
             None => return Effective::Some(BTreeSet::new()),
@@ -146,7 +148,7 @@ impl Roles {
         match (grants, narrowing) {
             (Grants::All, None) => Effective::All,
             (Grants::All, Some(list)) => Effective::Some(list.iter().cloned().collect()),
-            (Grants::Some(set), None) => Effective::Some(set.clone()),
+            (Grants::Some(set), None) => Effective::Role(set),
             (Grants::Some(set), Some(list)) => {
                 Effective::Some(list.iter().filter(|p| set.contains(*p)).cloned().collect())
             }
@@ -157,16 +159,18 @@ impl Roles {
     pub fn listed(&self, effective: &Effective) -> Vec<String> {
         match effective {
             Effective::All => self.known.iter().cloned().collect(),
+            Effective::Role(set) => set.iter().cloned().collect(),
             Effective::Some(set) => set.iter().cloned().collect(),
         }
     }
 }
 
-impl Effective {
+impl Effective<'_> {
     /// Whether this grants `permission`.
     pub fn grants(&self, permission: &str) -> bool {
         match self {
             Effective::All => true,
+            Effective::Role(set) => set.contains(permission),
             Effective::Some(set) => set.contains(permission),
         }
     }
