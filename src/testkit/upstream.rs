@@ -111,6 +111,7 @@ impl Drop for Upstream {
 }
 
 fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
+    let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -123,17 +124,16 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
         if let Ok(mut log) = log.lock() {
             log.push(request);
         }
-        let head = format!(
+        let mut response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
-        );
-        if writer
-            .write_all(head.as_bytes())
-            .and_then(|_| writer.write_all(&body))
-            .is_err()
-            || close
-        {
+        )
+        .into_bytes();
+        response.extend_from_slice(&body);
+        // One write: a head and a body written separately would meet Nagle's algorithm and
+        // the proxy's delayed ACK, adding ~40 ms to every response.
+        if writer.write_all(&response).is_err() || close {
             return;
         }
     }
