@@ -13,6 +13,7 @@
 //! - Concurrent first requests for one token share one bcrypt run (single flight).
 
 use crate::hasher::PoolError;
+use crate::store::CredentialRecord;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -23,23 +24,22 @@ use tokio::sync::OnceCell;
 /// HMAC-SHA256 of a presented token under the process key.
 pub type Digest = [u8; 32];
 
-/// What a cache entry knows: the stored hash the secret matched, and the owner and org read
-/// with it (used to read the owner's live state in the same Redis round trip as the record).
+/// What a cache entry knows: the credential record whose stored hash the secret matched.
+/// Records are immutable apart from `revoked` (patgate never rewrites one; a recreated record
+/// has a new hash), so the entry also supplies the owner, org, narrowing and expiry, and a
+/// warm request reads only what can change: the live hash, `revoked`, and the owner's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// The bcrypt hash the presented secret was checked against.
-    pub hash: Arc<str>,
-    /// The PAT's owner.
-    pub user: Arc<str>,
-    /// The PAT's org.
-    pub org: Arc<str>,
+    /// The record as read when the secret was verified (its `name` dropped to save memory).
+    pub record: Arc<CredentialRecord>,
 }
 
 type Flight = Arc<OnceCell<Result<bool, PoolError>>>;
 
 /// The cache and its single-flight table.
 pub struct VerifiedCache {
-    key: [u8; 32],
+    /// HMAC-SHA256 already keyed with the random process key; cloned per digest.
+    keyed: Hmac<Sha256>,
     entries: Option<quick_cache::sync::Cache<Digest, Verified>>,
     in_flight: Mutex<HashMap<(Digest, Arc<str>), Flight>>,
 }
@@ -49,8 +49,9 @@ impl VerifiedCache {
     pub fn new(capacity: usize) -> VerifiedCache {
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut key[..]);
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
         VerifiedCache {
-            key,
+            keyed,
             entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
             in_flight: Mutex::new(HashMap::new()),
         }
@@ -58,8 +59,7 @@ impl VerifiedCache {
 
     /// The keyed digest of `token` (prefix + secret).
     pub fn digest(&self, token: &[u8]) -> Digest {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(token);
         mac.finalize().into_bytes().into()
     }
@@ -131,9 +131,20 @@ mod tests {
 
     fn verified(hash: &str) -> Verified {
         Verified {
-            hash: hash.into(),
-            user: "alice".into(),
-            org: "acme".into(),
+            record: Arc::new(CredentialRecord {
+                prefix: "pat_abcdef".into(),
+                kind: crate::token::Kind::Pat,
+                hash: hash.into(),
+                user: Some("alice".into()),
+                created_by: None,
+                org: "acme".into(),
+                role: None,
+                name: String::new(),
+                permissions: None,
+                created: 0,
+                expires: None,
+                revoked: None,
+            }),
         }
     }
 

@@ -194,6 +194,15 @@ impl CredentialRecord {
     }
 }
 
+/// The mutable part of a credential record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liveness {
+    /// The stored hash now.
+    pub hash: String,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
 /// What the gateway needs about a PAT's owner for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAccess {
@@ -382,37 +391,40 @@ impl Store {
         CredentialRecord::from_fields(&key, prefix, fields).map(Some)
     }
 
-    /// The credential record and its owner's status and role in `org`, pipelined: one round
-    /// trip (zero in tracked mode when both are cached). The caller must check that the
-    /// record's user and org are the ones asked about.
+    /// What can change about a credential already known to this instance (its stored hash
+    /// and whether it is revoked; `None` if the record is gone) and its owner's status and
+    /// role in `org`, pipelined: one round trip, zero in tracked mode when both are cached.
     ///
     /// # Errors
-    /// [`StoreError`] on timeout, Redis error or a corrupt record.
-    pub async fn credential_and_access(
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn liveness_and_access(
         &self,
         prefix: &str,
         user: &str,
         org: &str,
-    ) -> Result<(Option<CredentialRecord>, UserAccess), StoreError> {
-        let key = self.keys.credential(prefix);
+    ) -> Result<(Option<Liveness>, UserAccess), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.hgetall(&key).hmget(
-            self.keys.user(user),
-            &["status".to_string(), membership_field(org)],
-        );
+        pipe.hmget(self.keys.credential(prefix), &["hash", "revoked"])
+            .hmget(
+                self.keys.user(user),
+                &["status".to_string(), membership_field(org)],
+            );
         let mut conn = self.conn.clone();
-        type Reply = (HashMap<String, String>, (Option<String>, Option<String>));
-        let (fields, (status, role)): Reply = self.bounded(pipe.query_async(&mut conn)).await?;
-        let record = if fields.is_empty() {
-            None
-        } else {
-            Some(CredentialRecord::from_fields(&key, prefix, fields)?)
-        };
+        type Reply = (
+            (Option<String>, Option<String>),
+            (Option<String>, Option<String>),
+        );
+        let ((hash, revoked), (status, role)): Reply =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        let liveness = hash.map(|hash| Liveness {
+            hash,
+            revoked: revoked.is_some(),
+        });
         let access = UserAccess {
             status: status.as_deref().and_then(UserStatus::parse),
             role,
         };
-        Ok((record, access))
+        Ok((liveness, access))
     }
 
     /// The user's status and current role in `org`, in one command.

@@ -4,9 +4,10 @@
 //! 1. parse: format and checksum, done by the caller (no Redis) so that limits can key on
 //!    the prefix before any work;
 //! 2. read the live credential record by prefix; for a PAT already verified on this instance,
-//!    the owner's status and role are read in the same pipelined round trip;
+//!    only what can change (stored hash, `revoked`) plus the owner's status and role, in one
+//!    pipelined round trip;
 //! 3. the secret: constant-time SHA-256 for API keys; for PATs, the [`VerifiedCache`] entry if
-//!    its hash equals the live record's, else bcrypt on the [`BcryptPool`] (single flight);
+//!    its hash equals the live one, else bcrypt on the [`BcryptPool`] (single flight);
 //! 4. `check_expiry`;
 //! 5. the role: for a PAT, the owner's *current* status and role in the token's org; for an
 //!    API key, its fixed role;
@@ -22,7 +23,7 @@ use crate::cache::{Digest, Verified, VerifiedCache};
 use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
 use crate::permissions::Roles;
-use crate::store::{CredentialRecord, Store, StoreError, UserStatus};
+use crate::store::{CredentialRecord, Store, StoreError, UserAccess, UserStatus};
 use crate::token::{Kind, Token};
 use std::sync::Arc;
 
@@ -93,48 +94,53 @@ impl Verifier<'_> {
         }
         check_expiry(&record, now)?;
         let role = record.role.clone().ok_or(invalid(InvalidReason::Unknown))?;
-        self.allow(record, role, require)
+        self.allow(&record, role, require)
     }
 
-    /// PAT: the live record (with the owner's live state in the same round trip when the
-    /// cache knows the owner), the secret (bcrypt once per token and stored hash), expiry,
-    /// the owner's current status and role in the token's org, scope.
+    /// PAT. Warm (verified on this instance before): one pipelined read of what can change
+    /// (the stored hash, `revoked`, the owner's status and role); the cached verification
+    /// counts only if the live hash is the one it was made against. Cold: the record, bcrypt
+    /// (once per token and hash), then the owner's state.
     async fn verify_pat(&self, token: &Token<'_>, require: &[String], now: u64) -> Step<Identity> {
         let digest = self.cache.digest(token.hash_input());
-        // The entry only says which user key to read alongside the record; it proves nothing
-        // until its hash is compared with the live record's below.
-        let hint = self.cache.get(&digest);
-        let (record, hinted_access) = match &hint {
-            Some(seen) => {
-                let (record, access) = self
-                    .store
-                    .credential_and_access(token.prefix(), &seen.user, &seen.org)
-                    .await
-                    .map_err(|e| unavailable(&e, token.prefix()))?;
-                (checked(record, token)?, Some(access))
-            }
-            None => (self.load(token).await?, None),
-        };
-        let user = record
-            .user
-            .as_deref()
-            .ok_or(invalid(InvalidReason::Unknown))?;
-        match &hint {
-            Some(seen) if *seen.hash == *record.hash => {}
-            _ => self.check_bcrypt(token, digest, &record, user).await?,
-        }
-        check_expiry(&record, now)?;
-        let same_owner = hint
-            .as_ref()
-            .is_some_and(|seen| *seen.user == *user && *seen.org == *record.org);
-        let access = match hinted_access {
-            Some(access) if same_owner => access,
-            _ => self
+        if let Some(seen) = self.cache.get(&digest) {
+            let record = &seen.record;
+            let (user, org) = (owner(record)?, record.org.as_str());
+            let (live, access) = self
                 .store
-                .access(user, &record.org)
+                .liveness_and_access(token.prefix(), user, org)
                 .await
-                .map_err(|e| unavailable(&e, &record.prefix))?,
-        };
+                .map_err(|e| unavailable(&e, token.prefix()))?;
+            match live {
+                None => return Err(invalid(InvalidReason::Unknown)),
+                Some(live) if live.revoked => return Err(invalid(InvalidReason::Revoked)),
+                Some(live) if live.hash == record.hash => {
+                    check_expiry(record, now)?;
+                    return self.owner_may_act(record, access, require);
+                }
+                // The stored hash changed: this token must be verified afresh.
+                Some(_) => {}
+            }
+        }
+        let record = self.load(token).await?;
+        self.check_bcrypt(token, digest, &record).await?;
+        check_expiry(&record, now)?;
+        let access = self
+            .store
+            .access(owner(&record)?, &record.org)
+            .await
+            .map_err(|e| unavailable(&e, &record.prefix))?;
+        self.owner_may_act(&record, access, require)
+    }
+
+    /// The PAT owner's live state decides: active, with a role in the token's org, whose
+    /// permissions (narrowed) cover the route.
+    fn owner_may_act(
+        &self,
+        record: &CredentialRecord,
+        access: UserAccess,
+        require: &[String],
+    ) -> Step<Identity> {
         if access.status != Some(UserStatus::Active) {
             return Err(invalid(InvalidReason::AccountInactive));
         }
@@ -159,22 +165,21 @@ impl Verifier<'_> {
         token: &Token<'_>,
         digest: Digest,
         record: &CredentialRecord,
-        user: &str,
     ) -> Step<()> {
         let hash: Arc<str> = record.hash.as_str().into();
         let check = self.pool.verify(token.hash_input(), &record.hash);
-        match self
-            .cache
-            .single_flight(digest, Arc::clone(&hash), check)
-            .await
-        {
+        match self.cache.single_flight(digest, hash, check).await {
             Ok(true) => {
-                let verified = Verified {
-                    hash,
-                    user: user.into(),
-                    org: record.org.as_str().into(),
+                let remembered = CredentialRecord {
+                    name: String::new(),
+                    ..record.clone()
                 };
-                self.cache.insert(digest, verified);
+                self.cache.insert(
+                    digest,
+                    Verified {
+                        record: Arc::new(remembered),
+                    },
+                );
                 Ok(())
             }
             Ok(false) => Err(invalid(InvalidReason::WrongSecret)),
@@ -184,7 +189,7 @@ impl Verifier<'_> {
     }
 
     /// Scope check, then the identity sent upstream.
-    fn allow(&self, record: CredentialRecord, role: String, require: &[String]) -> Step<Identity> {
+    fn allow(&self, record: &CredentialRecord, role: String, require: &[String]) -> Step<Identity> {
         let effective = self.roles.effective(&role, record.permissions.as_deref());
         let missing = effective.missing(require);
         if !missing.is_empty() {
@@ -192,13 +197,21 @@ impl Verifier<'_> {
         }
         Ok(Identity {
             kind: record.kind,
-            prefix: record.prefix,
-            user: record.user,
-            org: record.org,
-            role,
+            prefix: record.prefix.clone(),
+            user: record.user.clone(),
+            org: record.org.clone(),
             permissions: self.roles.listed(&effective),
+            role,
         })
     }
+}
+
+/// A PAT's owner (a PAT record without one is corrupt, and refused).
+fn owner(record: &CredentialRecord) -> Step<&str> {
+    record
+        .user
+        .as_deref()
+        .ok_or(invalid(InvalidReason::Unknown))
 }
 
 /// A record that exists, is of the token's kind, and is not revoked.
