@@ -1,0 +1,562 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of patgate against nginx, in one command:
+#
+#   benches/e2e/run.sh                                   # full run (~5 min on 2 cores)
+#   DURATION=2s REPS=1 COLD_TOKENS=200 benches/e2e/run.sh   # smoke run (~1 min)
+#
+# It installs what is missing (apt: wrk nginx cmake redis-server curl), builds
+# `cargo build --release`, then starts everything itself on free 127.0.0.1 ports in a temp
+# dir, and stops all of it on exit: a private redis-server, an nginx upstream (200 "ok"), an
+# nginx reverse proxy to it, and patgate instances (strict; tracked if the conf key exists;
+# cold with bcrypt cost 6). It never touches anything it did not start. Then it runs wrk
+# against every target, interleaved round-robin for REPS reps after a warm-up, and prints a
+# markdown report on stdout (progress goes to stderr):
+#
+#   (a) direct to the nginx upstream      (e) patgate, warm API key, strict
+#   (b) nginx proxy_pass                  (f) patgate, warm PAT, redis.freshness: tracked
+#   (c) patgate `auth: none` route        (g) patgate, cold PATs: each presented once
+#   (d) patgate, warm PAT, strict             (a bcrypt verification per request)
+#
+# Settings (environment):
+#   DURATION=10s     wrk -d of each measured run
+#   REPS=3           interleaved repetitions; the table shows medians
+#   WARMUP=2s        wrk -d of the warm-up of each target (0 to skip)
+#   CONNS=32         wrk -c (always -t1)
+#   TIMEOUT=10s      wrk --timeout (high, because warm PATs without a cache wait on bcrypt)
+#   COLD_TOKENS=3000 distinct PATs created for (g), split evenly across the reps
+#   COLD_JOBS=2      parallel CLI processes creating them
+#   CACHE_ENTRIES=   if set, `verify.cache_entries: N` in every patgate conf
+#   PROXY_CPU=0      CPU of the proxy under test (patgate, nginx proxy)
+#   CLIENT_CPU=1     CPU of wrk, the nginx upstream and redis-server
+#   DIRECT_CLIENT_CPU=$PROXY_CPU   CPU of wrk for (a), where no proxy runs
+#   SKIP_BUILD=1     use the existing target/release/patgate
+#   KEEP_TMP=1       keep the temp dir (confs, logs, raw wrk outputs)
+#   START_TIMEOUT=30 seconds each server gets to accept connections
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+
+# The command as typed, with the settings that came from the environment.
+SETTINGS=(DURATION REPS WARMUP CONNS TIMEOUT COLD_TOKENS COLD_JOBS CACHE_ENTRIES PROXY_CPU
+  CLIENT_CPU DIRECT_CLIENT_CPU SKIP_BUILD KEEP_TMP START_TIMEOUT)
+CMD_LINE=""
+for v in "${SETTINGS[@]}"; do
+  if [ -n "${!v+x}" ]; then CMD_LINE+="$v=${!v} "; fi
+done
+CMD_LINE+="benches/e2e/run.sh"
+for a in "$@"; do CMD_LINE+=" $a"; done
+
+DURATION="${DURATION:-10s}"
+REPS="${REPS:-3}"
+WARMUP="${WARMUP:-2s}"
+CONNS="${CONNS:-32}"
+TIMEOUT="${TIMEOUT:-10s}"
+COLD_TOKENS="${COLD_TOKENS:-3000}"
+COLD_JOBS="${COLD_JOBS:-2}"
+CACHE_ENTRIES="${CACHE_ENTRIES:-}"
+PROXY_CPU="${PROXY_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+DIRECT_CLIENT_CPU="${DIRECT_CLIENT_CPU:-$PROXY_CPU}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+KEEP_TMP="${KEEP_TMP:-0}"
+START_TIMEOUT="${START_TIMEOUT:-30}"
+
+BIN="$ROOT/target/release/patgate"
+
+log() { printf 'e2e: %s\n' "$*" >&2; }
+
+# die MESSAGE [LOGFILE...]: the message, the tail of each log, then exit (the trap cleans up).
+die() {
+  printf '\ne2e: FAILED: %s\n' "$1" >&2
+  shift
+  local f
+  for f in "$@"; do
+    if [ -s "$f" ]; then
+      printf -- '--- last lines of %s ---\n' "$f" >&2
+      tail -n 40 "$f" >&2
+    fi
+  done
+  exit 1
+}
+
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
+[[ "$COLD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "COLD_TOKENS must be a positive integer (got '$COLD_TOKENS')"
+[ "$COLD_TOKENS" -ge "$REPS" ] || die "COLD_TOKENS ($COLD_TOKENS) must be at least REPS ($REPS)"
+[[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer (got '$CONNS')"
+if [ -n "$CACHE_ENTRIES" ] && ! [[ "$CACHE_ENTRIES" =~ ^[0-9]+$ ]]; then
+  die "CACHE_ENTRIES must be a number (got '$CACHE_ENTRIES')"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 1. Tools and build
+# ---------------------------------------------------------------------------------------
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+missing=()
+have wrk || missing+=(wrk)
+have nginx || missing+=(nginx)
+have cmake || missing+=(cmake)
+have redis-server || missing+=(redis-server)
+have curl || missing+=(curl)
+have taskset || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} (apt)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "need root or sudo to install ${missing[*]}"
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  # If Debian starts its own nginx or redis service, it is left alone: everything below
+  # uses private instances on free loopback ports.
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+if [ "$SKIP_BUILD" = 1 ]; then
+  log "SKIP_BUILD=1: using the existing $BIN"
+else
+  log "cargo build --release"
+  cargo build --release >&2 || die "cargo build --release failed"
+fi
+[ -x "$BIN" ] || die "$BIN not found (build it, or unset SKIP_BUILD)"
+
+NPROC="$(nproc)"
+if [ "$NPROC" -ge 2 ]; then
+  PIN=1
+  for c in "$PROXY_CPU" "$CLIENT_CPU" "$DIRECT_CLIENT_CPU"; do
+    [[ "$c" =~ ^[0-9]+$ ]] && [ "$c" -lt "$NPROC" ] || die "CPU '$c' is not one of 0..$((NPROC - 1))"
+  done
+else
+  PIN=0
+  log "only $NPROC CPU: no pinning"
+fi
+# pinned CPU: sets PINNED to the prefix that pins a command to CPU (empty without pinning).
+# A prefix array rather than a wrapper function, so that `"${PINNED[@]}" cmd &` leaves $! the
+# command's own pid (taskset execs it) and not that of a subshell.
+pinned() {
+  if [ "$PIN" = 1 ]; then PINNED=(taskset -c "$1"); else PINNED=(); fi
+}
+
+# ---------------------------------------------------------------------------------------
+# 2. Temp dir, process bookkeeping, cleanup
+# ---------------------------------------------------------------------------------------
+TMP="$(mktemp -d /tmp/patgate-e2e.XXXXXX)"
+PIDS=()  # every process this script started in the background
+SIGS=()  # the signal that stops each one promptly
+NAMES=()
+WRK_PID=""
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if [ -n "$WRK_PID" ]; then kill "$WRK_PID" 2>/dev/null; fi
+  local i pid kids=()
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid="${PIDS[i]}"
+    if kill -0 "$pid" 2>/dev/null; then
+      # nginx workers are children of the master we started; remember them in case the
+      # master has to be killed hard.
+      kids+=($(ps -o pid= --ppid "$pid" 2>/dev/null))
+      kill -"${SIGS[i]}" "$pid" 2>/dev/null
+    fi
+  done
+  local deadline=$((SECONDS + 5))
+  for pid in "${PIDS[@]}" "${kids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  done
+  wait 2>/dev/null
+  if [ "$KEEP_TMP" = 1 ]; then
+    log "kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME SIGNAL LOGFILE CPU CMD...: start CMD in the background, pinned, output to LOGFILE.
+# Sets STARTED_PID.
+start() {
+  local name="$1" sig="$2" logf="$3" cpu="$4"
+  shift 4
+  pinned "$cpu"
+  ${PINNED[@]+"${PINNED[@]}"} "$@" >"$logf" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  SIGS+=("$sig")
+  NAMES+=("$name")
+}
+
+# wait_port NAME PORT PID LOGFILE: poll until 127.0.0.1:PORT accepts, or fail with the log.
+wait_port() {
+  local name="$1" port="$2" pid="$3" logf="$4"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  while :; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || die "$name exited before accepting connections on 127.0.0.1:$port" "$logf"
+    [ "$SECONDS" -lt "$deadline" ] || die "$name does not accept connections on 127.0.0.1:$port after ${START_TIMEOUT}s" "$logf"
+    sleep 0.05
+  done
+}
+
+# free_ports N: N distinct free loopback ports (bound all at once to port 0, then released).
+free_ports() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+  else
+    local out=() p
+    while [ ${#out[@]} -lt "$1" ]; do
+      p=$((20000 + RANDOM % 40000))
+      [[ " ${out[*]} " == *" $p "* ]] && continue
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+      out+=("$p")
+    done
+    echo "${out[*]}"
+  fi
+}
+
+read -r REDIS_PORT UP_PORT NGX_PORT PG_PORT PGT_PORT PGC_PORT <<<"$(free_ports 6)"
+log "temp dir $TMP; ports: redis $REDIS_PORT, upstream $UP_PORT, nginx proxy $NGX_PORT, patgate $PG_PORT / tracked $PGT_PORT / cold $PGC_PORT"
+
+# ---------------------------------------------------------------------------------------
+# 3. Redis, nginx upstream, nginx proxy
+# ---------------------------------------------------------------------------------------
+mkdir -p "$TMP/redis"
+start redis TERM "$TMP/redis.log" "$CLIENT_CPU" \
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --daemonize no --dir "$TMP/redis"
+REDIS_PID=$STARTED_PID
+wait_port redis-server "$REDIS_PORT" "$REDIS_PID" "$TMP/redis.log"
+
+# render TEMPLATE OUT NAME PORT: fill an nginx conf template.
+render() {
+  sed -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$4|g" -e "s|@UPSTREAM_PORT@|$UP_PORT|g" "$1" >"$2"
+  mkdir -p "$TMP/$3"
+}
+render "$HERE/nginx-upstream.conf.in" "$TMP/nginx-upstream.conf" nginx-upstream "$UP_PORT"
+render "$HERE/nginx-proxy.conf.in" "$TMP/nginx-proxy.conf" nginx-proxy "$NGX_PORT"
+
+start nginx-upstream TERM "$TMP/nginx-upstream.log" "$CLIENT_CPU" \
+  nginx -p "$TMP/nginx-upstream/" -c "$TMP/nginx-upstream.conf" -e stderr
+UP_PID=$STARTED_PID
+wait_port "nginx upstream" "$UP_PORT" "$UP_PID" "$TMP/nginx-upstream.log"
+
+start nginx-proxy TERM "$TMP/nginx-proxy.log" "$PROXY_CPU" \
+  nginx -p "$TMP/nginx-proxy/" -c "$TMP/nginx-proxy.conf" -e stderr
+NGX_PID=$STARTED_PID
+wait_port "nginx proxy" "$NGX_PORT" "$NGX_PID" "$TMP/nginx-proxy.log"
+
+# ---------------------------------------------------------------------------------------
+# 4. patgate confs, seed data, patgate instances
+# ---------------------------------------------------------------------------------------
+# write_conf FILE NAME PORT BCRYPT_COST FRESHNESS(empty = the default, strict)
+write_conf() {
+  local file="$1" name="$2" port="$3" cost="$4" freshness="$5"
+  {
+    echo "# generated by benches/e2e/run.sh ($name)"
+    echo "listen: 127.0.0.1:$port"
+    echo "redis:"
+    echo "  url: redis://127.0.0.1:$REDIS_PORT/0"
+    echo "  timeout_ms: 200"
+    if [ -n "$freshness" ]; then echo "  freshness: $freshness"; fi
+    echo "verify:"
+    echo "  bcrypt_cost: $cost"
+    echo "  pool_threads: 1"
+    if [ -n "$CACHE_ENTRIES" ]; then echo "  cache_entries: $CACHE_ENTRIES"; fi
+    cat <<EOF
+server:
+  threads: 1
+  pid_file: $TMP/patgate-$name.pid
+  upgrade_sock: $TMP/patgate-$name.sock
+roles:
+  - name: viewer
+    permissions: [repos:read]
+  - name: member
+    permissions: [repos:read, repos:write]
+  - name: admin
+    permissions: ["*"]
+routes:
+  - name: open
+    path_prefix: /open
+    upstream: 127.0.0.1:$UP_PORT
+    auth: none
+  - name: api
+    path_prefix: /api
+    upstream: 127.0.0.1:$UP_PORT
+    require: [repos:read]
+EOF
+  } >"$file"
+}
+CONF="$TMP/patgate-strict.yaml"
+CONF_T="$TMP/patgate-tracked.yaml"
+CONF_C="$TMP/patgate-cold.yaml"
+write_conf "$CONF" strict "$PG_PORT" 10 ""
+write_conf "$CONF_T" tracked "$PGT_PORT" 10 tracked
+write_conf "$CONF_C" cold "$PGC_PORT" 6 ""
+
+"$BIN" -c "$CONF" check >"$TMP/check-strict.log" 2>&1 ||
+  die "patgate check refused the strict conf $CONF" "$TMP/check-strict.log" "$CONF"
+"$BIN" -c "$CONF_C" check >"$TMP/check-cold.log" 2>&1 ||
+  die "patgate check refused the cold conf $CONF_C" "$TMP/check-cold.log" "$CONF_C"
+TRACKED=1
+TRACKED_NOTE=""
+if ! "$BIN" -c "$CONF_T" check >"$TMP/check-tracked.log" 2>&1; then
+  TRACKED=0
+  TRACKED_NOTE="$(grep -v '^[[:space:]]*$' "$TMP/check-tracked.log" | head -n 3 | tr '\n' ' ')"
+  log "NOTE: skipping (f) tracked: \`patgate check\` refuses \`redis.freshness: tracked\`: $TRACKED_NOTE"
+fi
+
+# cli CONF ARGS...: one CLI command; its stderr goes to the seed log.
+cli() {
+  local conf="$1"
+  shift
+  "$BIN" -c "$conf" "$@" 2>>"$TMP/seed.log" || die "patgate $* failed" "$TMP/seed.log"
+}
+log "seeding: user bench (member), PAT; user root (admin), API key (viewer)"
+cli "$CONF" user put bench --org acme --role member >/dev/null
+PAT="$(cli "$CONF" token create --user bench --org acme --name w)"
+cli "$CONF" user put root --org acme --role admin >/dev/null
+KEY="$(cli "$CONF" apikey create --org acme --role viewer --created-by root --name k)"
+[[ "$PAT" == pat_* ]] || die "token create printed '$PAT', not a PAT" "$TMP/seed.log"
+[[ "$KEY" == key_* ]] || die "apikey create printed '$KEY', not an API key" "$TMP/seed.log"
+
+PER_REP=$((COLD_TOKENS / REPS))
+log "creating $((PER_REP * REPS + 1)) cold PATs (bcrypt cost 6) with $COLD_JOBS parallel CLI processes"
+cli "$CONF_C" user put cold --org acme --role member >/dev/null
+COLD_SANITY="$(cli "$CONF_C" token create --user cold --org acme --name sanity)"
+t0=$SECONDS
+: >"$TMP/cold-tokens.txt"
+seq 1 $((PER_REP * REPS)) |
+  xargs -P "$COLD_JOBS" -I{} "$BIN" -c "$CONF_C" token create --user cold --org acme --name "c{}" \
+    >>"$TMP/cold-tokens.txt" 2>>"$TMP/seed.log" ||
+  die "creating cold PATs failed" "$TMP/seed.log"
+got="$(grep -c '^pat_' "$TMP/cold-tokens.txt" || true)"
+uniq_got="$(sort -u "$TMP/cold-tokens.txt" | grep -c '^pat_' || true)"
+[ "$got" -eq $((PER_REP * REPS)) ] && [ "$uniq_got" -eq "$got" ] ||
+  die "expected $((PER_REP * REPS)) distinct cold PATs, got $got ($uniq_got distinct)" "$TMP/seed.log"
+log "  $got cold PATs in $((SECONDS - t0))s"
+for ((r = 1; r <= REPS; r++)); do
+  sed -n "$(((r - 1) * PER_REP + 1)),$((r * PER_REP))p" "$TMP/cold-tokens.txt" >"$TMP/cold-tokens-$r.txt"
+done
+
+# start_patgate NAME CONF PORT: start an instance on PROXY_CPU; sets STARTED_PID.
+start_patgate() {
+  local name="$1" conf="$2" port="$3"
+  start "patgate-$name" INT "$TMP/patgate-$name.log" "$PROXY_CPU" \
+    env RUST_LOG=warn "$BIN" -c "$conf" serve
+  wait_port "patgate ($name)" "$port" "$STARTED_PID" "$TMP/patgate-$name.log"
+}
+# Pingora: SIGINT is its fast shutdown (SIGTERM would wait out the grace period).
+start_patgate strict "$CONF" "$PG_PORT"
+PG_PID=$STARTED_PID
+PGT_PID=""
+if [ "$TRACKED" = 1 ]; then
+  start_patgate tracked "$CONF_T" "$PGT_PORT"
+  PGT_PID=$STARTED_PID
+fi
+start_patgate cold "$CONF_C" "$PGC_PORT"
+PGC_PID=$STARTED_PID
+
+# expect NAME STATUS LOGFILE CURL_ARGS...: one request must answer STATUS.
+expect() {
+  local name="$1" want="$2" logf="$3"
+  shift 3
+  local got
+  got="$(curl -sS -o "$TMP/curl-body" -w '%{http_code}' --max-time 10 "$@" 2>"$TMP/curl-err")" || got="curl error: $(cat "$TMP/curl-err")"
+  [ "$got" = "$want" ] || die "sanity check $name: expected $want, got $got; body: $(head -c 300 "$TMP/curl-body" 2>/dev/null)" "$logf"
+}
+expect "(a) direct" 200 "$TMP/nginx-upstream.log" "http://127.0.0.1:$UP_PORT/"
+expect "(b) nginx proxy" 200 "$TMP/nginx-proxy.log" "http://127.0.0.1:$NGX_PORT/"
+expect "(c) patgate /open" 200 "$TMP/patgate-strict.log" "http://127.0.0.1:$PG_PORT/open"
+expect "patgate /api without credential" 401 "$TMP/patgate-strict.log" "http://127.0.0.1:$PG_PORT/api"
+expect "(d) patgate PAT" 200 "$TMP/patgate-strict.log" -H "Authorization: Bearer $PAT" "http://127.0.0.1:$PG_PORT/api"
+expect "(e) patgate API key" 200 "$TMP/patgate-strict.log" -H "X-API-Key: $KEY" "http://127.0.0.1:$PG_PORT/api"
+if [ "$TRACKED" = 1 ]; then
+  expect "(f) patgate tracked PAT" 200 "$TMP/patgate-tracked.log" -H "Authorization: Bearer $PAT" "http://127.0.0.1:$PGT_PORT/api"
+fi
+expect "(g) patgate cold PAT" 200 "$TMP/patgate-cold.log" -H "Authorization: Bearer $COLD_SANITY" "http://127.0.0.1:$PGC_PORT/api"
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+RSS0_STRICT="$(rss_kb "$PG_PID")"
+RSS0_TRACKED="$([ -n "$PGT_PID" ] && rss_kb "$PGT_PID" || echo "not run")"
+RSS0_COLD="$(rss_kb "$PGC_PID")"
+
+# ---------------------------------------------------------------------------------------
+# 5. Measurements
+# ---------------------------------------------------------------------------------------
+TARGETS=(a b c d e)
+[ "$TRACKED" = 1 ] && TARGETS+=(f)
+TARGETS+=(g)
+label() {
+  case "$1" in
+    a) echo "(a) direct to nginx upstream" ;;
+    b) echo "(b) nginx proxy_pass" ;;
+    c) echo "(c) patgate \`auth: none\` (/open)" ;;
+    d) echo "(d) patgate warm PAT, strict" ;;
+    e) echo "(e) patgate warm API key, strict" ;;
+    f) echo "(f) patgate warm PAT, tracked" ;;
+    g) echo "(g) patgate cold PATs, cost 6 (verifications/s)" ;;
+  esac
+}
+
+# run_target ID DURATION OUTFILE [REP]: one wrk run against a target.
+run_target() {
+  local id="$1" dur="$2" out="$3" rep="${4:-}"
+  local cpu="$CLIENT_CPU" script="$HERE/report.lua" url extra=() args=()
+  case "$id" in
+    a) url="http://127.0.0.1:$UP_PORT/" cpu="$DIRECT_CLIENT_CPU" ;;
+    b) url="http://127.0.0.1:$NGX_PORT/" ;;
+    c) url="http://127.0.0.1:$PG_PORT/open" ;;
+    d) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
+    e) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "X-API-Key: $KEY") ;;
+    f) url="http://127.0.0.1:$PGT_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
+    g)
+      if [ -n "$rep" ]; then
+        url="http://127.0.0.1:$PGC_PORT/api" script="$HERE/cold.lua" args=("$TMP/cold-tokens-$rep.txt")
+      else
+        # Warm-up of the cold instance: its auth-free route, so no token is spent.
+        url="http://127.0.0.1:$PGC_PORT/open"
+      fi
+      ;;
+  esac
+  pinned "$cpu"
+  ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$dur" --latency --timeout "$TIMEOUT" -s "$script" \
+    ${extra[@]+"${extra[@]}"} "$url" ${args[@]+"${args[@]}"} >"$out" 2>&1 &
+  WRK_PID=$!
+  local rc=0
+  wait "$WRK_PID" || rc=$?
+  WRK_PID=""
+  [ "$rc" -eq 0 ] || die "wrk failed against $(label "$id") ($url)" "$out"
+  grep -q '^E2E_RESULT ' "$out" || die "no result line from wrk against $(label "$id")" "$out"
+}
+
+# field NAME FILE: a key=value field of the E2E_RESULT / E2E_COLD line.
+field() { grep -o "[[:space:]]$1=[^[:space:]]*" "$2" | head -n 1 | cut -d= -f2; }
+
+if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
+  for id in "${TARGETS[@]}"; do
+    log "warm-up $WARMUP: $(label "$id")"
+    run_target "$id" "$WARMUP" "$TMP/wrk-warmup-$id.txt"
+  done
+fi
+
+: >"$TMP/results.tsv"
+for ((r = 1; r <= REPS; r++)); do
+  for id in "${TARGETS[@]}"; do
+    out="$TMP/wrk-$id-rep$r.txt"
+    run_target "$id" "$DURATION" "$out" "$r"
+    req="$(field requests "$out")" dur_us="$(field duration_us "$out")"
+    p50="$(field p50_us "$out")" p99="$(field p99_us "$out")" bad="$(field status_errors "$out")"
+    sockerr=$(($(field connect "$out") + $(field read "$out") + $(field write "$out") + $(field timeout "$out")))
+    rps="$(awk -v n="$req" -v d="$dur_us" 'BEGIN { if (d > 0) printf "%.1f", n * 1e6 / d; else print 0 }')"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$r" "$rps" "$p50" "$p99" "$bad" "$sockerr" >>"$TMP/results.tsv"
+    if [ "$id" = g ]; then
+      printf '%s\t%s\n' "$r" "$(grep '^E2E_COLD ' "$out")" >>"$TMP/cold.tsv"
+    fi
+    log "rep $r/$REPS $(label "$id"): $rps req/s, p50 $(awk -v u="$p50" 'BEGIN{printf "%.2f", u/1000}') ms, p99 $(awk -v u="$p99" 'BEGIN{printf "%.2f", u/1000}') ms, non-2xx $bad, socket errors $sockerr"
+  done
+done
+
+RSS1_STRICT="$(rss_kb "$PG_PID")"
+RSS1_TRACKED="$([ -n "$PGT_PID" ] && rss_kb "$PGT_PID" || echo "not run")"
+RSS1_COLD="$(rss_kb "$PGC_PID")"
+for p in "$PG_PID" $PGT_PID "$PGC_PID"; do
+  kill -0 "$p" 2>/dev/null || die "a patgate instance (pid $p) died during the runs" "$TMP"/patgate-*.log
+done
+
+# ---------------------------------------------------------------------------------------
+# 6. Report
+# ---------------------------------------------------------------------------------------
+# med ID COLUMN: median over the reps of a results.tsv column (3 rps, 4 p50, 5 p99); sum
+# for the error columns (6, 7).
+median() {
+  sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit }
+    if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+med() { awk -F'\t' -v id="$1" -v c="$2" '$1 == id { print $c }' "$TMP/results.tsv" | median; }
+total() { awk -F'\t' -v id="$1" -v c="$2" '$1 == id { s += $c } END { print s + 0 }' "$TMP/results.tsv"; }
+range() { awk -F'\t' -v id="$1" '$1 == id { v = $3 + 0; if (n == 0 || v < lo) lo = v; if (n == 0 || v > hi) hi = v; n++ }
+  END { if (n < 2) print "–"; else printf(hi >= 100 ? "%.0f–%.0f" : "%.1f–%.1f", lo, hi) }' "$TMP/results.tsv"; }
+fmt_rps() { awk -v v="$1" 'BEGIN { printf(v >= 100 ? "%.0f" : "%.1f", v) }'; }
+fmt_ms() { awk -v v="$1" 'BEGIN { printf "%.2f", v / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "–" }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f MiB", k / 1024; else print k }'; }
+
+GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+GIT_DIRTY=""
+if [ -n "$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  GIT_DIRTY=" (working tree has uncommitted changes; the binary was built from it)"
+fi
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
+if [ "$PIN" = 1 ]; then
+  PINNING="taskset: proxy under test (nginx proxy, every patgate instance incl. its bcrypt pool) on CPU $PROXY_CPU; wrk, nginx upstream and redis-server on CPU $CLIENT_CPU; for (a), which has no proxy, wrk on CPU $DIRECT_CLIENT_CPU"
+else
+  PINNING="none (1 CPU)"
+fi
+
+C_RPS="$(med c 3)"
+B_RPS="$(med b 3)"
+
+echo "## patgate end-to-end benchmark"
+echo
+echo "- command: \`$CMD_LINE\`"
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "- machine: nproc=$NPROC${CPU_MODEL:+, $CPU_MODEL}"
+echo "- git: $GIT_REV$GIT_DIRTY"
+echo "- tools: $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), redis $(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)"
+echo "- load: \`wrk -t1 -c$CONNS -d$DURATION --latency --timeout $TIMEOUT\` per target; warm-up ${WARMUP} per target; $REPS rep(s) interleaved round-robin (a→g); medians shown"
+echo "- pinning: $PINNING"
+echo "- patgate: release build, server.threads 1, verify.pool_threads 1, redis.timeout_ms 200, bcrypt cost 10 (warm PAT) / 6 (cold PATs)${CACHE_ENTRIES:+, verify.cache_entries $CACHE_ENTRIES}; upstream: nginx \`return 200 \"ok\"\`"
+echo
+echo "| target | req/s (median) | req/s range | p50 ms | p99 ms | non-2xx | socket errors | vs patgate \`auth: none\` | vs nginx proxy_pass |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for id in a b c d e f g; do
+  if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then
+    echo "| $(label f) | skipped | | | | | | | |"
+    continue
+  fi
+  rps="$(med "$id" 3)"
+  echo "| $(label "$id") | $(fmt_rps "$rps") | $(range "$id") | $(fmt_ms "$(med "$id" 4)") | $(fmt_ms "$(med "$id" 5)") | $(total "$id" 6) | $(total "$id" 7) | $(ratio "$rps" "$C_RPS") | $(ratio "$rps" "$B_RPS") |"
+done
+echo
+echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
+echo "- (g): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d)."
+while IFS=$'\t' read -r r line; do
+  ok="$(echo " $line" | grep -o ' ok=[0-9]*' | cut -d= -f2)"
+  non="$(echo " $line" | grep -o ' non200=[0-9]*' | cut -d= -f2)"
+  sent="$(echo " $line" | grep -o ' sent=[0-9]*' | cut -d= -f2)"
+  ntok="$(echo " $line" | grep -o ' tokens=[0-9]*' | cut -d= -f2)"
+  span="$(echo " $line" | grep -o ' span_us=[0-9]*' | cut -d= -f2)"
+  sts="$(echo " $line" | grep -o ' statuses=[^ ]*' | cut -d= -f2)"
+  if [ "$non" = 0 ] && [ "$ok" = "$sent" ]; then verdict="no request failed"; else verdict="FAILED: $non non-200 ($sts), $((sent - ok - non)) unanswered"; fi
+  echo "  - rep $r: $sent of $ntok tokens presented, $ok answered 200 in $(awk -v u="$span" 'BEGIN{printf "%.2f", u/1e6}') s = $(awk -v n="$ok" -v u="$span" 'BEGIN{ if (u > 0) printf "%.1f", n*1e6/u; else print 0 }') verifications/s; $verdict"
+done <"$TMP/cold.tsv"
+if [ "$TRACKED" = 0 ]; then
+  echo "- (f) skipped: \`patgate -c CONF check\` refuses \`redis.freshness: tracked\`: $TRACKED_NOTE"
+fi
+echo "- patgate RSS (VmRSS) before the runs → after the warm runs: strict $(mib "$RSS0_STRICT") → $(mib "$RSS1_STRICT"); tracked $([ -n "$PGT_PID" ] && echo "$(mib "$RSS0_TRACKED") → $(mib "$RSS1_TRACKED")" || echo "not run"); cold $(mib "$RSS0_COLD") → $(mib "$RSS1_COLD")"
+# wrk ends each run by closing connections with requests in flight; Pingora logs each of
+# those as "Downstream ConnectionClosed". Anything else patgate logged is shown.
+closed_lines="$(cat "$TMP"/patgate-*.log 2>/dev/null | grep -c 'Downstream ConnectionClosed' || true)"
+other_lines="$(cat "$TMP"/patgate-*.log 2>/dev/null | grep -v 'Downstream ConnectionClosed' | grep -c . || true)"
+echo "- patgate log (RUST_LOG=warn): $closed_lines \"Downstream ConnectionClosed\" line(s) (wrk closing connections mid-request at the end of each run), $other_lines other line(s)"
+if [ "$other_lines" -gt 0 ]; then
+  for f in "$TMP"/patgate-*.log; do
+    grep -v 'Downstream ConnectionClosed' "$f" | grep . | head -n 3 | sed "s|^|    $(basename "$f" .log): |" || true
+  done
+fi
