@@ -40,6 +40,7 @@ fn conf_text(
     format!(
         "listen: 127.0.0.1:{port}\nredis: {{url: '{redis}', timeout_ms: 500, freshness: {freshness}}}\n\
          verify: {{bcrypt_cost: 4, pool_threads: 1}}\n\
+         limits: {{failures_per_client: 1000000, failures_per_prefix: 1000000}}\n\
          server: {{threads: 1, pid_file: '{dir}/{port}.pid', upgrade_sock: '{dir}/{port}.sock'}}\n\
          roles: [{{name: member, permissions: [repos:read]}}, {{name: admin, permissions: ['*']}}]\n\
          routes: [{{name: api, path_prefix: /api, upstream: '{upstream}', require: [repos:read]}}]\n"
