@@ -12,6 +12,7 @@ use crate::permissions::{is_identifier, Roles};
 use crate::routes::{Access, HostMatch, Route, RouteTable};
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -436,29 +437,39 @@ impl Builder<'_> {
             failures_per_prefix,
             max_tracked,
         } = limits;
-        if !(1..=86_400).contains(&window_seconds) {
-            return Err(self.invalid(
-                "limits.window_seconds",
-                format!("{window_seconds} is outside 1..=86400"),
-            ));
-        }
-        for (key, value) in [
-            ("limits.failures_per_client", failures_per_client),
-            ("limits.failures_per_prefix", failures_per_prefix),
-        ] {
-            if value == 0 {
-                return Err(self.invalid(key, "must be at least 1"));
-            }
-        }
-        if max_tracked == 0 {
-            return Err(self.invalid("limits.max_tracked", "must be at least 1"));
-        }
+        self.in_range("limits.window_seconds", window_seconds, 1..=86_400)?;
+        self.in_range(
+            "limits.failures_per_client",
+            failures_per_client,
+            1..=u32::MAX,
+        )?;
+        self.in_range(
+            "limits.failures_per_prefix",
+            failures_per_prefix,
+            1..=u32::MAX,
+        )?;
+        self.in_range("limits.max_tracked", max_tracked, 1..=100_000_000)?;
         Ok(Limits {
             window: Duration::from_secs(window_seconds),
             failures_per_client,
             failures_per_prefix,
             max_tracked,
         })
+    }
+
+    /// Refuses `value` for `key` unless it lies in `range`.
+    fn in_range<T>(&self, key: &str, value: T, range: RangeInclusive<T>) -> Result<T, ConfError>
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(
+                key,
+                format!("{value} is outside {}..={}", range.start(), range.end()),
+            ))
+        }
     }
 
     fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfError> {
@@ -484,12 +495,7 @@ impl Builder<'_> {
                 "must not contain spaces or control characters",
             ));
         }
-        if !(1..=60_000).contains(&timeout_ms) {
-            return Err(self.invalid(
-                "redis.timeout_ms",
-                format!("{timeout_ms} is outside 1..=60000"),
-            ));
-        }
+        self.in_range("redis.timeout_ms", timeout_ms, 1..=60_000)?;
         Ok(RedisConf {
             url,
             key_prefix,
@@ -505,30 +511,10 @@ impl Builder<'_> {
             pool_queue,
             cache_entries,
         } = verify;
-        if cache_entries > 100_000_000 {
-            return Err(self.invalid(
-                "verify.cache_entries",
-                format!("{cache_entries} is above 100000000"),
-            ));
-        }
-        if !(4..=31).contains(&bcrypt_cost) {
-            return Err(self.invalid(
-                "verify.bcrypt_cost",
-                format!("{bcrypt_cost} is outside bcrypt's 4..=31"),
-            ));
-        }
-        if !(1..=256).contains(&pool_threads) {
-            return Err(self.invalid(
-                "verify.pool_threads",
-                format!("{pool_threads} is outside 1..=256"),
-            ));
-        }
-        if !(1..=1_000_000).contains(&pool_queue) {
-            return Err(self.invalid(
-                "verify.pool_queue",
-                format!("{pool_queue} is outside 1..=1000000"),
-            ));
-        }
+        self.in_range("verify.cache_entries", cache_entries, 0..=100_000_000)?;
+        self.in_range("verify.bcrypt_cost", bcrypt_cost, 4..=31)?;
+        self.in_range("verify.pool_threads", pool_threads, 1..=256)?;
+        self.in_range("verify.pool_queue", pool_queue, 1..=1_000_000)?;
         Ok(VerifyConf {
             bcrypt_cost,
             pool_threads,
@@ -615,9 +601,7 @@ impl Builder<'_> {
             grace_period_seconds,
             graceful_shutdown_timeout_seconds,
         } = server;
-        if !(1..=1024).contains(&threads) {
-            return Err(self.invalid("server.threads", format!("{threads} is outside 1..=1024")));
-        }
+        self.in_range("server.threads", threads, 1..=1024)?;
         Ok(ServerSettings {
             threads,
             pid_file,
