@@ -6,6 +6,7 @@
 //! oneshot reply; a full queue answers [`PoolError::Overloaded`] at once, without waiting.
 //! The pool owns threads, so it is started lazily, after Pingora has daemonized.
 
+use crate::metrics;
 use sha2::{Digest, Sha256};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,13 @@ impl BcryptPool {
             hash: hash.to_string(),
             reply,
         };
-        match self.jobs.try_send(job) {
+        // Counted before sending, so the worker's decrement can never come first.
+        metrics::BCRYPT_QUEUE.inc();
+        let sent = self.jobs.try_send(job);
+        if sent.is_err() {
+            metrics::BCRYPT_QUEUE.dec();
+        }
+        match sent {
             Ok(()) => answer.await.map_err(|_| PoolError::Stopped),
             Err(TrySendError::Full(_)) => Err(PoolError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(PoolError::Stopped),
@@ -80,7 +87,10 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(mut job) = job else { return };
+        let started = std::time::Instant::now();
         let matched = bcrypt::verify(&job.candidate, &job.hash).unwrap_or(false);
+        metrics::BCRYPT_SECONDS.observe(started.elapsed().as_secs_f64());
+        metrics::BCRYPT_QUEUE.dec();
         job.candidate.fill(0);
         // The requester may have gone away (client disconnected): nothing to do then.
         let _ = job.reply.send(matched);

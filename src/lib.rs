@@ -27,10 +27,12 @@
 //! Fail closed: Redis errors and timeouts answer 503 `auth_unavailable`, a full bcrypt queue
 //! 503 `overloaded`; only a completed pipeline forwards a protected request.
 //!
-//! Off the request path: conf.rs (the validated conf), manage.rs (rules for creating and
+//! Off the request path: admin.rs (`/healthz`, `/readyz`, `/metrics` on `admin_listen`),
+//! metrics.rs (every metric), conf.rs (the validated conf), manage.rs (rules for creating and
 //! revoking), commands.rs and cli.rs (the CLI), serve.rs (Pingora server), demo.rs and testkit
 //! (real Redis and echo upstream for the demo, the tests and the benches).
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod commands;
@@ -43,6 +45,7 @@ pub mod identity;
 pub mod lifetime;
 pub mod limiter;
 pub mod manage;
+pub mod metrics;
 pub mod permissions;
 pub mod proxy;
 pub mod routes;

@@ -17,6 +17,7 @@ use crate::denial::{Denial, InvalidReason};
 use crate::hasher::BcryptPool;
 use crate::identity;
 use crate::limiter::FailureLimiter;
+use crate::metrics;
 use crate::routes::{path_is_safe, Access, Route};
 use crate::store::Store;
 use crate::token::{self, Token};
@@ -293,6 +294,10 @@ impl ProxyHttp for Gateway {
             _ => "-",
         };
         let prefix = ctx.prefix.as_deref().unwrap_or("-");
+        metrics::REQUESTS.with_label_values(&[route, outcome]).inc();
+        if ctx.auth_started.is_some() {
+            metrics::AUTH_SECONDS.observe(ctx.auth_micros as f64 / 1e6);
+        }
         let request = session.req_header();
         log::info!(
             "{} {} route={route} status={status} outcome={outcome} reason={reason} prefix={prefix} auth_us={}{}",

@@ -2,11 +2,14 @@
 //! (Pingora's settings come from our conf, no second YAML), or validates a conf and reaches
 //! Redis.
 
+use crate::admin::AdminApp;
 use crate::cli::ServeArgs;
 use crate::conf::Conf;
 use crate::proxy::Gateway;
+use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service as ListeningService;
 use std::sync::Arc;
 
 /// Pingora's `ServerConf` derived from our `server:` settings.
@@ -36,6 +39,12 @@ pub fn run(conf: Conf, opt: Opt) {
     );
     service.add_tcp(&conf.listen.to_string());
     server.add_service(service);
+    if let Some(admin_listen) = conf.admin_listen {
+        let app = HttpServer::new_app(AdminApp::from_conf(Arc::clone(&conf)));
+        let mut admin = ListeningService::new("patgate-admin".to_string(), app);
+        admin.add_tcp(&admin_listen.to_string());
+        server.add_service(admin);
+    }
     log::info!(
         "patgate listening on {} with {} routes, redis {}",
         conf.listen,

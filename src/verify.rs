@@ -22,6 +22,7 @@
 use crate::cache::{Digest, Verified, VerifiedCache};
 use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
+use crate::metrics;
 use crate::permissions::Roles;
 use crate::store::{CredentialRecord, Store, StoreError, UserAccess, UserStatus};
 use crate::token::{Kind, Token};
@@ -115,6 +116,7 @@ impl Verifier<'_> {
                 None => return Err(invalid(InvalidReason::Unknown)),
                 Some(live) if live.revoked => return Err(invalid(InvalidReason::Revoked)),
                 Some(live) if live.hash == record.hash => {
+                    metrics::VERIFY_CACHE.with_label_values(&["hit"]).inc();
                     check_expiry(record, now)?;
                     return self.owner_may_act(record, access, require);
                 }
@@ -123,6 +125,7 @@ impl Verifier<'_> {
             }
         }
         let record = self.load(token).await?;
+        metrics::VERIFY_CACHE.with_label_values(&["miss"]).inc();
         self.check_bcrypt(token, digest, &record).await?;
         check_expiry(&record, now)?;
         let access = self
@@ -238,6 +241,9 @@ fn invalid(reason: InvalidReason) -> Denial {
 }
 
 fn unavailable(error: &StoreError, prefix: &str) -> Denial {
+    metrics::REDIS_ERRORS
+        .with_label_values(&[error.kind()])
+        .inc();
     log::warn!("redis {} while verifying {prefix}: {error}", error.kind());
     Denial::AuthUnavailable
 }

@@ -4,6 +4,8 @@
 /// Harness: private Redis, echo upstream, gateway process, raw HTTP client.
 mod support;
 
+/// The admin listener: health, readiness, metrics.
+mod admin;
 /// SPEC §4 row by row: each credential failure's status, code, body and challenge.
 mod auth;
 /// The CLI: create/list/revoke output, refusals with nothing written, check and serve.

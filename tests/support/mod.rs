@@ -49,6 +49,7 @@ pub struct Env {
     pub redis: RedisServer,
     pub upstream: Upstream,
     pub port: u16,
+    pub admin_port: u16,
     pub conf_path: PathBuf,
     gateway: Option<Child>,
     log_path: PathBuf,
@@ -192,10 +193,12 @@ impl Env {
         let upstream = Upstream::start().expect("echo upstream");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port().expect("free port");
+        let admin_port = free_port().expect("free port");
         let conf_path = dir.path().join("patgate.yaml");
         let conf = conf_text(
             &options,
             port,
+            admin_port,
             &redis.url(),
             &upstream.addr().to_string(),
             dir.path(),
@@ -206,6 +209,7 @@ impl Env {
             redis,
             upstream,
             port,
+            admin_port,
             conf_path,
             gateway: None,
             log_path,
@@ -229,11 +233,14 @@ impl Env {
             .spawn()
             .expect("spawn patgate");
         self.gateway = Some(child);
-        let port = self.port;
+        let (port, admin_port) = (self.port, self.admin_port);
         eventually(
             Duration::from_secs(20),
-            "gateway to listen",
-            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "gateway and admin listener to accept",
+            || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+            },
             || self.log(),
         );
     }
@@ -323,6 +330,7 @@ impl Env {
         let conf = conf_text(
             &self.options,
             port,
+            free_port().expect("free port"),
             &self.redis.url(),
             &self.upstream.addr().to_string(),
             &dir,
@@ -398,6 +406,24 @@ fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
 }
 
 impl Env {
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> Response {
+        send(self.admin_port, "GET", path, &[], "")
+    }
+
+    /// The value of one sample in `/metrics` (0 if absent), e.g.
+    /// `patgate_requests_total{route="repos-read",outcome="allowed"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let body = self.admin_get("/metrics").body;
+        body.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         self.request("GET", path, headers)
     }
@@ -520,6 +546,7 @@ pub fn same_prefix_other_secret(token: &str) -> String {
 fn conf_text(
     o: &Options,
     port: u16,
+    admin_port: u16,
     redis_url: &str,
     upstream: &str,
     dir: &std::path::Path,
@@ -527,6 +554,7 @@ fn conf_text(
     let dir = dir.display();
     format!(
         r#"listen: 127.0.0.1:{port}
+admin_listen: 127.0.0.1:{admin_port}
 redis:
   url: {redis_url}
   timeout_ms: {timeout}

@@ -1,0 +1,104 @@
+use crate::support::{eventually, Env};
+use std::time::Duration;
+
+#[test]
+fn healthz_answers_while_the_process_runs() {
+    let env = Env::start();
+    let response = env.admin_get("/healthz");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["status"], "ok");
+}
+
+#[test]
+fn readyz_follows_redis() {
+    let env = Env::start();
+    assert_eq!(env.admin_get("/readyz").status, 200);
+    env.redis.stop().expect("SIGSTOP");
+    let response = env.admin_get("/readyz");
+    env.redis.resume().expect("SIGCONT");
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json()["status"], "not_ready");
+    eventually(
+        Duration::from_secs(5),
+        "ready again",
+        || env.admin_get("/readyz").status == 200,
+        || env.log(),
+    );
+}
+
+#[test]
+fn unknown_admin_paths_are_404() {
+    let env = Env::start();
+    assert_eq!(env.admin_get("/admin/secrets").status, 404);
+}
+
+#[test]
+fn request_counters_move_by_route_and_outcome() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let allowed = r#"patgate_requests_total{outcome="allowed",route="repos-read"}"#;
+    let missing = r#"patgate_requests_total{outcome="missing_credential",route="repos-read"}"#;
+    let no_route = r#"patgate_requests_total{outcome="no_route",route="-"}"#;
+    let before = (
+        env.metric(allowed),
+        env.metric(missing),
+        env.metric(no_route),
+    );
+    for _ in 0..3 {
+        env.get_bearer("/v1/repos", &token).echoed();
+    }
+    for _ in 0..2 {
+        env.get("/v1/repos", &[])
+            .assert_denied(401, "missing_credential");
+    }
+    env.get("/nowhere", &[]).assert_denied(404, "no_route");
+    let after = (
+        env.metric(allowed),
+        env.metric(missing),
+        env.metric(no_route),
+    );
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+        (3.0, 2.0, 1.0)
+    );
+}
+
+#[test]
+fn cache_and_bcrypt_metrics_show_one_verification_then_hits() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let hits = r#"patgate_verify_cache_total{result="hit"}"#;
+    let misses = r#"patgate_verify_cache_total{result="miss"}"#;
+    let bcrypt_runs = "patgate_bcrypt_seconds_count";
+    let before = (
+        env.metric(hits),
+        env.metric(misses),
+        env.metric(bcrypt_runs),
+    );
+    for _ in 0..4 {
+        env.get_bearer("/v1/repos", &token).echoed();
+    }
+    let after = (
+        env.metric(hits),
+        env.metric(misses),
+        env.metric(bcrypt_runs),
+    );
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+        (3.0, 1.0, 1.0)
+    );
+    assert_eq!(env.metric("patgate_bcrypt_queue_depth"), 0.0);
+}
+
+#[test]
+fn redis_errors_are_counted_by_kind() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let timeouts = r#"patgate_redis_errors_total{kind="timeout"}"#;
+    let before = env.metric(timeouts);
+    env.redis.stop().expect("SIGSTOP");
+    let response = env.get_bearer("/v1/repos", &token);
+    env.redis.resume().expect("SIGCONT");
+    response.assert_denied(503, "auth_unavailable");
+    assert_eq!(env.metric(timeouts) - before, 1.0);
+}
