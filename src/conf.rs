@@ -288,6 +288,8 @@ pub struct IdentityHeaderNames {
     pub role: String,
     /// `<prefix>Permissions`.
     pub permissions: String,
+    /// `<prefix>Required-Permissions`: on 403 responses, what the route requires.
+    pub required_permissions: String,
 }
 
 impl IdentityHeaderNames {
@@ -300,6 +302,7 @@ impl IdentityHeaderNames {
             org: format!("{prefix}Org"),
             role: format!("{prefix}Role"),
             permissions: format!("{prefix}Permissions"),
+            required_permissions: format!("{prefix}Required-Permissions"),
         }
     }
 }

@@ -81,6 +81,7 @@ pub enum Denial {
 #[derive(Debug, Serialize)]
 struct Body<'a> {
     error: &'static str,
+    reason: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing: Option<&'a [String]>,
@@ -112,6 +113,33 @@ impl Denial {
             Denial::RateLimited { .. } => "rate_limited",
             Denial::AuthUnavailable => "auth_unavailable",
             Denial::Overloaded => "overloaded",
+        }
+    }
+
+    /// A stable machine-readable reason, finer than the code where telling it is safe:
+    /// unknown, wrong-secret and revoked tokens all read `revoked_or_unknown`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::NoRoute => "no_route",
+            Denial::BadPath => "unsafe_path",
+            Denial::MissingCredential {
+                other_scheme: false,
+            } => "no_credential",
+            Denial::MissingCredential { other_scheme: true } => "unsupported_scheme",
+            Denial::AmbiguousCredential => "two_credentials",
+            Denial::InvalidToken { reason } => match reason {
+                InvalidReason::Malformed => "malformed",
+                InvalidReason::Unknown | InvalidReason::WrongSecret | InvalidReason::Revoked => {
+                    "revoked_or_unknown"
+                }
+                InvalidReason::Expired => "expired",
+                InvalidReason::AccountInactive => "account_inactive",
+            },
+            Denial::NoOrgAccess => "org_mismatch",
+            Denial::InsufficientScope { .. } => "missing_permission",
+            Denial::RateLimited { .. } => "too_many_failures",
+            Denial::AuthUnavailable => "redis_unavailable",
+            Denial::Overloaded => "verification_queue_full",
         }
     }
 
@@ -176,6 +204,7 @@ impl Denial {
         };
         let body = Body {
             error: self.code(),
+            reason: self.reason(),
             message: &message,
             missing,
         };
@@ -237,6 +266,24 @@ mod tests {
         .collect();
         assert_eq!(bodies[0], bodies[1]);
         assert_eq!(bodies[1], bodies[2]);
+    }
+
+    #[test]
+    fn reasons_never_tell_unknown_wrong_and_revoked_apart() {
+        let reasons: Vec<&str> = [
+            InvalidReason::Unknown,
+            InvalidReason::WrongSecret,
+            InvalidReason::Revoked,
+        ]
+        .into_iter()
+        .map(|reason| Denial::InvalidToken { reason }.reason())
+        .collect();
+        assert_eq!(reasons, vec!["revoked_or_unknown"; 3]);
+        let expired = Denial::InvalidToken {
+            reason: InvalidReason::Expired,
+        };
+        let body: serde_json::Value = serde_json::from_slice(&expired.body()).expect("json");
+        assert_eq!(body["reason"], "expired");
     }
 
     #[test]

@@ -168,6 +168,12 @@ impl Gateway {
         if let Some(seconds) = denial.retry_after() {
             response.insert_header("Retry-After", seconds.to_string())?;
         }
+        if let (403, Some(Access::Protected { require })) =
+            (denial.status(), ctx.route.as_ref().map(|r| &r.access))
+        {
+            let names = &self.conf.identity_headers;
+            response.insert_header(names.required_permissions.clone(), require.join(" "))?;
+        }
         // An unread request body would desynchronise a kept-alive connection.
         if session
             .req_header()

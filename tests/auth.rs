@@ -222,3 +222,33 @@ fn guesses_against_one_prefix_are_limited_for_that_prefix_only() {
     env.get_bearer("/v1/repos", &bob).echoed();
     assert_eq!(env.upstream.count(), 1);
 }
+
+#[test]
+fn denials_carry_a_stable_reason_and_403s_name_what_the_route_requires() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let response = env.get_bearer("/v1/billing", &token);
+    response.assert_denied(403, "insufficient_scope");
+    assert_eq!(response.json()["reason"], "missing_permission");
+    assert_eq!(
+        response.header("x-auth-required-permissions"),
+        Some("billing:read")
+    );
+    let unknown = patgate::token::generate(patgate::token::Kind::Pat).token;
+    let response = env.get_bearer("/v1/repos", &unknown);
+    assert_eq!(response.json()["reason"], "revoked_or_unknown");
+    assert_eq!(response.header("x-auth-required-permissions"), None);
+    assert_eq!(
+        env.get_bearer("/v1/repos", "garbage").json()["reason"],
+        "malformed"
+    );
+    env.cli(&["user", "leave", "alice", "--org", "acme"])
+        .expect_ok();
+    let response = env.get_bearer("/v1/repos", &token);
+    response.assert_denied(403, "no_org_access");
+    assert_eq!(response.json()["reason"], "org_mismatch");
+    assert_eq!(
+        response.header("x-auth-required-permissions"),
+        Some("repos:read")
+    );
+}
