@@ -48,6 +48,7 @@ pub mod manage;
 pub mod metrics;
 pub mod permissions;
 pub mod proxy;
+pub mod request_id;
 pub mod routes;
 pub mod serve;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::hasher::BcryptPool;
 use crate::identity;
 use crate::limiter::FailureLimiter;
 use crate::metrics;
+use crate::request_id;
 use crate::routes::{path_is_safe, Access, Route};
 use crate::store::Store;
 use crate::token::{self, Token};
@@ -61,6 +62,8 @@ pub struct RequestCtx {
     /// Time spent authenticating.
     auth_started: Option<Instant>,
     auth_micros: u128,
+    /// Sent upstream, returned to the client, logged.
+    request_id: String,
 }
 
 impl Gateway {
@@ -162,6 +165,7 @@ impl Gateway {
         response.insert_header("Content-Type", "application/json")?;
         response.insert_header("Content-Length", body.len().to_string())?;
         response.insert_header("Cache-Control", "no-store")?;
+        response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         if let Some(challenge) = denial.www_authenticate(REALM) {
             response.insert_header("WWW-Authenticate", challenge)?;
         }
@@ -214,6 +218,11 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let request = session.req_header();
+        let client_id = request
+            .headers
+            .get(request_id::HEADER)
+            .map(|v| v.as_bytes());
+        ctx.request_id = request_id::from_client_or_new(client_id);
         let path = request.uri.path();
         if !path_is_safe(path) {
             return self.deny(session, ctx, Denial::BadPath).await;
@@ -274,12 +283,22 @@ impl ProxyHttp for Gateway {
         let names = &self.conf.identity_headers;
         let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
         identity::strip(upstream_request, names, keep_credentials);
+        upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         match (&ctx.identity, ctx.route.as_ref().map(|r| &r.access)) {
             (Some(identity), _) => identity::inject(upstream_request, names, identity),
             (None, Some(Access::Open)) => Ok(()),
             // Fail closed: a protected route never reaches here without an identity.
             (None, _) => Error::e_explain(HTTPStatus(500), "protected route without identity"),
         }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())
     }
 
     async fn logging(
@@ -306,10 +325,11 @@ impl ProxyHttp for Gateway {
         }
         let request = session.req_header();
         log::info!(
-            "{} {} route={route} status={status} outcome={outcome} reason={reason} prefix={prefix} auth_us={}{}",
+            "{} {} route={route} status={status} outcome={outcome} reason={reason} prefix={prefix} auth_us={} request_id={}{}",
             request.method,
             request.uri.path(),
             ctx.auth_micros,
+            ctx.request_id,
             error.map(|e| format!(" error={e}")).unwrap_or_default()
         );
     }

@@ -128,3 +128,29 @@ fn other_headers_and_the_body_pass_through() {
     assert_eq!(received.header("x-request-thing"), Some("kept"));
     assert_eq!(received.body_len, 5);
 }
+
+#[test]
+fn request_id_is_kept_or_made_and_travels_both_ways() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let kept = env.get(
+        "/v1/repos",
+        &[("Authorization", &bearer), ("X-Request-Id", "trace-42")],
+    );
+    assert_eq!(kept.header("x-request-id"), Some("trace-42"));
+    assert_eq!(kept.echoed().header_all("x-request-id"), vec!["trace-42"]);
+    let made = env.get("/healthz", &[("X-Request-Id", "bad id with spaces")]);
+    let id = made.header("x-request-id").expect("an id").to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(made.echoed().header_all("x-request-id"), vec![id.as_str()]);
+    let denied = env.get("/v1/repos", &[("X-Request-Id", "deny-1")]);
+    denied.assert_denied(401, "missing_credential");
+    assert_eq!(denied.header("x-request-id"), Some("deny-1"));
+    crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "the log line",
+        || env.log().contains("request_id=deny-1"),
+        || env.log(),
+    );
+}
