@@ -67,6 +67,8 @@ pub struct File {
     server: ServerFile,
     #[serde(default)]
     limits: LimitsFile,
+    #[serde(default)]
+    forward_auth: Option<ForwardAuthFile>,
     roles: Vec<RoleFile>,
     #[serde(default)]
     permissions: Vec<String>,
@@ -181,6 +183,12 @@ impl Default for LimitsFile {
             max_tracked: 100_000,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardAuthFile {
+    path: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +353,8 @@ pub struct Conf {
     pub server: ServerSettings,
     /// Failed-attempt limits.
     pub limits: Limits,
+    /// The forward-auth endpoint's path, if forward-auth mode is on.
+    pub forward_auth_path: Option<String>,
     /// Roles and known permissions.
     pub roles: Roles,
     /// Routes, most specific first.
@@ -402,6 +412,7 @@ impl Builder<'_> {
             identity_headers,
             server,
             limits,
+            forward_auth,
             roles,
             permissions,
             routes,
@@ -417,6 +428,9 @@ impl Builder<'_> {
         let identity_headers = self.identity_headers(identity_headers)?;
         let server = self.server(server)?;
         let limits = self.limits(limits)?;
+        let forward_auth_path = forward_auth
+            .map(|ForwardAuthFile { path }| self.forward_auth_path(path))
+            .transpose()?;
         let routes = self.routes(routes, &roles)?;
         Ok(Conf {
             path: self.path.to_path_buf(),
@@ -428,9 +442,26 @@ impl Builder<'_> {
             identity_headers,
             server,
             limits,
+            forward_auth_path,
             roles,
             routes,
         })
+    }
+
+    fn forward_auth_path(&self, path: String) -> Result<String, ConfError> {
+        let plain = path.len() > 1
+            && path.starts_with('/')
+            && !path.ends_with('/')
+            && crate::routes::path_is_safe(&path)
+            && !path.contains('?');
+        if plain {
+            Ok(path)
+        } else {
+            Err(self.invalid(
+                "forward_auth.path",
+                format!("{path:?} must be an absolute path like /_patgate/auth"),
+            ))
+        }
     }
 
     fn limits(&self, limits: LimitsFile) -> Result<Limits, ConfError> {

@@ -9,7 +9,7 @@
 use crate::conf::IdentityHeaderNames;
 use crate::verify::Identity;
 use http::HeaderName;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// Removes every header under the identity prefix, and the credential headers unless kept.
 pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_credentials: bool) {
@@ -29,6 +29,24 @@ pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_cred
     }
 }
 
+/// The identity headers as (name, value) pairs; a PAT-less identity has no user header.
+fn pairs<'a>(names: &'a IdentityHeaderNames, identity: &'a Identity) -> Vec<(&'a str, String)> {
+    let mut pairs = vec![
+        (
+            names.credential_type.as_str(),
+            identity.kind.as_str().to_string(),
+        ),
+        (names.token_prefix.as_str(), identity.prefix.clone()),
+        (names.org.as_str(), identity.org.clone()),
+        (names.role.as_str(), identity.role.clone()),
+        (names.permissions.as_str(), identity.permissions.join(" ")),
+    ];
+    if let Some(user) = &identity.user {
+        pairs.push((names.user.as_str(), user.clone()));
+    }
+    pairs
+}
+
 /// Sets the identity headers for a verified request. Call [`strip`] first.
 ///
 /// # Errors
@@ -39,14 +57,25 @@ pub fn inject(
     names: &IdentityHeaderNames,
     identity: &Identity,
 ) -> pingora::Result<()> {
-    request.insert_header(names.credential_type.clone(), identity.kind.as_str())?;
-    request.insert_header(names.token_prefix.clone(), identity.prefix.as_str())?;
-    if let Some(user) = &identity.user {
-        request.insert_header(names.user.clone(), user.as_str())?;
+    for (name, value) in pairs(names, identity) {
+        request.insert_header(name.to_string(), value)?;
     }
-    request.insert_header(names.org.clone(), identity.org.as_str())?;
-    request.insert_header(names.role.clone(), identity.role.as_str())?;
-    request.insert_header(names.permissions.clone(), identity.permissions.join(" "))?;
+    Ok(())
+}
+
+/// Sets the identity headers on a forward-auth answer, for the calling proxy to copy into
+/// the request it forwards.
+///
+/// # Errors
+/// As [`inject`].
+pub fn set_on_response(
+    response: &mut ResponseHeader,
+    names: &IdentityHeaderNames,
+    identity: &Identity,
+) -> pingora::Result<()> {
+    for (name, value) in pairs(names, identity) {
+        response.insert_header(name.to_string(), value)?;
+    }
     Ok(())
 }
 

@@ -40,6 +40,7 @@ pub mod conf;
 pub mod credential;
 pub mod demo;
 pub mod denial;
+pub mod forward_auth;
 pub mod hasher;
 pub mod identity;
 pub mod lifetime;

@@ -14,6 +14,7 @@ use crate::cache::VerifiedCache;
 use crate::conf::Conf;
 use crate::credential::{self, Presented};
 use crate::denial::{Denial, InvalidReason};
+use crate::forward_auth::{self, Target};
 use crate::hasher::BcryptPool;
 use crate::identity;
 use crate::limiter::FailureLimiter;
@@ -64,6 +65,8 @@ pub struct RequestCtx {
     auth_micros: u128,
     /// Sent upstream, returned to the client, logged.
     request_id: String,
+    /// This is a forward-auth call: answer it, never proxy it.
+    forward_auth: bool,
 }
 
 impl Gateway {
@@ -153,6 +156,25 @@ impl Gateway {
         verifier.verify(token, require, unix_now()).await
     }
 
+    /// A request that may pass: proxied (`Ok(false)`), or, for a forward-auth call, answered
+    /// 200 with the identity headers for the calling proxy to copy (`Ok(true)`).
+    async fn pass(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if !ctx.forward_auth {
+            return Ok(false);
+        }
+        let mut response = ResponseHeader::build(200, Some(8))?;
+        response.insert_header("Content-Length", "0")?;
+        response.insert_header("Cache-Control", "no-store")?;
+        response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if let Some(identity) = &ctx.identity {
+            identity::set_on_response(&mut response, &self.conf.identity_headers, identity)?;
+        }
+        session
+            .write_response_header(Box::new(response), true)
+            .await?;
+        Ok(true)
+    }
+
     /// Writes `denial` as the response. The only place a denial becomes bytes.
     async fn deny(
         &self,
@@ -223,38 +245,38 @@ impl ProxyHttp for Gateway {
             .get(request_id::HEADER)
             .map(|v| v.as_bytes());
         ctx.request_id = request_id::from_client_or_new(client_id);
-        let path = request.uri.path();
-        if !path_is_safe(path) {
+        let forward_auth = (self.conf.forward_auth_path.as_deref())
+            .and_then(|endpoint| forward_auth::target(request, endpoint));
+        ctx.forward_auth = forward_auth.is_some();
+        let target = forward_auth.unwrap_or_else(|| Target::of(request));
+        if !path_is_safe(target.path) {
             return self.deny(session, ctx, Denial::BadPath).await;
         }
-        let host = request.uri.host().or_else(|| {
-            request
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-        let Some(route) = self
+        let route = self
             .conf
             .routes
-            .lookup(host, request.method.as_str(), path)
-            .cloned()
-        else {
+            .lookup(target.host, target.method, target.path);
+        let Some(route) = route.cloned() else {
             return self.deny(session, ctx, Denial::NoRoute).await;
         };
         ctx.route = Some(Arc::clone(&route));
-        let Access::Protected { require } = &route.access else {
-            return Ok(false);
-        };
-        let started = Instant::now();
-        ctx.auth_started = Some(started);
-        let verdict = self.authorize(session, require, ctx).await;
-        ctx.auth_micros = started.elapsed().as_micros();
-        match verdict {
-            Verdict::Allow(identity) => {
-                ctx.identity = Some(identity);
-                Ok(false)
+        let verdict = match &route.access {
+            Access::Open => None,
+            Access::Protected { require } => {
+                let started = Instant::now();
+                ctx.auth_started = Some(started);
+                let verdict = self.authorize(session, require, ctx).await;
+                ctx.auth_micros = started.elapsed().as_micros();
+                Some(verdict)
             }
-            Verdict::Deny(denial) => self.deny(session, ctx, denial).await,
+        };
+        match verdict {
+            Some(Verdict::Deny(denial)) => self.deny(session, ctx, denial).await,
+            Some(Verdict::Allow(identity)) => {
+                ctx.identity = Some(identity);
+                self.pass(session, ctx).await
+            }
+            None => self.pass(session, ctx).await,
         }
     }
 

@@ -16,6 +16,8 @@ mod demo;
 mod fast_path;
 /// Failing closed: Redis stopped, killed and restarted; a saturated bcrypt pool.
 mod faults;
+/// Forward-auth mode, called directly and by a real nginx `auth_request`.
+mod forward_auth;
 /// Identity headers: stripping forged ones, credential forwarding, exact injected values.
 mod headers;
 /// Live checks: role changes, narrowing, suspension, removal, membership, revocation, expiry.

@@ -569,6 +569,8 @@ policy:
   max_lifetime: {max_lifetime}
   allow_no_expiry: {allow_no_expiry}
   admin_role: admin
+forward_auth:
+  path: /_patgate/auth
 limits:
   window_seconds: 60
   failures_per_client: {per_client}

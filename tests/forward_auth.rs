@@ -1,0 +1,215 @@
+use crate::support::{eventually, Env, Response};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn call(env: &Env, headers: &[(&str, &str)]) -> Response {
+    env.request("GET", "/_patgate/auth", headers)
+}
+
+#[test]
+fn traefik_style_calls_are_answered_not_proxied() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let original = |method: &'static str, uri: &'static str| {
+        vec![
+            ("X-Forwarded-Method", method),
+            ("X-Forwarded-Host", "api.example.test"),
+            ("X-Forwarded-Uri", uri),
+        ]
+    };
+    let mut allowed = original("GET", "/v1/repos/7?x=1");
+    allowed.push(("Authorization", &bearer));
+    let response = call(&env, &allowed);
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.header("x-auth-user"), Some("alice"));
+    assert_eq!(response.header("x-auth-role"), Some("member"));
+    assert_eq!(
+        response.header("x-auth-permissions"),
+        Some("repos:read repos:write")
+    );
+    call(&env, &original("GET", "/v1/repos")).assert_denied(401, "missing_credential");
+    let mut billing = original("GET", "/v1/billing");
+    billing.push(("Authorization", &bearer));
+    call(&env, &billing).assert_denied(403, "insufficient_scope");
+    call(&env, &original("GET", "/nowhere")).assert_denied(404, "no_route");
+    let open = call(&env, &original("GET", "/healthz"));
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("x-auth-user"), None);
+    assert_eq!(
+        env.upstream.count(),
+        0,
+        "forward-auth calls never reach the upstream"
+    );
+}
+
+#[test]
+fn envoy_style_calls_carry_the_path_after_the_endpoint() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "viewer");
+    let bearer = format!("Bearer {token}");
+    let response = env.request(
+        "POST",
+        "/_patgate/auth/v1/repos",
+        &[("Authorization", &bearer)],
+    );
+    response.assert_denied(403, "insufficient_scope");
+    let response = env.request(
+        "GET",
+        "/_patgate/auth/v1/repos/1",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(response.status, 200);
+}
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_binary() -> String {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| {
+            panic!("nginx not found: install it with `apt-get install nginx` (scripts/setup does)")
+        })
+}
+
+/// A real nginx doing `auth_request` against patgate's forward-auth endpoint, in front of the
+/// echo upstream.
+fn start_nginx(env: &Env) -> Nginx {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = patgate::testkit::free_port().expect("port");
+    let d = dir.path().display();
+    let conf = format!(
+        r#"worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            auth_request /_auth;
+            auth_request_set $auth_user $upstream_http_x_auth_user;
+            auth_request_set $auth_org $upstream_http_x_auth_org;
+            auth_request_set $auth_role $upstream_http_x_auth_role;
+            proxy_set_header X-Auth-User $auth_user;
+            proxy_set_header X-Auth-Org $auth_org;
+            proxy_set_header X-Auth-Role $auth_role;
+            proxy_set_header Authorization "";
+            proxy_pass http://{upstream};
+        }}
+        location = /_auth {{
+            internal;
+            proxy_pass http://127.0.0.1:{gateway}/_patgate/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"#,
+        upstream = env.upstream.addr(),
+        gateway = env.port,
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("nginx conf");
+    let child = Command::new(nginx_binary())
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nginx");
+    let error_log = dir.path().join("error.log");
+    eventually(
+        Duration::from_secs(10),
+        "nginx to listen",
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        || std::fs::read_to_string(&error_log).unwrap_or_default(),
+    );
+    Nginx {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn through_nginx(nginx: &Nginx, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", nginx.port)).expect("connect to nginx");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    crate::support::parse_response(&raw)
+}
+
+#[test]
+fn nginx_auth_request_allows_denies_and_passes_the_identity() {
+    let env = Env::start();
+    let nginx = start_nginx(&env);
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+
+    let allowed = through_nginx(
+        &nginx,
+        "/v1/repos/7",
+        &[("Authorization", &bearer), ("X-Auth-User", "mallory")],
+    );
+    let received = allowed.echoed();
+    assert_eq!(received.header_all("x-auth-user"), vec!["alice"]);
+    assert_eq!(received.header("x-auth-org"), Some("acme"));
+    assert_eq!(received.header("x-auth-role"), Some("member"));
+    assert_eq!(received.header("authorization"), None);
+
+    assert_eq!(
+        through_nginx(&nginx, "/v1/repos", &[("X-Auth-User", "mallory")]).status,
+        401
+    );
+    assert_eq!(
+        through_nginx(&nginx, "/v1/billing", &[("Authorization", &bearer)]).status,
+        403
+    );
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    assert_eq!(
+        through_nginx(&nginx, "/v1/repos", &[("Authorization", &bearer)]).status,
+        401
+    );
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "only the allowed request reached the upstream"
+    );
+}
