@@ -131,12 +131,14 @@ impl Default for PolicyFile {
 #[serde(deny_unknown_fields, default)]
 struct IdentityHeadersFile {
     prefix: String,
+    signing_key_file: Option<PathBuf>,
 }
 
 impl Default for IdentityHeadersFile {
     fn default() -> Self {
         IdentityHeadersFile {
             prefix: "X-Auth-".into(),
+            signing_key_file: None,
         }
     }
 }
@@ -221,6 +223,8 @@ struct RouteFile {
     require: Option<Vec<String>>,
     #[serde(default)]
     forward_credentials: bool,
+    #[serde(default)]
+    sign_identity: bool,
 }
 
 fn default_key_prefix() -> String {
@@ -298,6 +302,10 @@ pub struct IdentityHeaderNames {
     pub permissions: String,
     /// `<prefix>Required-Permissions`: on 403 responses, what the route requires.
     pub required_permissions: String,
+    /// `<prefix>Assertion`: the signed identity on `sign_identity` routes.
+    pub assertion: String,
+    /// The HMAC key for `<prefix>Assertion`, read from `signing_key_file`.
+    pub signing_key: Option<Vec<u8>>,
 }
 
 impl IdentityHeaderNames {
@@ -311,6 +319,8 @@ impl IdentityHeaderNames {
             role: format!("{prefix}Role"),
             permissions: format!("{prefix}Permissions"),
             required_permissions: format!("{prefix}Required-Permissions"),
+            assertion: format!("{prefix}Assertion"),
+            signing_key: None,
         }
     }
 }
@@ -431,7 +441,8 @@ impl Builder<'_> {
         let forward_auth_path = forward_auth
             .map(|ForwardAuthFile { path }| self.forward_auth_path(path))
             .transpose()?;
-        let routes = self.routes(routes, &roles)?;
+        let signing = identity_headers.signing_key.is_some();
+        let routes = self.routes(routes, &roles, signing)?;
         Ok(Conf {
             path: self.path.to_path_buf(),
             listen,
@@ -599,7 +610,10 @@ impl Builder<'_> {
         &self,
         headers: IdentityHeadersFile,
     ) -> Result<IdentityHeaderNames, ConfError> {
-        let IdentityHeadersFile { prefix } = headers;
+        let IdentityHeadersFile {
+            prefix,
+            signing_key_file,
+        } = headers;
         let valid = prefix.len() >= 2
             && prefix
                 .bytes()
@@ -623,7 +637,23 @@ impl Builder<'_> {
                 format!("{prefix:?} must be 2+ letters, digits or '-' and must not cover standard headers"),
             ));
         }
-        Ok(IdentityHeaderNames::new(&prefix))
+        let mut names = IdentityHeaderNames::new(&prefix);
+        if let Some(path) = signing_key_file {
+            names.signing_key = Some(self.signing_key(&path)?);
+        }
+        Ok(names)
+    }
+
+    /// The identity-signing key: the file's bytes, surrounding whitespace trimmed, at least 32.
+    fn signing_key(&self, path: &Path) -> Result<Vec<u8>, ConfError> {
+        let key = "identity_headers.signing_key_file";
+        let bytes = std::fs::read(path)
+            .map_err(|e| self.invalid(key, format!("cannot read {}: {e}", path.display())))?;
+        let trimmed = bytes.trim_ascii();
+        if trimmed.len() < 32 {
+            return Err(self.invalid(key, format!("{} holds fewer than 32 bytes", path.display())));
+        }
+        Ok(trimmed.to_vec())
     }
 
     fn server(&self, server: ServerFile) -> Result<ServerSettings, ConfError> {
@@ -646,7 +676,12 @@ impl Builder<'_> {
         })
     }
 
-    fn routes(&self, routes: Vec<RouteFile>, roles: &Roles) -> Result<RouteTable, ConfError> {
+    fn routes(
+        &self,
+        routes: Vec<RouteFile>,
+        roles: &Roles,
+        signing: bool,
+    ) -> Result<RouteTable, ConfError> {
         if routes.is_empty() {
             return Err(self.invalid("routes", "at least one route is required"));
         }
@@ -654,6 +689,12 @@ impl Builder<'_> {
         for (i, route) in routes.into_iter().enumerate() {
             let label = format!("routes[{i}] {:?}", route.name);
             let key = |field: &str| format!("{label}: {field}");
+            if route.sign_identity && !signing {
+                return Err(self.invalid(
+                    key("sign_identity"),
+                    "needs identity_headers.signing_key_file",
+                ));
+            }
             let route = self.route(route, roles, &key)?;
             if let Some(other) = built.iter().find(|other| other.name == route.name) {
                 return Err(self.invalid(
@@ -690,6 +731,7 @@ impl Builder<'_> {
             auth,
             require,
             forward_credentials,
+            sign_identity,
         } = route;
         if !is_identifier(&name) {
             return Err(self.invalid(
@@ -771,7 +813,7 @@ impl Builder<'_> {
                 ))
             }
         };
-        Ok(Route::new(
+        let route = Route::new(
             name,
             host,
             methods,
@@ -779,7 +821,8 @@ impl Builder<'_> {
             addrs,
             access,
             forward_credentials,
-        ))
+        );
+        Ok(route.signing_identity(sign_identity))
     }
 }
 
@@ -861,6 +904,34 @@ routes:
             error(&bad).contains("unknown variant `eventual`"),
             "{}",
             error(&bad)
+        );
+    }
+
+    #[test]
+    fn sign_identity_needs_a_key_of_32_bytes() {
+        let signed = BASE.replace(
+            "    require: [repos:read]",
+            "    require: [repos:read]\n    sign_identity: true",
+        );
+        assert!(error(&signed).contains("sign_identity: needs identity_headers.signing_key_file"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, "too short\n").expect("write");
+        let with_short = format!(
+            "{signed}identity_headers:\n  signing_key_file: {}\n",
+            short.display()
+        );
+        assert!(error(&with_short).contains("fewer than 32 bytes"));
+        let good = dir.path().join("good.key");
+        std::fs::write(&good, format!("{}\n", "k".repeat(40))).expect("write");
+        let with_good = format!(
+            "{signed}identity_headers:\n  signing_key_file: {}\n",
+            good.display()
+        );
+        let conf = parse(&with_good).expect("valid");
+        assert_eq!(
+            conf.identity_headers.signing_key.as_deref(),
+            Some("k".repeat(40).as_bytes())
         );
     }
 

@@ -33,6 +33,7 @@
 //! (real Redis and echo upstream for the demo, the tests and the benches).
 
 pub mod admin;
+pub mod assertion;
 pub mod cache;
 pub mod cli;
 pub mod commands;

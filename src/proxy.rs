@@ -10,6 +10,7 @@
 //! The Redis connection and the bcrypt pool own threads and sockets, so both are created on
 //! first use inside the running service, never before Pingora daemonizes.
 
+use crate::assertion;
 use crate::cache::VerifiedCache;
 use crate::conf::Conf;
 use crate::credential::{self, Presented};
@@ -307,7 +308,20 @@ impl ProxyHttp for Gateway {
         identity::strip(upstream_request, names, keep_credentials);
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         match (&ctx.identity, ctx.route.as_ref().map(|r| &r.access)) {
-            (Some(identity), _) => identity::inject(upstream_request, names, identity),
+            (Some(identity), _) => {
+                identity::inject(upstream_request, names, identity)?;
+                let signing = ctx.route.as_ref().filter(|r| r.sign_identity);
+                if let (Some(_), Some(key)) = (signing, &names.signing_key) {
+                    let path = upstream_request
+                        .uri
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str());
+                    let method = upstream_request.method.as_str();
+                    let value = assertion::assertion(key, unix_now(), method, path, identity);
+                    upstream_request.insert_header(names.assertion.clone(), value)?;
+                }
+                Ok(())
+            }
             (None, Some(Access::Open)) => Ok(()),
             // Fail closed: a protected route never reaches here without an identity.
             (None, _) => Error::e_explain(HTTPStatus(500), "protected route without identity"),

@@ -97,6 +97,8 @@ pub struct Route {
     pub access: Access,
     /// Whether `Authorization`/`X-API-Key` are passed to the upstream.
     pub forward_credentials: bool,
+    /// Whether the upstream also gets a signed `X-Auth-Assertion`.
+    pub sign_identity: bool,
     /// Round-robin cursor over `upstreams`.
     next: AtomicUsize,
 }
@@ -120,8 +122,15 @@ impl Route {
             upstreams,
             access,
             forward_credentials,
+            sign_identity: false,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The same route, with `sign_identity` set to `on`.
+    pub fn signing_identity(mut self, on: bool) -> Route {
+        self.sign_identity = on;
+        self
     }
 
     /// The next upstream address in round-robin order.

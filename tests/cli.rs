@@ -204,7 +204,7 @@ fn check_accepts_a_good_conf_and_reaches_redis() {
     let out = env.cli(&["check"]).expect_ok();
     assert!(
         out.stdout
-            .contains("ok (8 routes, 3 roles, redis reachable)"),
+            .contains("ok (9 routes, 3 roles, redis reachable)"),
         "{}",
         out.stdout
     );

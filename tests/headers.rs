@@ -154,3 +154,74 @@ fn request_id_is_kept_or_made_and_travels_both_ways() {
         || env.log(),
     );
 }
+
+/// Verifies an `X-Auth-Assertion` the way an upstream would, from the headers it received,
+/// independently of patgate's code.
+fn upstream_verifies(received: &patgate::testkit::upstream::Received, key: &[u8]) -> bool {
+    use hmac::Mac;
+    let Some(assertion) = received.header("x-auth-assertion") else {
+        return false;
+    };
+    let fields: Vec<&str> = assertion.split(';').collect();
+    let (Some(t), Some(sig)) = (
+        fields.iter().find_map(|f| f.strip_prefix("t=")),
+        fields.iter().find_map(|f| f.strip_prefix("sig=")),
+    ) else {
+        return false;
+    };
+    let header = |n: &str| received.header(n).unwrap_or("").to_string();
+    let signed = [
+        "v1".to_string(),
+        t.to_string(),
+        received.method.clone(),
+        received.path.clone(),
+        header("x-auth-credential-type"),
+        header("x-auth-token-prefix"),
+        header("x-auth-user"),
+        header("x-auth-org"),
+        header("x-auth-role"),
+        header("x-auth-permissions"),
+    ]
+    .join("\n");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    mac.update(signed.as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let now = patgate::proxy::unix_now();
+    let fresh = t.parse::<u64>().is_ok_and(|t| now.abs_diff(t) <= 60);
+    fresh && expected == sig
+}
+
+#[test]
+fn signed_routes_carry_an_assertion_the_upstream_can_verify() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    let received = env
+        .get("/v1/signed/a?b=1", &[("Authorization", &bearer)])
+        .echoed();
+    assert!(
+        upstream_verifies(&received, crate::support::SIGNING_KEY.as_bytes()),
+        "{:?}",
+        received.headers
+    );
+    assert!(!upstream_verifies(
+        &received,
+        b"another key entirely, 32 bytes long"
+    ));
+    // Unsigned routes carry none, and a client cannot plant one.
+    let received = env
+        .get(
+            "/v1/repos",
+            &[
+                ("Authorization", &bearer),
+                ("X-Auth-Assertion", "v1;t=1;sig=00"),
+            ],
+        )
+        .echoed();
+    assert_eq!(received.header("x-auth-assertion"), None);
+}

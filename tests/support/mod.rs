@@ -179,6 +179,9 @@ impl Cli {
     }
 }
 
+/// The identity-signing key every test gateway uses (`identity_headers.signing_key_file`).
+pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
+
 pub fn patgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_patgate")
 }
@@ -551,6 +554,7 @@ fn conf_text(
     upstream: &str,
     dir: &std::path::Path,
 ) -> String {
+    std::fs::write(dir.join("identity.key"), SIGNING_KEY).expect("write signing key");
     let dir = dir.display();
     format!(
         r#"listen: 127.0.0.1:{port}
@@ -569,6 +573,8 @@ policy:
   max_lifetime: {max_lifetime}
   allow_no_expiry: {allow_no_expiry}
   admin_role: admin
+identity_headers:
+  signing_key_file: {dir}/identity.key
 forward_auth:
   path: /_patgate/auth
 limits:
@@ -620,6 +626,11 @@ routes:
     path_prefix: /v1/repos
     upstream: {upstream}
     auth: none
+  - name: signed
+    path_prefix: /v1/signed
+    upstream: {upstream}
+    require: []
+    sign_identity: true
   - name: tenant-writes
     host: "*.tenant.test"
     path_prefix: /
