@@ -31,12 +31,17 @@ pub static AUTH_SECONDS: Lazy<Histogram> = Lazy::new(|| {
 
 /// Verified-secret cache lookups for PATs: `hit` (no bcrypt) or `miss`.
 pub static VERIFY_CACHE: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    let counter = register_int_counter_vec!(
         "patgate_verify_cache_total",
         "Verified-secret cache lookups for PATs: hit (no bcrypt needed) or miss.",
         &["result"]
     )
-    .expect("registered once")
+    .expect("registered once");
+    // Listed at zero from the start, so rates and ratios are defined before the first lookup.
+    for result in ["hit", "miss"] {
+        counter.with_label_values(&[result]);
+    }
+    counter
 });
 
 /// bcrypt verifications queued or running on the pool.
@@ -60,12 +65,16 @@ pub static BCRYPT_SECONDS: Lazy<Histogram> = Lazy::new(|| {
 
 /// Redis failures on the request path, by kind (timeout, refused, connection, reply, corrupt).
 pub static REDIS_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    let counter = register_int_counter_vec!(
         "patgate_redis_errors_total",
         "Redis failures on the request path, by kind.",
         &["kind"]
     )
-    .expect("registered once")
+    .expect("registered once");
+    for kind in ["timeout", "refused", "connection", "reply", "corrupt"] {
+        counter.with_label_values(&[kind]);
+    }
+    counter
 });
 
 /// Every registered metric in Prometheus' text format.
@@ -81,4 +90,86 @@ pub fn render() -> Vec<u8> {
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use prometheus::core::Collector;
+
+    /// Every series name patgate exports (a histogram's `_bucket`/`_sum`/`_count` included).
+    fn exported() -> Vec<String> {
+        let others: [&dyn Collector; 4] =
+            [&*REQUESTS, &*VERIFY_CACHE, &*BCRYPT_QUEUE, &*REDIS_ERRORS];
+        let mut names: Vec<String> = others
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect();
+        for histogram in [&*AUTH_SECONDS, &*BCRYPT_SECONDS] {
+            for desc in histogram.desc() {
+                for suffix in ["", "_bucket", "_sum", "_count"] {
+                    names.push(format!("{}{suffix}", desc.fq_name));
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn cache_and_redis_error_series_are_listed_before_first_use() {
+        let text = String::from_utf8(render()).expect("utf-8");
+        assert!(
+            text.contains(r#"patgate_verify_cache_total{result="hit"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"patgate_redis_errors_total{kind="timeout"}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_metric_is_registered_with_the_patgate_prefix() {
+        let names = exported();
+        for expected in [
+            "patgate_requests_total",
+            "patgate_auth_seconds",
+            "patgate_verify_cache_total",
+            "patgate_bcrypt_queue_depth",
+            "patgate_bcrypt_seconds",
+            "patgate_redis_errors_total",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sample_dashboard_only_queries_exported_metrics() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/grafana-dashboard.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+        let names = exported();
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty());
+        for target in panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("patgate_") {
+                    assert!(
+                        names.iter().any(|n| n == word),
+                        "{word} in {expr:?} is not exported"
+                    );
+                }
+            }
+        }
+    }
 }
