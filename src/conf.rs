@@ -6,6 +6,7 @@
 //! sees the serde layer. Every error names the file, the key and what is wrong; a bad conf is
 //! an error, never a panic, and `patgate check` runs exactly this code.
 
+use crate::access_log::Format as AccessLogFormat;
 use crate::lifetime::{ExpiryPolicy, Lifetime};
 use crate::limiter::Limits;
 use crate::permissions::{is_identifier, Roles};
@@ -69,6 +70,8 @@ pub struct File {
     limits: LimitsFile,
     #[serde(default)]
     forward_auth: Option<ForwardAuthFile>,
+    #[serde(default)]
+    access_log: AccessLogFile,
     roles: Vec<RoleFile>,
     #[serde(default)]
     permissions: Vec<String>,
@@ -185,6 +188,12 @@ impl Default for LimitsFile {
             max_tracked: 100_000,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AccessLogFile {
+    format: AccessLogFormat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +374,8 @@ pub struct Conf {
     pub limits: Limits,
     /// The forward-auth endpoint's path, if forward-auth mode is on.
     pub forward_auth_path: Option<String>,
+    /// How each request is logged.
+    pub access_log: AccessLogFormat,
     /// Roles and known permissions.
     pub roles: Roles,
     /// Routes, most specific first.
@@ -423,10 +434,12 @@ impl Builder<'_> {
             server,
             limits,
             forward_auth,
+            access_log,
             roles,
             permissions,
             routes,
         } = file;
+        let AccessLogFile { format: access_log } = access_log;
         let listen = self.socket_addr("listen", &listen)?;
         let admin_listen = admin_listen
             .map(|a| self.socket_addr("admin_listen", &a))
@@ -454,6 +467,7 @@ impl Builder<'_> {
             server,
             limits,
             forward_auth_path,
+            access_log,
             roles,
             routes,
         })

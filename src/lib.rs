@@ -32,6 +32,7 @@
 //! revoking), commands.rs and cli.rs (the CLI), serve.rs (Pingora server), demo.rs and testkit
 //! (real Redis and echo upstream for the demo, the tests and the benches).
 
+pub mod access_log;
 pub mod admin;
 pub mod assertion;
 pub mod cache;

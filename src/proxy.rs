@@ -10,6 +10,7 @@
 //! The Redis connection and the bcrypt pool own threads and sockets, so both are created on
 //! first use inside the running service, never before Pingora daemonizes.
 
+use crate::access_log;
 use crate::assertion;
 use crate::cache::VerifiedCache;
 use crate::conf::Conf;
@@ -68,6 +69,12 @@ pub struct RequestCtx {
     request_id: String,
     /// This is a forward-auth call: answer it, never proxy it.
     forward_auth: bool,
+    /// When the request arrived.
+    started: Option<Instant>,
+    /// The upstream chosen, once proxied.
+    upstream: Option<std::net::SocketAddr>,
+    /// The upstream's status, once it answered.
+    upstream_status: Option<u16>,
 }
 
 impl Gateway {
@@ -236,7 +243,10 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            started: Some(Instant::now()),
+            ..RequestCtx::default()
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -290,11 +300,9 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(InternalError, "upstream_peer without a route"))?;
-        Ok(Box::new(HttpPeer::new(
-            route.next_upstream(),
-            false,
-            String::new(),
-        )))
+        let upstream = route.next_upstream();
+        ctx.upstream = Some(upstream);
+        Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
     }
 
     async fn upstream_request_filter(
@@ -334,6 +342,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())
     }
 
@@ -350,23 +359,37 @@ impl ProxyHttp for Gateway {
             (None, Some(_)) => "allowed",
             (None, None) => "open",
         };
-        let reason = match &ctx.denial {
-            Some(Denial::InvalidToken { reason }) => reason.as_str(),
-            _ => "-",
-        };
-        let prefix = ctx.prefix.as_deref().unwrap_or("-");
         metrics::REQUESTS.with_label_values(&[route, outcome]).inc();
         if ctx.auth_started.is_some() {
             metrics::AUTH_SECONDS.observe(ctx.auth_micros as f64 / 1e6);
         }
+        let format = self.conf.access_log;
+        if format == access_log::Format::Off
+            || (format == access_log::Format::Plain && !log::log_enabled!(log::Level::Info))
+        {
+            return;
+        }
         let request = session.req_header();
-        log::info!(
-            "{} {} route={route} status={status} outcome={outcome} reason={reason} prefix={prefix} auth_us={} request_id={}{}",
-            request.method,
-            request.uri.path(),
-            ctx.auth_micros,
-            ctx.request_id,
-            error.map(|e| format!(" error={e}")).unwrap_or_default()
-        );
+        let identity = ctx.identity.as_ref();
+        let entry = access_log::Entry {
+            time: access_log::now_rfc3339(),
+            request_id: &ctx.request_id,
+            route,
+            method: request.method.as_str(),
+            path: request.uri.path(),
+            status,
+            outcome,
+            reason: ctx.denial.as_ref().map(Denial::reason),
+            credential_type: identity.map(|i| i.kind.as_str()),
+            prefix: ctx.prefix.as_deref(),
+            user: identity.and_then(|i| i.user.as_deref()),
+            org: identity.map(|i| i.org.as_str()),
+            upstream: ctx.upstream.map(|u| u.to_string()),
+            upstream_status: ctx.upstream_status,
+            total_ms: ctx.started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1e3),
+            auth_ms: ctx.auth_micros as f64 / 1e3,
+            error: error.map(|e| e.to_string()),
+        };
+        access_log::write(format, &entry);
     }
 }

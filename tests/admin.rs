@@ -102,3 +102,68 @@ fn redis_errors_are_counted_by_kind() {
     response.assert_denied(503, "auth_unavailable");
     assert_eq!(env.metric(timeouts) - before, 1.0);
 }
+
+fn access_lines(env: &Env) -> Vec<serde_json::Value> {
+    env.log()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn json_access_log_has_one_line_per_request_and_never_the_secret() {
+    let env = Env::start_with(crate::support::Options {
+        access_log: "json",
+        ..Default::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    env.get(
+        "/v1/repos?page=2",
+        &[("Authorization", &bearer), ("X-Request-Id", "ok-1")],
+    )
+    .echoed();
+    env.get(
+        "/v1/billing",
+        &[("Authorization", &bearer), ("X-Request-Id", "deny-1")],
+    )
+    .assert_denied(403, "insufficient_scope");
+    eventually(
+        Duration::from_secs(5),
+        "two access lines",
+        || access_lines(&env).len() >= 2,
+        || env.log(),
+    );
+    let lines = access_lines(&env);
+    let find = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["request_id"] == id)
+            .cloned()
+            .expect("line")
+    };
+    let ok = find("ok-1");
+    assert_eq!(ok["route"], "repos-read");
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/v1/repos");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["outcome"], "allowed");
+    assert_eq!(ok["credential_type"], "pat");
+    assert_eq!(ok["prefix"], &token[..10]);
+    assert_eq!(ok["user"], "alice");
+    assert_eq!(ok["org"], "acme");
+    assert_eq!(ok["upstream"], env.upstream.addr().to_string());
+    assert_eq!(ok["upstream_status"], 200);
+    assert!(ok["total_ms"].as_f64().is_some_and(|t| t > 0.0));
+    assert!(ok["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let denied = find("deny-1");
+    assert_eq!(denied["status"], 403);
+    assert_eq!(denied["outcome"], "insufficient_scope");
+    assert_eq!(denied["reason"], "missing_permission");
+    assert_eq!(denied["upstream"], serde_json::Value::Null);
+    assert!(
+        !env.log().contains(&token),
+        "the secret never reaches the log"
+    );
+}

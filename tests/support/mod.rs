@@ -25,6 +25,7 @@ pub struct Options {
     pub failures_per_prefix: u32,
     pub freshness: &'static str,
     pub cache_entries: usize,
+    pub access_log: &'static str,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             failures_per_prefix: 1000,
             freshness: "strict",
             cache_entries: 1000,
+            access_log: "plain",
         }
     }
 }
@@ -577,6 +579,8 @@ identity_headers:
   signing_key_file: {dir}/identity.key
 forward_auth:
   path: /_patgate/auth
+access_log:
+  format: {access_log}
 limits:
   window_seconds: 60
   failures_per_client: {per_client}
@@ -647,5 +651,6 @@ routes:
         per_prefix = o.failures_per_prefix,
         freshness = o.freshness,
         cache_entries = o.cache_entries,
+        access_log = o.access_log,
     )
 }
