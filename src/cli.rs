@@ -29,6 +29,8 @@ pub enum Command {
     Check,
     /// Self-contained demo: private redis-server, echo upstream, gateway, seeded user and token.
     Demo(DemoArgs),
+    /// How the gateway would decide a request for a credential, check by check (no secret).
+    Explain(ExplainArgs),
     /// Users and memberships.
     User {
         /// The user command.
@@ -69,6 +71,26 @@ pub struct DemoArgs {
     /// Port for the demo gateway (a free one is picked if it is taken).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+}
+
+/// `patgate explain` arguments.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The credential's 10-character prefix.
+    #[arg(long = "token-prefix")]
+    pub token_prefix: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Request path.
+    #[arg(long)]
+    pub path: String,
+    /// Host the request is sent to.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `patgate user ...`

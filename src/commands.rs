@@ -3,8 +3,9 @@
 //! `create` prints the secret alone on stdout and the details on stderr; nothing else ever
 //! prints a secret. Listings have a table form and a `--json` form.
 
-use crate::cli::{ApikeyCommand, CreateOptions, TokenCommand, UserCommand};
+use crate::cli::{ApikeyCommand, CreateOptions, ExplainArgs, TokenCommand, UserCommand};
 use crate::conf::Conf;
+use crate::explain;
 use crate::lifetime::Lifetime;
 use crate::manage::{Created, ManageError, Manager, NewApiKey, NewToken};
 use crate::proxy::unix_now;
@@ -38,6 +39,60 @@ fn with_manager<T>(
 
 fn lifetime(expires: &Option<String>) -> Result<Option<Lifetime>, ManageError> {
     Ok(expires.as_deref().map(Lifetime::parse).transpose()?)
+}
+
+/// `patgate explain`: prints each check and the decision.
+///
+/// # Errors
+/// Redis failed.
+pub fn explain(conf: &Conf, args: ExplainArgs) -> Result<(), ManageError> {
+    let ExplainArgs {
+        token_prefix,
+        method,
+        path,
+        host,
+        json: as_json,
+    } = args;
+    let method = method.to_ascii_uppercase();
+    let explanation = with_manager(conf, |m| {
+        Box::pin(async move {
+            let now = unix_now();
+            Ok(explain::explain(
+                m.store,
+                m.conf,
+                &token_prefix,
+                &method,
+                host.as_deref(),
+                &path,
+                now,
+            )
+            .await?)
+        })
+    })?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string(&explanation).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "route: {}",
+        explanation.route.as_deref().unwrap_or("(none)")
+    );
+    for check in &explanation.checks {
+        let mark = match check.outcome {
+            explain::Outcome::Pass => "pass",
+            explain::Outcome::Fail => "FAIL",
+            explain::Outcome::NotChecked => "----",
+        };
+        println!("  [{mark}] {:<12} {}", check.check, check.detail);
+    }
+    match explanation.reason {
+        Some(reason) => println!("decision: {} ({reason})", explanation.decision),
+        None => println!("decision: {}", explanation.decision),
+    }
+    Ok(())
 }
 
 /// `patgate user ...`

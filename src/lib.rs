@@ -42,6 +42,7 @@ pub mod conf;
 pub mod credential;
 pub mod demo;
 pub mod denial;
+pub mod explain;
 pub mod forward_auth;
 pub mod hasher;
 pub mod identity;

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Serve(args) => patgate::serve::serve(conf, args),
         Command::Check => Ok(patgate::serve::check(&conf)?),
         Command::Demo(_) => Ok(()),
+        Command::Explain(args) => Ok(patgate::commands::explain(&conf, args)?),
         Command::User { command } => Ok(patgate::commands::user(&conf, command)?),
         Command::Token { command } => Ok(patgate::commands::token(&conf, command)?),
         Command::Apikey { command } => Ok(patgate::commands::apikey(&conf, command)?),

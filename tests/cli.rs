@@ -255,3 +255,67 @@ fn check_fails_when_redis_is_unreachable() {
         out.stderr
     );
 }
+
+#[test]
+fn explain_shows_each_check_and_the_decision_without_a_secret() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let prefix = &token[..10];
+    let explain = |path: &str, method: &str| {
+        let out = env
+            .cli(&[
+                "explain",
+                "--token-prefix",
+                prefix,
+                "--method",
+                method,
+                "--path",
+                path,
+                "--json",
+            ])
+            .expect_ok();
+        serde_json::from_str::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let allowed = explain("/v1/repos", "GET");
+    assert_eq!(allowed["route"], "repos-read");
+    assert_eq!(allowed["decision"], "allowed");
+    let checks: Vec<&str> = allowed["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["check"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        checks,
+        vec![
+            "path",
+            "route",
+            "prefix",
+            "record",
+            "secret",
+            "expiry",
+            "owner",
+            "membership",
+            "permissions"
+        ]
+    );
+    let billing = explain("/v1/billing", "GET");
+    assert_eq!(billing["decision"], "insufficient_scope");
+    assert_eq!(billing["reason"], "missing_permission");
+    assert_eq!(explain("/nowhere", "GET")["decision"], "no_route");
+    assert_eq!(explain("/healthz", "GET")["decision"], "open");
+    env.cli(&["user", "suspend", "alice"]).expect_ok();
+    let suspended = explain("/v1/repos", "GET");
+    assert_eq!(suspended["decision"], "invalid_token");
+    assert_eq!(suspended["reason"], "account_inactive");
+    let text = env
+        .cli(&["explain", "--token-prefix", prefix, "--path", "/v1/repos"])
+        .expect_ok();
+    assert!(text.stdout.contains("[FAIL] owner"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("decision: invalid_token (account_inactive)"),
+        "{}",
+        text.stdout
+    );
+}
