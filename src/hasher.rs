@@ -87,9 +87,11 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(mut job) = job else { return };
+        metrics::BCRYPT_BUSY.inc();
         let started = std::time::Instant::now();
         let matched = bcrypt::verify(&job.candidate, &job.hash).unwrap_or(false);
         metrics::BCRYPT_SECONDS.observe(started.elapsed().as_secs_f64());
+        metrics::BCRYPT_BUSY.dec();
         metrics::BCRYPT_QUEUE.dec();
         job.candidate.fill(0);
         // The requester may have gone away (client disconnected): nothing to do then.

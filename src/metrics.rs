@@ -53,6 +53,43 @@ pub static BCRYPT_QUEUE: Lazy<IntGauge> = Lazy::new(|| {
     .expect("registered once")
 });
 
+/// bcrypt pool threads busy verifying right now.
+pub static BCRYPT_BUSY: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "patgate_bcrypt_busy_threads",
+        "bcrypt pool threads busy verifying right now."
+    )
+    .expect("registered once")
+});
+
+/// Duration of each Redis operation (one command or one pipeline) made by the gateway.
+pub static REDIS_SECONDS: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "patgate_redis_seconds",
+        "Duration of each Redis operation (a command or a pipeline), including client-side cache hits in tracked mode.",
+        vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25]
+    )
+    .expect("registered once")
+});
+
+/// Invalidations pushed by Redis and processed (tracked mode).
+pub static TRACKED_INVALIDATIONS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "patgate_tracked_invalidations",
+        "Invalidations pushed by Redis and applied to the client-side cache since start (tracked mode)."
+    )
+    .expect("registered once")
+});
+
+/// The gateway's store, whose client-side cache statistics are read at render time.
+static TRACKED_STORE: once_cell::sync::OnceCell<crate::store::Store> =
+    once_cell::sync::OnceCell::new();
+
+/// Lets `/metrics` report the tracked-mode cache of `store` (the first store given wins).
+pub fn watch_tracked_store(store: &crate::store::Store) {
+    let _ = TRACKED_STORE.set(store.clone());
+}
+
 /// Run time of one bcrypt verification on a pool thread.
 pub static BCRYPT_SECONDS: Lazy<Histogram> = Lazy::new(|| {
     register_histogram!(
@@ -86,6 +123,12 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&BCRYPT_QUEUE);
     Lazy::force(&BCRYPT_SECONDS);
     Lazy::force(&REDIS_ERRORS);
+    Lazy::force(&BCRYPT_BUSY);
+    Lazy::force(&REDIS_SECONDS);
+    if let Some(statistics) = TRACKED_STORE.get().and_then(|s| s.cache_statistics()) {
+        TRACKED_INVALIDATIONS.set(i64::try_from(statistics.invalidate).unwrap_or(i64::MAX));
+    }
+    Lazy::force(&TRACKED_INVALIDATIONS);
     let mut out = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
@@ -100,14 +143,20 @@ mod tests {
 
     /// Every series name patgate exports (a histogram's `_bucket`/`_sum`/`_count` included).
     fn exported() -> Vec<String> {
-        let others: [&dyn Collector; 4] =
-            [&*REQUESTS, &*VERIFY_CACHE, &*BCRYPT_QUEUE, &*REDIS_ERRORS];
+        let others: [&dyn Collector; 6] = [
+            &*REQUESTS,
+            &*VERIFY_CACHE,
+            &*BCRYPT_QUEUE,
+            &*REDIS_ERRORS,
+            &*BCRYPT_BUSY,
+            &*TRACKED_INVALIDATIONS,
+        ];
         let mut names: Vec<String> = others
             .iter()
             .flat_map(|c| c.desc())
             .map(|d| d.fq_name.clone())
             .collect();
-        for histogram in [&*AUTH_SECONDS, &*BCRYPT_SECONDS] {
+        for histogram in [&*AUTH_SECONDS, &*BCRYPT_SECONDS, &*REDIS_SECONDS] {
             for desc in histogram.desc() {
                 for suffix in ["", "_bucket", "_sum", "_count"] {
                     names.push(format!("{}{suffix}", desc.fq_name));

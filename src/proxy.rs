@@ -92,7 +92,9 @@ impl Gateway {
     fn store(&self) -> Result<&Store, Denial> {
         self.store
             .get_or_try_init(|| {
-                Store::for_gateway(&self.conf.redis, self.conf.verify.cache_entries)
+                let store = Store::for_gateway(&self.conf.redis, self.conf.verify.cache_entries)?;
+                metrics::watch_tracked_store(&store);
+                Ok::<_, crate::store::StoreError>(store)
             })
             .map_err(|e| {
                 log::error!("cannot create redis client: {e}");

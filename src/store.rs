@@ -361,10 +361,13 @@ impl Store {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, operation).await {
+        let started = std::time::Instant::now();
+        let outcome = match tokio::time::timeout(self.timeout, operation).await {
             Ok(result) => result.map_err(StoreError::Redis),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
-        }
+        };
+        crate::metrics::REDIS_SECONDS.observe(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// PING, within the timeout.

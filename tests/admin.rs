@@ -167,3 +167,27 @@ fn json_access_log_has_one_line_per_request_and_never_the_secret() {
         "the secret never reaches the log"
     );
 }
+
+#[test]
+fn tracked_invalidations_and_redis_latency_are_reported() {
+    let env = Env::start_with(crate::support::Options {
+        freshness: "tracked",
+        ..Default::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    env.get_bearer("/v1/repos", &token).echoed();
+    assert!(
+        env.metric("patgate_redis_seconds_count") >= 3.0,
+        "cold reads and the warm pipeline are timed"
+    );
+    let before = env.metric("patgate_tracked_invalidations");
+    env.member("alice", "acme", "viewer");
+    eventually(
+        Duration::from_secs(5),
+        "the invalidation to be counted",
+        || env.metric("patgate_tracked_invalidations") > before,
+        || env.admin_get("/metrics").body,
+    );
+    assert_eq!(env.metric("patgate_bcrypt_busy_threads"), 0.0);
+}
