@@ -6,7 +6,7 @@
 use once_cell::sync::Lazy;
 use prometheus::{
     register_histogram, register_int_counter_vec, register_int_gauge, Encoder, Histogram,
-    IntCounterVec, IntGauge, TextEncoder,
+    IntCounter, IntCounterVec, IntGauge, TextEncoder,
 };
 
 /// Requests by route and outcome: `allowed`, `open`, or the denial's error code.
@@ -43,6 +43,12 @@ pub static VERIFY_CACHE: Lazy<IntCounterVec> = Lazy::new(|| {
     }
     counter
 });
+
+/// `patgate_verify_cache_total{result="hit"}`, resolved once (no label lookup per request).
+pub static CACHE_HITS: Lazy<IntCounter> = Lazy::new(|| VERIFY_CACHE.with_label_values(&["hit"]));
+
+/// `patgate_verify_cache_total{result="miss"}`, resolved once.
+pub static CACHE_MISSES: Lazy<IntCounter> = Lazy::new(|| VERIFY_CACHE.with_label_values(&["miss"]));
 
 /// bcrypt verifications queued or running on the pool.
 pub static BCRYPT_QUEUE: Lazy<IntGauge> = Lazy::new(|| {

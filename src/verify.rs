@@ -116,7 +116,7 @@ impl Verifier<'_> {
                 None => return Err(invalid(InvalidReason::Unknown)),
                 Some(live) if live.revoked => return Err(invalid(InvalidReason::Revoked)),
                 Some(live) if live.hash == record.hash => {
-                    metrics::VERIFY_CACHE.with_label_values(&["hit"]).inc();
+                    metrics::CACHE_HITS.inc();
                     check_expiry(record, now)?;
                     return self.owner_may_act(record, access, require);
                 }
@@ -125,7 +125,7 @@ impl Verifier<'_> {
             }
         }
         let record = self.load(token).await?;
-        metrics::VERIFY_CACHE.with_label_values(&["miss"]).inc();
+        metrics::CACHE_MISSES.inc();
         self.check_bcrypt(token, digest, &record).await?;
         check_expiry(&record, now)?;
         let access = self
