@@ -177,6 +177,7 @@ struct LimitsFile {
     failures_per_client: u32,
     failures_per_prefix: u32,
     max_tracked: usize,
+    max_header_bytes: usize,
 }
 
 impl Default for LimitsFile {
@@ -186,6 +187,7 @@ impl Default for LimitsFile {
             failures_per_client: 30,
             failures_per_prefix: 10,
             max_tracked: 100_000,
+            max_header_bytes: 32_768,
         }
     }
 }
@@ -495,6 +497,7 @@ impl Builder<'_> {
             failures_per_client,
             failures_per_prefix,
             max_tracked,
+            max_header_bytes,
         } = limits;
         self.in_range("limits.window_seconds", window_seconds, 1..=86_400)?;
         self.in_range(
@@ -508,11 +511,17 @@ impl Builder<'_> {
             1..=u32::MAX,
         )?;
         self.in_range("limits.max_tracked", max_tracked, 1..=100_000_000)?;
+        self.in_range(
+            "limits.max_header_bytes",
+            max_header_bytes,
+            1024..=1_048_576,
+        )?;
         Ok(Limits {
             window: Duration::from_secs(window_seconds),
             failures_per_client,
             failures_per_prefix,
             max_tracked,
+            max_header_bytes,
         })
     }
 

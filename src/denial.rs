@@ -47,6 +47,11 @@ pub enum Denial {
     NoRoute,
     /// The path has dot segments or encoded separators.
     BadPath,
+    /// `Content-Length` with `Transfer-Encoding`, or several different `Content-Length`s: a
+    /// request two parsers could frame differently (smuggling).
+    AmbiguousLength,
+    /// The request headers exceed `limits.max_header_bytes`.
+    HeadersTooLarge,
     /// No credential on a protected route.
     MissingCredential {
         /// An `Authorization` header used a scheme other than Bearer.
@@ -92,7 +97,8 @@ impl Denial {
     pub fn status(&self) -> u16 {
         match self {
             Denial::NoRoute => 404,
-            Denial::BadPath | Denial::AmbiguousCredential => 400,
+            Denial::BadPath | Denial::AmbiguousCredential | Denial::AmbiguousLength => 400,
+            Denial::HeadersTooLarge => 431,
             Denial::MissingCredential { .. } | Denial::InvalidToken { .. } => 401,
             Denial::NoOrgAccess | Denial::InsufficientScope { .. } => 403,
             Denial::RateLimited { .. } => 429,
@@ -105,6 +111,8 @@ impl Denial {
         match self {
             Denial::NoRoute => "no_route",
             Denial::BadPath => "invalid_path",
+            Denial::AmbiguousLength => "invalid_request",
+            Denial::HeadersTooLarge => "headers_too_large",
             Denial::MissingCredential { .. } => "missing_credential",
             Denial::AmbiguousCredential => "ambiguous_credential",
             Denial::InvalidToken { .. } => "invalid_token",
@@ -122,6 +130,8 @@ impl Denial {
         match self {
             Denial::NoRoute => "no_route",
             Denial::BadPath => "unsafe_path",
+            Denial::AmbiguousLength => "ambiguous_length",
+            Denial::HeadersTooLarge => "headers_too_large",
             Denial::MissingCredential {
                 other_scheme: false,
             } => "no_credential",
@@ -148,6 +158,8 @@ impl Denial {
         match self {
             Denial::NoRoute => "No route matches this host, method and path.".into(),
             Denial::BadPath => "The request path contains dot segments or encoded separators.".into(),
+            Denial::AmbiguousLength => "The request's length is ambiguous (Content-Length with Transfer-Encoding, or conflicting Content-Length values).".into(),
+            Denial::HeadersTooLarge => "The request headers are too large.".into(),
             Denial::MissingCredential { other_scheme: false } => {
                 "This route requires a credential in 'Authorization: Bearer <token>' or 'X-API-Key: <token>'.".into()
             }

@@ -45,6 +45,7 @@ pub mod denial;
 pub mod explain;
 pub mod forward_auth;
 pub mod hasher;
+pub mod hygiene;
 pub mod identity;
 pub mod lifetime;
 pub mod limiter;

@@ -36,6 +36,8 @@ pub struct Limits {
     pub failures_per_prefix: u32,
     /// Most keys tracked at once.
     pub max_tracked: usize,
+    /// Largest request header section accepted (names + values), in bytes.
+    pub max_header_bytes: usize,
 }
 
 /// The failure counters.
@@ -122,6 +124,7 @@ mod tests {
             failures_per_client: 3,
             failures_per_prefix: 2,
             max_tracked,
+            max_header_bytes: 32_768,
         })
     }
 

@@ -18,6 +18,7 @@ use crate::credential::{self, Presented};
 use crate::denial::{Denial, InvalidReason};
 use crate::forward_auth::{self, Target};
 use crate::hasher::BcryptPool;
+use crate::hygiene;
 use crate::identity;
 use crate::limiter::FailureLimiter;
 use crate::metrics;
@@ -262,6 +263,9 @@ impl ProxyHttp for Gateway {
             .and_then(|endpoint| forward_auth::target(request, endpoint));
         ctx.forward_auth = forward_auth.is_some();
         let target = forward_auth.unwrap_or_else(|| Target::of(request));
+        if let Err(denial) = hygiene::check(request, self.conf.limits.max_header_bytes) {
+            return self.deny(session, ctx, denial).await;
+        }
         if !path_is_safe(target.path) {
             return self.deny(session, ctx, Denial::BadPath).await;
         }

@@ -8,6 +8,8 @@ mod support;
 mod admin;
 /// SPEC §4 row by row: each credential failure's status, code, body and challenge.
 mod auth;
+/// Bad input: tokens in the query, odd bytes, oversized headers, smuggling, secret hygiene.
+mod bad_input;
 /// The CLI: create/list/revoke output, refusals with nothing written, check and serve.
 mod cli;
 /// `patgate demo`: its printed curl lines work, Ctrl-C stops everything.

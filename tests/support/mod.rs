@@ -26,6 +26,7 @@ pub struct Options {
     pub freshness: &'static str,
     pub cache_entries: usize,
     pub access_log: &'static str,
+    pub rust_log: &'static str,
 }
 
 impl Default for Options {
@@ -42,6 +43,7 @@ impl Default for Options {
             freshness: "strict",
             cache_entries: 1000,
             access_log: "plain",
+            rust_log: "info",
         }
     }
 }
@@ -231,7 +233,7 @@ impl Env {
             .arg("-c")
             .arg(&self.conf_path)
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.options.rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -379,6 +381,20 @@ impl Env {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// Sends raw bytes to a gateway on `port` and reads until it closes (or 5 s pass).
+pub fn send_raw(port: u16, bytes: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("send");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw.windows(4)
+        .any(|w| w == b"\r\n\r\n")
+        .then(|| parse_response(&raw))
 }
 
 /// GET with a bearer token to a gateway on `port`.
