@@ -10,12 +10,12 @@
 use patgate::conf::Conf;
 use patgate::manage::{Manager, NewToken};
 use patgate::testkit::free_port;
+use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
 use patgate::testkit::upstream::Upstream;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -132,21 +132,9 @@ fn main() {
     });
     println!("created {} PATs in {:.1?}", tokens.len(), started.elapsed());
 
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_patgate"))
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("serve")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = gateway.id();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_patgate"));
+    let gateway = GatewayProcess::start(binary, &conf_path, port).expect("gateway");
+    let pid = gateway.pid();
     present_all(port, &tokens[..1]);
     let before = rss_kib(pid);
     let cold = Instant::now();
@@ -156,8 +144,7 @@ fn main() {
     let warm = Instant::now();
     let ok_warm = present_all(port, &tokens);
     let warm_time = warm.elapsed();
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
 
     println!("| credentials | cold pass | warm pass | RSS before | RSS after cold pass | limit |");
     println!("|---|---|---|---|---|---|");

@@ -9,25 +9,13 @@
 use patgate::conf::Conf;
 use patgate::manage::{Manager, NewToken};
 use patgate::testkit::free_port;
+use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
 use patgate::testkit::upstream::Upstream;
 use patgate::token::Kind;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Gateway {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn conf_text(
     port: u16,
@@ -45,24 +33,6 @@ fn conf_text(
          roles: [{{name: member, permissions: [repos:read]}}, {{name: admin, permissions: ['*']}}]\n\
          routes: [{{name: api, path_prefix: /api, upstream: '{upstream}', require: [repos:read]}}]\n"
     )
-}
-
-fn start_gateway(conf_path: &std::path::Path, port: u16) -> Gateway {
-    let child = Command::new(env!("CARGO_BIN_EXE_patgate"))
-        .arg("-c")
-        .arg(conf_path)
-        .arg("serve")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn patgate");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gateway on {port} did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Gateway { port, child }
 }
 
 fn status(port: u16, token: &str) -> u16 {
@@ -87,7 +57,8 @@ fn run_mode(freshness: &str, trials: usize) -> Outcome {
     let upstream = Upstream::start().expect("upstream");
     let dir = tempfile::tempdir().expect("tempdir");
     let ports = [free_port().expect("port"), free_port().expect("port")];
-    let gateways: Vec<Gateway> = ports
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_patgate"));
+    let gateways: Vec<GatewayProcess> = ports
         .iter()
         .map(|&port| {
             let path = dir.path().join(format!("{port}.yaml"));
@@ -99,7 +70,7 @@ fn run_mode(freshness: &str, trials: usize) -> Outcome {
                 dir.path(),
             );
             std::fs::write(&path, text).expect("conf");
-            start_gateway(&path, port)
+            GatewayProcess::start(binary, &path, port).expect("gateway")
         })
         .collect();
     let conf_path = dir.path().join(format!("{}.yaml", ports[0]));

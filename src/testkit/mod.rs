@@ -2,6 +2,7 @@
 //! `redis-server` on a free loopback port, and an upstream that echoes what it received.
 //! Nothing here is a fake: the tests talk to the same Redis and HTTP a deployment does.
 
+pub mod gateway;
 pub mod redis;
 pub mod upstream;
 
