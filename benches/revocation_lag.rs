@@ -85,6 +85,10 @@ fn run_mode(freshness: &str, trials: usize) -> Outcome {
     let manager = Manager {
         store: &store,
         conf: &conf,
+        actor: patgate::manage::Actor {
+            name: "revocation-lag-bench".into(),
+            org: None,
+        },
     };
     runtime
         .block_on(manager.put_membership("lag", "acme", "member"))

@@ -97,7 +97,8 @@ pub fn now_rfc3339() -> String {
     rfc3339(since.as_secs(), since.subsec_millis())
 }
 
-fn rfc3339(secs: u64, millis: u32) -> String {
+/// `secs.millis` since the unix epoch as RFC 3339 UTC, e.g. `2026-11-27T20:45:28.123Z`.
+pub fn rfc3339(secs: u64, millis: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);

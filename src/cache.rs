@@ -77,6 +77,13 @@ impl VerifiedCache {
         }
     }
 
+    /// Forgets `digest` (its credential was found revoked).
+    pub fn remove(&self, digest: &Digest) {
+        if let Some(entries) = &self.entries {
+            entries.remove(digest);
+        }
+    }
+
     /// Number of entries (for tests and metrics).
     pub fn len(&self) -> usize {
         self.entries.as_ref().map_or(0, |e| e.len())

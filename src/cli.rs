@@ -49,6 +49,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// The audit trail (management actions and denied requests).
+    Audit {
+        /// The audit command.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 /// Pingora's own process flags.
@@ -182,6 +188,41 @@ pub enum TokenCommand {
     Revoke {
         /// The 10-character prefix (pat_xxxxxx).
         prefix: String,
+    },
+    /// Revoke every live credential (PATs and API keys) not used for a while; lists them.
+    Prune {
+        /// How long unused (counting from creation when never used), e.g. 90d.
+        #[arg(long = "unused-for")]
+        unused_for: String,
+        /// Only list what would be revoked.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Only this org's credentials.
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `patgate audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the latest audit entries, oldest first; `--follow` keeps printing new ones.
+    Tail {
+        /// How many of the latest entries to print first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Keep printing entries as they are appended (Ctrl-C to stop).
+        #[arg(short, long)]
+        follow: bool,
+        /// Read the denied-request stream instead of the management actions.
+        #[arg(long)]
+        denied: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -3,15 +3,18 @@
 //! `create` prints the secret alone on stdout and the details on stderr; nothing else ever
 //! prints a secret. Listings have a table form and a `--json` form.
 
-use crate::cli::{ApikeyCommand, CreateOptions, ExplainArgs, TokenCommand, UserCommand};
+use crate::audit::Record;
+use crate::cli::{
+    ApikeyCommand, AuditCommand, CreateOptions, ExplainArgs, TokenCommand, UserCommand,
+};
 use crate::conf::Conf;
 use crate::explain;
 use crate::lifetime::Lifetime;
-use crate::manage::{Created, ManageError, Manager, NewApiKey, NewToken};
+use crate::listing;
+use crate::manage::{Actor, Created, Listed, ManageError, Manager, NewApiKey, NewToken};
 use crate::proxy::unix_now;
-use crate::store::{CredentialRecord, Revoked, Store, UserRecord};
+use crate::store::{AuditStream, Revoked, Store, UserRecord};
 use crate::token::Kind;
-use serde_json::json;
 use std::io::Write;
 
 /// Runs `f` with a manager on a private current-thread runtime.
@@ -32,6 +35,7 @@ fn with_manager<T>(
         let manager = Manager {
             store: &store,
             conf,
+            actor: Actor::cli(),
         };
         f(&manager).await
     })
@@ -166,8 +170,83 @@ pub fn token(conf: &Conf, command: TokenCommand) -> Result<(), ManageError> {
             print_list(&records, json, now);
         }
         TokenCommand::Revoke { prefix } => revoke(conf, prefix, Kind::Pat, now)?,
+        TokenCommand::Prune {
+            unused_for,
+            dry_run,
+            org,
+            json,
+        } => {
+            let unused_for = match Lifetime::parse(&unused_for)? {
+                Lifetime::For(duration) => duration.as_secs(),
+                Lifetime::Never => {
+                    return Err(ManageError::Refused(
+                        "--unused-for needs a duration such as 90d".into(),
+                    ))
+                }
+            };
+            let dormant = with_manager(conf, |m| {
+                Box::pin(async move { m.prune(unused_for, org.as_deref(), dry_run, now).await })
+            })?;
+            print_list(&dormant, json, now);
+            let verb = if dry_run { "would revoke" } else { "revoked" };
+            eprintln!("{verb} {} dormant credential(s)", dormant.len());
+        }
     }
     Ok(())
+}
+
+/// `patgate audit tail`: the latest entries oldest first, then (with `--follow`) new ones as
+/// they come, polling every 250 ms.
+///
+/// # Errors
+/// Redis failed.
+pub fn audit(conf: &Conf, command: AuditCommand) -> Result<(), ManageError> {
+    let AuditCommand::Tail {
+        lines,
+        follow,
+        denied,
+        json,
+    } = command;
+    let stream = if denied {
+        AuditStream::Denied
+    } else {
+        AuditStream::Actions
+    };
+    let print = |record: Record| {
+        if json {
+            println!("{}", serde_json::to_string(&record).unwrap_or_default());
+        } else {
+            println!("{}", record.line());
+        }
+        let _ = std::io::stdout().flush();
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ManageError::Refused(format!("cannot start runtime: {e}")))?;
+    runtime.block_on(async {
+        let store = Store::lazy(&conf.redis)?;
+        let mut latest = store.audit_before(stream, None, lines).await?;
+        latest.reverse();
+        let mut last_id = latest.last().map(|e| e.id.clone());
+        for stored in latest {
+            print(Record::from_stored(stored));
+        }
+        if !follow {
+            return Ok(());
+        }
+        loop {
+            let new = store.audit_after(stream, last_id.as_deref(), 500).await?;
+            if new.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                continue;
+            }
+            last_id = new.last().map(|e| e.id.clone());
+            for stored in new {
+                print(Record::from_stored(stored));
+            }
+        }
+    })
 }
 
 /// `patgate apikey ...`
@@ -235,85 +314,24 @@ fn print_created(created: &Created) {
         record.prefix,
         record.org,
         record.name,
-        expiry_text(record.expires, unix_now())
+        listing::expiry_text(record.expires, unix_now())
     );
 }
 
-fn expiry_text(expires: Option<u64>, now: u64) -> String {
-    match expires {
-        None => "never expires".into(),
-        Some(t) if t <= now => "expired".into(),
-        Some(t) => {
-            let left = t - now;
-            if left >= 86_400 {
-                format!("expires in {} days", left / 86_400)
-            } else if left >= 3600 {
-                format!("expires in {} hours", left / 3600)
-            } else {
-                format!("expires in {} minutes", left.div_ceil(60))
-            }
-        }
-    }
-}
-
-fn state(record: &CredentialRecord, now: u64) -> &'static str {
-    match (record.revoked, record.expires) {
-        (Some(_), _) => "revoked",
-        (None, Some(t)) if t <= now => "expired",
-        _ => "active",
-    }
-}
-
-fn print_list(records: &[CredentialRecord], as_json: bool, now: u64) {
+fn print_list(records: &[Listed], as_json: bool, now: u64) {
     if as_json {
-        let list: Vec<_> = records
-            .iter()
-            .map(|r| {
-                json!({
-                    "prefix": r.prefix,
-                    "kind": r.kind.as_str(),
-                    "name": r.name,
-                    "user": r.user,
-                    "created_by": r.created_by,
-                    "org": r.org,
-                    "role": r.role,
-                    "permissions": r.permissions,
-                    "created": r.created,
-                    "expires": r.expires,
-                    "revoked": r.revoked,
-                    "state": state(r, now),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(list));
-        return;
-    }
-    println!(
-        "{:<10}  {:<8}  {:<12}  {:<10}  {:<22}  NAME",
-        "PREFIX", "STATE", "ORG", "ROLE", "EXPIRES"
-    );
-    for r in records {
-        println!(
-            "{:<10}  {:<8}  {:<12}  {:<10}  {:<22}  {}",
-            r.prefix,
-            state(r, now),
-            r.org,
-            r.role.as_deref().unwrap_or("(live)"),
-            expiry_text(r.expires, now),
-            r.name
-        );
+        println!("{}", listing::credentials_json(records, now));
+    } else {
+        print!("{}", listing::credentials_table(records, now));
     }
 }
 
 fn print_user(user: &str, record: &UserRecord, as_json: bool) {
-    let status = record.status.map_or("unknown", |s| s.as_str());
     if as_json {
-        println!(
-            "{}",
-            json!({ "user": user, "status": status, "orgs": record.orgs })
-        );
+        println!("{}", listing::user_json(user, record, None));
         return;
     }
+    let status = record.status.map_or("unknown", |s| s.as_str());
     println!("user {user}: {status}");
     for (org, role) in &record.orgs {
         println!("  {org}: {role}");

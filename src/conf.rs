@@ -72,6 +72,10 @@ pub struct File {
     forward_auth: Option<ForwardAuthFile>,
     #[serde(default)]
     access_log: AccessLogFile,
+    #[serde(default)]
+    audit: AuditFile,
+    #[serde(default)]
+    last_used: LastUsedFile,
     roles: Vec<RoleFile>,
     #[serde(default)]
     permissions: Vec<String>,
@@ -196,6 +200,36 @@ impl Default for LimitsFile {
 #[serde(deny_unknown_fields, default)]
 struct AccessLogFile {
     format: AccessLogFormat,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AuditFile {
+    max_entries: u64,
+    denied_requests: bool,
+}
+
+impl Default for AuditFile {
+    fn default() -> Self {
+        AuditFile {
+            max_entries: 100_000,
+            denied_requests: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LastUsedFile {
+    interval_seconds: u64,
+}
+
+impl Default for LastUsedFile {
+    fn default() -> Self {
+        LastUsedFile {
+            interval_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +412,10 @@ pub struct Conf {
     pub forward_auth_path: Option<String>,
     /// How each request is logged.
     pub access_log: AccessLogFormat,
+    /// The audit trail's settings.
+    pub audit: AuditConf,
+    /// Last-used stamps: written at most once per this interval per credential per instance.
+    pub last_used_interval: Duration,
     /// Roles and known permissions.
     pub roles: Roles,
     /// Routes, most specific first.
@@ -410,6 +448,24 @@ impl Conf {
     }
 }
 
+/// Permissions patgate itself checks, known in every conf (so `*` grants them and a role or
+/// narrowing list may name them): `patgate:tokens` lets a PAT owner manage their own PATs
+/// through the management API; `patgate:admin` lets a caller manage its org there.
+pub const BUILT_IN_PERMISSIONS: [&str; 2] = [PERMISSION_TOKENS, PERMISSION_ADMIN];
+/// Self-service PAT management through the API.
+pub const PERMISSION_TOKENS: &str = "patgate:tokens";
+/// Org administration through the API.
+pub const PERMISSION_ADMIN: &str = "patgate:admin";
+
+/// The audit trail's settings (`audit:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditConf {
+    /// The stream is trimmed to about this many entries.
+    pub max_entries: u64,
+    /// Whether every denied request on a protected route is appended.
+    pub denied_requests: bool,
+}
+
 /// Turns a [`File`] into a [`Conf`], naming the key in every error.
 struct Builder<'a> {
     path: &'a Path,
@@ -437,6 +493,8 @@ impl Builder<'_> {
             limits,
             forward_auth,
             access_log,
+            audit,
+            last_used,
             roles,
             permissions,
             routes,
@@ -456,6 +514,13 @@ impl Builder<'_> {
         let forward_auth_path = forward_auth
             .map(|ForwardAuthFile { path }| self.forward_auth_path(path))
             .transpose()?;
+        let audit = self.audit(audit)?;
+        let LastUsedFile { interval_seconds } = last_used;
+        let last_used_interval = Duration::from_secs(self.in_range(
+            "last_used.interval_seconds",
+            interval_seconds,
+            1..=86_400,
+        )?);
         let signing = identity_headers.signing_key.is_some();
         let routes = self.routes(routes, &roles, signing)?;
         Ok(Conf {
@@ -470,8 +535,22 @@ impl Builder<'_> {
             limits,
             forward_auth_path,
             access_log,
+            audit,
+            last_used_interval,
             roles,
             routes,
+        })
+    }
+
+    fn audit(&self, audit: AuditFile) -> Result<AuditConf, ConfError> {
+        let AuditFile {
+            max_entries,
+            denied_requests,
+        } = audit;
+        self.in_range("audit.max_entries", max_entries, 100..=100_000_000)?;
+        Ok(AuditConf {
+            max_entries,
+            denied_requests,
         })
     }
 
@@ -596,7 +675,9 @@ impl Builder<'_> {
             .into_iter()
             .map(|RoleFile { name, permissions }| (name, permissions))
             .collect();
-        Roles::new(pairs, permissions).map_err(|e| self.invalid("roles", e.to_string()))
+        let mut known = permissions;
+        known.extend(BUILT_IN_PERMISSIONS.iter().map(|p| p.to_string()));
+        Roles::new(pairs, known).map_err(|e| self.invalid("roles", e.to_string()))
     }
 
     fn lifetime(&self, key: &str, value: &str) -> Result<Lifetime, ConfError> {

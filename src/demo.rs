@@ -4,7 +4,7 @@
 //! foreground until Ctrl-C, after which Redis and the upstream are stopped.
 
 use crate::conf::Conf;
-use crate::manage::{ManageError, Manager, NewToken};
+use crate::manage::{Actor, ManageError, Manager, NewToken};
 use crate::testkit::free_port;
 use crate::testkit::redis::{RedisServer, RedisStartError};
 use crate::testkit::upstream::Upstream;
@@ -64,6 +64,10 @@ fn seed(conf: &Conf) -> Result<String, ManageError> {
         let manager = Manager {
             store: &store,
             conf,
+            actor: Actor {
+                name: "demo".into(),
+                org: None,
+            },
         };
         manager.put_membership("alice", "acme", "member").await?;
         let created = manager

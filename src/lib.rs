@@ -34,7 +34,10 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod api;
 pub mod assertion;
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod commands;
@@ -47,12 +50,15 @@ pub mod forward_auth;
 pub mod hasher;
 pub mod hygiene;
 pub mod identity;
+pub mod last_used;
 pub mod lifetime;
 pub mod limiter;
+pub mod listing;
 pub mod manage;
 pub mod metrics;
 pub mod permissions;
 pub mod proxy;
+pub mod recorder;
 pub mod request_id;
 pub mod routes;
 pub mod serve;

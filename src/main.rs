@@ -46,5 +46,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::User { command } => Ok(patgate::commands::user(&conf, command)?),
         Command::Token { command } => Ok(patgate::commands::token(&conf, command)?),
         Command::Apikey { command } => Ok(patgate::commands::apikey(&conf, command)?),
+        Command::Audit { command } => Ok(patgate::commands::audit(&conf, command)?),
     }
 }

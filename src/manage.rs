@@ -2,12 +2,19 @@
 //! API of a later issue) so both refuse exactly the same things.
 //!
 //! Every check runs before the first write, and each write is one atomic Redis operation, so
-//! a refused command leaves nothing half-written.
+//! a refused command leaves nothing half-written. Each change that happened is then appended
+//! to the audit trail (audit.rs) with the [`Actor`] who made it. The audit append is a second
+//! write, not part of the change's own transaction: the stream lives in another hash slot
+//! than the credential (issue 7, Redis Cluster). If it fails, the change stands and the
+//! failure is logged at ERROR.
 
+use crate::audit::{Action, Entry};
 use crate::conf::Conf;
 use crate::hasher::{bcrypt_hash, sha256_hex};
 use crate::lifetime::{Lifetime, LifetimeError};
-use crate::store::{CredentialRecord, Revoked, Store, StoreError, UserRecord, UserStatus};
+use crate::store::{
+    AuditStream, CredentialRecord, LastUse, Revoked, Store, StoreError, UserRecord, UserStatus,
+};
 use crate::token::{self, Kind};
 
 /// Why a management operation did not happen.
@@ -73,12 +80,43 @@ pub struct Created {
     pub record: CredentialRecord,
 }
 
-/// Management operations over one store and conf.
+/// Who is making a change, as the audit trail names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// A user id, a credential prefix, or `cli:<os user>`.
+    pub name: String,
+    /// The org the actor acts in (API callers); user-level entries are filed under it.
+    pub org: Option<String>,
+}
+
+impl Actor {
+    /// The operator at the command line: `cli:$USER`.
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Actor {
+            name: format!("cli:{user}"),
+            org: None,
+        }
+    }
+}
+
+/// A credential as listed: the record and its last use (`None`: never used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The stored record (never the secret).
+    pub record: CredentialRecord,
+    /// When and from where it was last used, if ever.
+    pub last_use: Option<LastUse>,
+}
+
+/// Management operations over one store and conf, on behalf of one actor.
 pub struct Manager<'a> {
     /// Redis access.
     pub store: &'a Store,
     /// Roles and policy.
     pub conf: &'a Conf,
+    /// Who the audit trail names for the changes made.
+    pub actor: Actor,
 }
 
 fn refuse<T>(message: impl Into<String>) -> Result<T, ManageError> {
@@ -168,12 +206,46 @@ impl Manager<'_> {
         check_id("user", user)?;
         check_id("org", org)?;
         self.check_role(role)?;
-        if let Some(record) = self.store.user(user).await? {
+        let previous = self.store.user(user).await?;
+        if let Some(record) = &previous {
             if record.status == Some(UserStatus::Removed) {
                 return refuse(format!("user {user:?} was removed"));
             }
         }
-        Ok(self.store.put_membership(user, org, role).await?)
+        self.store.put_membership(user, org, role).await?;
+        let previous_role = previous
+            .and_then(|r| r.orgs.get(org).cloned())
+            .unwrap_or_else(|| "none".into());
+        self.audit(
+            Entry::new(Action::MembershipPut, &self.actor.name, user, Some(org))
+                .with("role", role)
+                .with("previous_role", previous_role),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Appends `entry` to the audit trail; a failure is logged, never returned (the change
+    /// it records has already happened).
+    pub async fn audit(&self, entry: Entry) {
+        let fields = entry.fields();
+        if let Err(e) = self
+            .store
+            .append_audit(AuditStream::Actions, &[fields], self.conf.audit.max_entries)
+            .await
+        {
+            log::error!(
+                "audit entry {} on {} not written: {e}",
+                entry.action.as_str(),
+                entry.target
+            );
+        }
+    }
+
+    /// Audits a user-level change, filed under the actor's org.
+    async fn audit_user(&self, action: Action, user: &str) {
+        let entry = Entry::new(action, &self.actor.name, user, self.actor.org.as_deref());
+        self.audit(entry).await;
     }
 
     /// Ends `user`'s membership of `org`.
@@ -184,6 +256,8 @@ impl Manager<'_> {
         check_id("user", user)?;
         check_id("org", org)?;
         if self.store.leave(user, org).await? {
+            let entry = Entry::new(Action::MembershipLeave, &self.actor.name, user, Some(org));
+            self.audit(entry).await;
             Ok(())
         } else {
             Err(ManageError::NotFound(format!(
@@ -201,7 +275,9 @@ impl Manager<'_> {
         if record.status == Some(UserStatus::Removed) {
             return refuse(format!("user {user:?} was removed"));
         }
-        Ok(self.store.set_status(user, UserStatus::Suspended).await?)
+        self.store.set_status(user, UserStatus::Suspended).await?;
+        self.audit_user(Action::UserSuspend, user).await;
+        Ok(())
     }
 
     /// Reactivates a suspended user.
@@ -213,7 +289,9 @@ impl Manager<'_> {
         if record.status == Some(UserStatus::Removed) {
             return refuse(format!("user {user:?} was removed; removal is final"));
         }
-        Ok(self.store.set_status(user, UserStatus::Active).await?)
+        self.store.set_status(user, UserStatus::Active).await?;
+        self.audit_user(Action::UserReactivate, user).await;
+        Ok(())
     }
 
     /// Removes a user for good: their PATs stop working; API keys they created survive.
@@ -222,7 +300,9 @@ impl Manager<'_> {
     /// Not found.
     pub async fn remove(&self, user: &str) -> Result<(), ManageError> {
         self.existing_user(user).await?;
-        Ok(self.store.set_status(user, UserStatus::Removed).await?)
+        self.store.set_status(user, UserStatus::Removed).await?;
+        self.audit_user(Action::UserRemove, user).await;
+        Ok(())
     }
 
     /// The user's record.
@@ -258,23 +338,42 @@ impl Manager<'_> {
         };
         self.check_narrowing(&permissions, role, "the user's")?;
         let cost = self.conf.verify.bcrypt_cost;
-        self.insert(Kind::Pat, |generated| {
-            Ok(CredentialRecord {
-                prefix: generated.prefix().to_string(),
-                kind: Kind::Pat,
-                hash: bcrypt_hash(generated.hash_input(), cost)?,
-                user: Some(user.clone()),
-                created_by: None,
-                org: org.clone(),
-                role: None,
-                name: name.clone(),
-                permissions: permissions.clone(),
-                created: now,
-                expires,
-                revoked: None,
+        let created = self
+            .insert(Kind::Pat, |generated| {
+                Ok(CredentialRecord {
+                    prefix: generated.prefix().to_string(),
+                    kind: Kind::Pat,
+                    hash: bcrypt_hash(generated.hash_input(), cost)?,
+                    user: Some(user.clone()),
+                    created_by: None,
+                    org: org.clone(),
+                    role: None,
+                    name: name.clone(),
+                    permissions: permissions.clone(),
+                    created: now,
+                    expires,
+                    revoked: None,
+                })
             })
-        })
-        .await
+            .await?;
+        self.audit_created(Action::TokenCreate, &created.record)
+            .await;
+        Ok(created)
+    }
+
+    async fn audit_created(&self, action: Action, record: &CredentialRecord) {
+        let mut entry = Entry::new(action, &self.actor.name, &record.prefix, Some(&record.org))
+            .with("name", record.name.clone());
+        if let Some(user) = &record.user {
+            entry = entry.with("user", user.clone());
+        }
+        if let Some(role) = &record.role {
+            entry = entry.with("role", role.clone());
+        }
+        if let Some(permissions) = &record.permissions {
+            entry = entry.with("permissions", permissions.join(" "));
+        }
+        self.audit(entry).await;
     }
 
     /// Creates an API key; only an active org admin may, with a role no higher than their own.
@@ -317,23 +416,27 @@ impl Manager<'_> {
                 "role {role:?} is above the creator's role {creator_role:?}"
             ));
         }
-        self.insert(Kind::ApiKey, |generated| {
-            Ok(CredentialRecord {
-                prefix: generated.prefix().to_string(),
-                kind: Kind::ApiKey,
-                hash: sha256_hex(generated.hash_input()),
-                user: None,
-                created_by: Some(created_by.clone()),
-                org: org.clone(),
-                role: Some(role.clone()),
-                name: name.clone(),
-                permissions: permissions.clone(),
-                created: now,
-                expires,
-                revoked: None,
+        let created = self
+            .insert(Kind::ApiKey, |generated| {
+                Ok(CredentialRecord {
+                    prefix: generated.prefix().to_string(),
+                    kind: Kind::ApiKey,
+                    hash: sha256_hex(generated.hash_input()),
+                    user: None,
+                    created_by: Some(created_by.clone()),
+                    org: org.clone(),
+                    role: Some(role.clone()),
+                    name: name.clone(),
+                    permissions: permissions.clone(),
+                    created: now,
+                    expires,
+                    revoked: None,
+                })
             })
-        })
-        .await
+            .await?;
+        self.audit_created(Action::ApikeyCreate, &created.record)
+            .await;
+        Ok(created)
     }
 
     /// Generates tokens until one's prefix is free (a clash is ~1 in 5.7e10), then stores it.
@@ -355,28 +458,42 @@ impl Manager<'_> {
         refuse("could not find a free prefix after 5 attempts")
     }
 
-    /// The user's PATs (including revoked ones kept for listing).
+    /// The user's PATs (including revoked ones kept for listing), with their last use.
     ///
     /// # Errors
     /// Redis failure or a bad id.
-    pub async fn list_tokens(&self, user: &str) -> Result<Vec<CredentialRecord>, ManageError> {
+    pub async fn list_tokens(&self, user: &str) -> Result<Vec<Listed>, ManageError> {
         check_id("user", user)?;
-        Ok(self
-            .store
-            .indexed_credentials(&self.store.keys().user_tokens(user))
-            .await?)
+        let index = self.store.keys().user_tokens(user);
+        Ok(listed(self.store.indexed_credentials(&index).await?))
     }
 
-    /// The org's API keys (including revoked ones kept for listing).
+    /// The org's API keys (including revoked ones kept for listing), with their last use.
     ///
     /// # Errors
     /// Redis failure or a bad id.
-    pub async fn list_apikeys(&self, org: &str) -> Result<Vec<CredentialRecord>, ManageError> {
+    pub async fn list_apikeys(&self, org: &str) -> Result<Vec<Listed>, ManageError> {
         check_id("org", org)?;
-        Ok(self
+        let index = self.store.keys().org_keys(org);
+        Ok(listed(self.store.indexed_credentials(&index).await?))
+    }
+
+    /// One credential by prefix, with its last use.
+    ///
+    /// # Errors
+    /// Refused for a malformed prefix; not found when there is no such credential.
+    pub async fn show_credential(&self, prefix: &str) -> Result<Listed, ManageError> {
+        if !is_prefix(prefix) {
+            return refuse(format!("{prefix:?} is not a credential prefix"));
+        }
+        let mut found = self
             .store
-            .indexed_credentials(&self.store.keys().org_keys(org))
-            .await?)
+            .credentials_with_use(&[prefix.to_string()])
+            .await?;
+        match found.pop().flatten() {
+            Some((record, last_use)) => Ok(Listed { record, last_use }),
+            None => Err(ManageError::NotFound(format!("credential {prefix}"))),
+        }
     }
 
     /// Revokes the credential with `prefix`, which must be of `kind`. Immediate and final.
@@ -385,18 +502,96 @@ impl Manager<'_> {
     /// Refused for a prefix of another kind or shape; not found when there is no such
     /// credential.
     pub async fn revoke(&self, prefix: &str, kind: Kind, now: u64) -> Result<Revoked, ManageError> {
-        let shaped = prefix.len() == token::PREFIX_LEN
-            && prefix.bytes().skip(4).all(|b| b.is_ascii_alphanumeric());
-        if !shaped || Kind::of_prefix(prefix) != Some(kind) {
+        let action = match kind {
+            Kind::Pat => Action::TokenRevoke,
+            Kind::ApiKey => Action::ApikeyRevoke,
+        };
+        self.revoke_as(prefix, kind, now, action).await
+    }
+
+    /// Revokes as [`Manager::revoke`], audited as `action` (a leak or a prune).
+    ///
+    /// # Errors
+    /// As [`Manager::revoke`].
+    pub async fn revoke_as(
+        &self,
+        prefix: &str,
+        kind: Kind,
+        now: u64,
+        action: Action,
+    ) -> Result<Revoked, ManageError> {
+        if !is_prefix(prefix) || Kind::of_prefix(prefix) != Some(kind) {
             return refuse(format!(
                 "{prefix:?} is not a {} prefix ({}xxxxxx)",
                 kind,
                 kind.tag()
             ));
         }
+        let org = self.store.credential(prefix).await?.map(|r| r.org);
         match self.store.revoke(prefix, kind, now).await? {
             Revoked::NotFound => Err(ManageError::NotFound(format!("{kind} {prefix}"))),
-            outcome => Ok(outcome),
+            Revoked::Now => {
+                let entry = Entry::new(action, &self.actor.name, prefix, org.as_deref());
+                self.audit(entry).await;
+                Ok(Revoked::Now)
+            }
+            Revoked::Already => Ok(Revoked::Already),
         }
     }
+
+    /// Credentials (of `org`, or all) that are live and have not been used for `unused_for`
+    /// seconds (counting from creation when never used); revoked unless `dry_run`.
+    ///
+    /// # Errors
+    /// Redis failure; the credentials revoked before it stay revoked.
+    pub async fn prune(
+        &self,
+        unused_for: u64,
+        org: Option<&str>,
+        dry_run: bool,
+        now: u64,
+    ) -> Result<Vec<Listed>, ManageError> {
+        let prefixes = self.store.all_credential_prefixes().await?;
+        let mut dormant = Vec::new();
+        for chunk in prefixes.chunks(500) {
+            for (record, last_use) in self
+                .store
+                .credentials_with_use(chunk)
+                .await?
+                .into_iter()
+                .flatten()
+            {
+                let live =
+                    record.revoked.is_none() && record.expires.is_none_or(|expires| expires > now);
+                let in_scope = org.is_none_or(|org| org == record.org);
+                let last = last_use.as_ref().map_or(record.created, |u| u.at);
+                if live && in_scope && now.saturating_sub(last) >= unused_for {
+                    dormant.push(Listed { record, last_use });
+                }
+            }
+        }
+        if !dry_run {
+            for listed in &mut dormant {
+                let record = &mut listed.record;
+                self.revoke_as(&record.prefix, record.kind, now, Action::PruneRevoke)
+                    .await?;
+                record.revoked = Some(now);
+            }
+        }
+        Ok(dormant)
+    }
+}
+
+fn listed(found: Vec<(CredentialRecord, Option<LastUse>)>) -> Vec<Listed> {
+    found
+        .into_iter()
+        .map(|(record, last_use)| Listed { record, last_use })
+        .collect()
+}
+
+/// `pat_`/`key_` and six base62 characters.
+pub fn is_prefix(prefix: &str) -> bool {
+    prefix.len() == token::PREFIX_LEN
+        && Kind::of_prefix(prefix).is_some()
+        && prefix.bytes().skip(4).all(|b| b.is_ascii_alphanumeric())
 }

@@ -120,6 +120,34 @@ pub static REDIS_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     counter
 });
 
+/// Off-path records (last-used stamps, denied-request audit entries) by kind and result:
+/// `written`, `dropped` (queue full or table full) or `failed` (Redis refused the batch).
+pub static RECORDS: Lazy<IntCounterVec> = Lazy::new(|| {
+    let counter = register_int_counter_vec!(
+        "patgate_records_total",
+        "Off-path records (last_used stamps, denied audit entries) by kind and result (written, dropped, failed).",
+        &["kind", "result"]
+    )
+    .expect("registered once");
+    for kind in ["last_used", "denied"] {
+        for result in ["written", "dropped", "failed"] {
+            counter.with_label_values(&[kind, result]);
+        }
+    }
+    counter
+});
+
+/// Time from a revocation's write to the first request it denied on this instance, for
+/// credentials this instance had verified before (so the lag is known).
+pub static REVOCATION_LAG: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "patgate_revocation_lag_seconds",
+        "Time from a revocation's write (its stored timestamp) to the first request it denied on this instance.",
+        vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0]
+    )
+    .expect("registered once")
+});
+
 /// Every registered metric in Prometheus' text format.
 pub fn render() -> Vec<u8> {
     // Touch each metric so that it is listed (with zero values) before its first use.
@@ -131,6 +159,8 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&REDIS_ERRORS);
     Lazy::force(&BCRYPT_BUSY);
     Lazy::force(&REDIS_SECONDS);
+    Lazy::force(&RECORDS);
+    Lazy::force(&REVOCATION_LAG);
     if let Some(statistics) = TRACKED_STORE.get().and_then(|s| s.cache_statistics()) {
         TRACKED_INVALIDATIONS.set(i64::try_from(statistics.invalidate).unwrap_or(i64::MAX));
     }

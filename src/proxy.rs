@@ -7,49 +7,37 @@
 //!   verified identity (identity.rs). Strip runs on every route, open ones included.
 //! * `logging`: one line per request (never a secret; the 10-character prefix at most).
 //!
-//! The Redis connection and the bcrypt pool own threads and sockets, so both are created on
-//! first use inside the running service, never before Pingora daemonizes.
+//! Authentication itself (credential, limits, verification, records) is auth.rs's
+//! [`Authenticator`], shared with the management API.
 
 use crate::access_log;
 use crate::assertion;
-use crate::cache::VerifiedCache;
+use crate::auth::Authenticator;
 use crate::conf::Conf;
-use crate::credential::{self, Presented};
-use crate::denial::{Denial, InvalidReason};
+use crate::denial::Denial;
 use crate::forward_auth::{self, Target};
-use crate::hasher::BcryptPool;
 use crate::hygiene;
 use crate::identity;
-use crate::limiter::FailureLimiter;
 use crate::metrics;
 use crate::request_id;
 use crate::routes::{path_is_safe, Access, Route};
-use crate::store::Store;
-use crate::token::{self, Token};
-use crate::verify::{Identity, Verdict, Verifier};
+use crate::verify::{Identity, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
-use once_cell::sync::OnceCell;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The realm named in `WWW-Authenticate` challenges.
-const REALM: &str = "patgate";
+pub const REALM: &str = "patgate";
 
 /// The authenticating proxy.
 pub struct Gateway {
     conf: Arc<Conf>,
-    /// Made on first request (needs the service's Tokio runtime).
-    store: OnceCell<Store>,
-    /// Started on first PAT verification (owns threads).
-    pool: OnceCell<BcryptPool>,
-    /// Failed-attempt counters per client and per prefix.
-    limiter: FailureLimiter,
-    /// PATs already verified on this instance (bounded; never holds a secret).
-    cache: VerifiedCache,
+    /// Shared with the management API.
+    auth: Arc<Authenticator>,
 }
 
 /// Per-request state shared across phases.
@@ -79,92 +67,30 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    /// A gateway serving `conf`.
-    pub fn from_conf(conf: Arc<Conf>) -> Gateway {
-        Gateway {
-            limiter: FailureLimiter::new(conf.limits),
-            cache: VerifiedCache::new(conf.verify.cache_entries),
-            conf,
-            store: OnceCell::new(),
-            pool: OnceCell::new(),
-        }
+    /// A gateway serving `conf`, authenticating with `auth`.
+    pub fn new(conf: Arc<Conf>, auth: Arc<Authenticator>) -> Gateway {
+        Gateway { conf, auth }
     }
 
-    fn store(&self) -> Result<&Store, Denial> {
-        self.store
-            .get_or_try_init(|| {
-                let store = Store::for_gateway(&self.conf.redis, self.conf.verify.cache_entries)?;
-                metrics::watch_tracked_store(&store);
-                Ok::<_, crate::store::StoreError>(store)
-            })
-            .map_err(|e| {
-                log::error!("cannot create redis client: {e}");
-                Denial::AuthUnavailable
-            })
-    }
-
-    fn pool(&self) -> Result<&BcryptPool, Denial> {
-        let verify = self.conf.verify;
-        self.pool
-            .get_or_try_init(|| BcryptPool::start(verify.pool_threads, verify.pool_queue))
-            .map_err(|e| {
-                log::error!("cannot start bcrypt pool: {e}");
-                Denial::Overloaded
-            })
-    }
-
-    /// Decides a protected request: allow with an identity, or a denial. Failed attempts are
-    /// counted, and a client or prefix over its limit is refused before any Redis or bcrypt work.
+    /// Decides a protected request on `route`: allow with an identity, or a denial.
     async fn authorize(
         &self,
         session: &Session,
         require: &[String],
+        route: &str,
         ctx: &mut RequestCtx,
     ) -> Verdict {
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let malformed = Denial::InvalidToken {
-            reason: InvalidReason::Malformed,
-        };
-        let parsed = match credential::presented(&session.req_header().headers) {
-            Presented::Token(presented) => token::parse(presented).map_err(|_| malformed),
-            Presented::Unreadable => Err(malformed),
-            Presented::Missing { other_scheme } => {
-                return Verdict::Deny(Denial::MissingCredential { other_scheme })
-            }
-            Presented::Ambiguous => return Verdict::Deny(Denial::AmbiguousCredential),
-        };
-        // Only a well-formed token's prefix is logged or counted: garbage may be part of a secret.
-        let prefix = parsed.as_ref().ok().map(|t| t.prefix());
-        ctx.prefix = prefix.map(str::to_string);
-        if let Some(retry_after) = self.limiter.retry_after(client, prefix, Instant::now()) {
-            return Verdict::Deny(Denial::RateLimited { retry_after });
-        }
-        let verdict = match parsed {
-            Ok(token) => self.verify(&token, require).await,
-            Err(denial) => Verdict::Deny(denial),
-        };
-        if let Verdict::Deny(Denial::InvalidToken { .. }) = verdict {
-            self.limiter.record_failure(client, prefix, Instant::now());
-        }
-        verdict
-    }
-
-    /// Runs the verification pipeline on a well-formed token.
-    async fn verify(&self, token: &Token<'_>, require: &[String]) -> Verdict {
-        let (store, pool) = match (self.store(), self.pool()) {
-            (Ok(store), Ok(pool)) => (store, pool),
-            (Err(denial), _) | (_, Err(denial)) => return Verdict::Deny(denial),
-        };
-        let verifier = Verifier {
-            store,
-            pool,
-            cache: &self.cache,
-            roles: &self.conf.roles,
-        };
-        verifier.verify(token, require, unix_now()).await
+        let headers = &session.req_header().headers;
+        let outcome = self
+            .auth
+            .authenticate(headers, client, require, route)
+            .await;
+        ctx.prefix = outcome.prefix;
+        outcome.verdict
     }
 
     /// A request that may pass: proxied (`Ok(false)`), or, for a forward-auth call, answered
@@ -234,12 +160,7 @@ impl Gateway {
     }
 }
 
-/// Seconds since the unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::auth::unix_now;
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -282,7 +203,7 @@ impl ProxyHttp for Gateway {
             Access::Protected { require } => {
                 let started = Instant::now();
                 ctx.auth_started = Some(started);
-                let verdict = self.authorize(session, require, ctx).await;
+                let verdict = self.authorize(session, require, &route.name, ctx).await;
                 ctx.auth_micros = started.elapsed().as_micros();
                 Some(verdict)
             }

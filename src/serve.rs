@@ -3,6 +3,7 @@
 //! Redis.
 
 use crate::admin::AdminApp;
+use crate::auth::Authenticator;
 use crate::cli::ServeArgs;
 use crate::conf::Conf;
 use crate::proxy::Gateway;
@@ -32,15 +33,16 @@ pub fn run(conf: Conf, opt: Opt) {
     let conf = Arc::new(conf);
     let mut server = Server::new_with_opt_and_conf(Some(opt), pingora_server_conf(&conf));
     server.bootstrap();
+    let auth = Arc::new(Authenticator::new(Arc::clone(&conf)));
     let mut service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::from_conf(Arc::clone(&conf)),
+        Gateway::new(Arc::clone(&conf), Arc::clone(&auth)),
         "patgate",
     );
     service.add_tcp(&conf.listen.to_string());
     server.add_service(service);
     if let Some(admin_listen) = conf.admin_listen {
-        let app = HttpServer::new_app(AdminApp::from_conf(Arc::clone(&conf)));
+        let app = HttpServer::new_app(AdminApp::new(Arc::clone(&conf), auth));
         let mut admin = ListeningService::new("patgate-admin".to_string(), app);
         admin.add_tcp(&admin_listen.to_string());
         server.add_service(admin);

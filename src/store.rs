@@ -9,6 +9,9 @@
 //! | `user:<user>` | hash | `status` (`active`/`suspended`/`removed`), `org:<org>` = role in that org |
 //! | `user_tokens:<user>` | set | prefixes of the user's PATs |
 //! | `org_keys:<org>` | set | prefixes of the org's API keys |
+//! | `used:<prefix>` | hash | `at` (last use), `clients` (last 5 distinct client addresses, newest first) |
+//! | `audit` | stream | one entry per management action (audit.rs) |
+//! | `audit:denied` | stream | one entry per denied request; apart, so a flood cannot push actions out |
 //!
 //! Times are unix seconds. A credential with an expiry also gets a Redis expiry a week after
 //! it (so that "expired" can be told apart from "unknown" for a while); a revoked one is kept
@@ -199,8 +202,9 @@ impl CredentialRecord {
 pub struct Liveness {
     /// The stored hash now.
     pub hash: String,
-    /// Whether it has been revoked.
-    pub revoked: bool,
+    /// When it was revoked, in unix milliseconds (`revoked_ms`, else `revoked` × 1000;
+    /// 0 when neither is a number), or `None` when it is not revoked.
+    pub revoked: Option<u64>,
 }
 
 /// What the gateway needs about a PAT's owner for one request.
@@ -265,6 +269,64 @@ impl Keys {
     pub fn org_keys(&self, org: &str) -> String {
         format!("{}org_keys:{org}", self.prefix)
     }
+
+    /// `used:<prefix>`: when and from where the credential was last used.
+    pub fn used(&self, token_prefix: &str) -> String {
+        format!("{}used:{token_prefix}", self.prefix)
+    }
+
+    /// `audit` or `audit:denied`: an audit stream.
+    pub fn audit(&self, stream: AuditStream) -> String {
+        match stream {
+            AuditStream::Actions => format!("{}audit", self.prefix),
+            AuditStream::Denied => format!("{}audit:denied", self.prefix),
+        }
+    }
+
+    /// A SCAN pattern matching every credential key (glob characters in the key prefix escaped).
+    pub fn credential_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 7);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str("cred:*");
+        pattern
+    }
+}
+
+/// The two audit streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditStream {
+    /// Management actions: creations, revocations, status and membership changes.
+    Actions,
+    /// Requests the gateway denied.
+    Denied,
+}
+
+/// When and from where a credential was last used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LastUse {
+    /// Unix seconds of the last recorded use.
+    pub at: u64,
+    /// The last distinct client addresses, newest first (at most [`LAST_USED_CLIENTS`]).
+    pub clients: Vec<String>,
+}
+
+/// How many distinct client addresses a credential's last-used record keeps.
+pub const LAST_USED_CLIENTS: usize = 5;
+/// How long a last-used record outlives its last write (longer than any credential lives).
+pub const LAST_USED_RETENTION_SECS: u64 = 400 * 86_400;
+
+/// A stored audit entry: the stream id (milliseconds-sequence) and its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAudit {
+    /// The stream id, e.g. `1732700000000-0`.
+    pub id: String,
+    /// Field/value pairs as written.
+    pub fields: Vec<(String, String)>,
 }
 
 /// Field of `user:<user>` holding the role in `org`.
@@ -287,9 +349,34 @@ const REVOKE_CREDENTIAL: &str = r"
 local kind = redis.call('HGET', KEYS[1], 'kind')
 if not kind or kind ~= ARGV[3] then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then return 2 end
-redis.call('HSET', KEYS[1], 'revoked', ARGV[1])
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'revoked', ARGV[1], 'revoked_ms', t[1] * 1000 + math.floor(t[2] / 1000))
 local ttl = redis.call('TTL', KEYS[1])
 if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
+/// Merges one instance's report of uses into `used:<prefix>`: `at` only moves forward; the
+/// reported clients (oldest first) move to the front of the list, which keeps the last
+/// ARGV[3] distinct ones. KEYS: used. ARGV: at, retention seconds, keep, clients...
+const RECORD_USE: &str = r"
+local at = tonumber(ARGV[1])
+local current = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
+if at > current then redis.call('HSET', KEYS[1], 'at', ARGV[1]) end
+local clients = {}
+for client in string.gmatch(redis.call('HGET', KEYS[1], 'clients') or '', '%S+') do
+  clients[#clients + 1] = client
+end
+for i = 4, #ARGV do
+  for j = #clients, 1, -1 do
+    if clients[j] == ARGV[i] then table.remove(clients, j) end
+  end
+  table.insert(clients, 1, ARGV[i])
+end
+local keep = tonumber(ARGV[3])
+while #clients > keep do table.remove(clients) end
+redis.call('HSET', KEYS[1], 'clients', table.concat(clients, ' '))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
@@ -407,22 +494,27 @@ impl Store {
         org: &str,
     ) -> Result<(Option<Liveness>, UserAccess), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.hmget(self.keys.credential(prefix), &["hash", "revoked"])
-            .hmget(
-                self.keys.user(user),
-                &["status".to_string(), membership_field(org)],
-            );
+        pipe.hmget(
+            self.keys.credential(prefix),
+            &["hash", "revoked", "revoked_ms"],
+        )
+        .hmget(
+            self.keys.user(user),
+            &["status".to_string(), membership_field(org)],
+        );
         let mut conn = self.conn.clone();
         type Reply = (
-            (Option<String>, Option<String>),
+            (Option<String>, Option<String>, Option<String>),
             (Option<String>, Option<String>),
         );
-        let ((hash, revoked), (status, role)): Reply =
+        let ((hash, revoked, revoked_ms), (status, role)): Reply =
             self.bounded(pipe.query_async(&mut conn)).await?;
-        let liveness = hash.map(|hash| Liveness {
-            hash,
-            revoked: revoked.is_some(),
+        let revoked = revoked.map(|seconds| {
+            let ms = revoked_ms.and_then(|ms| ms.parse().ok());
+            ms.or_else(|| seconds.parse::<u64>().ok().map(|s| s * 1000))
+                .unwrap_or(0)
         });
+        let liveness = hash.map(|hash| Liveness { hash, revoked });
         let access = UserAccess {
             status: status.as_deref().and_then(UserStatus::parse),
             role,
@@ -562,27 +654,226 @@ impl Store {
         })
     }
 
-    /// Every credential listed in an index set (a user's PATs or an org's API keys); entries
-    /// whose record has gone are dropped from the index on the way.
+    /// Every credential listed in an index set (a user's PATs or an org's API keys) with its
+    /// last use, in two round trips; entries whose record has gone are dropped from the index.
     ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn indexed_credentials(
         &self,
         index: &str,
-    ) -> Result<Vec<CredentialRecord>, StoreError> {
+    ) -> Result<Vec<(CredentialRecord, Option<LastUse>)>, StoreError> {
         let mut conn = self.conn.clone();
         let mut prefixes: Vec<String> = self.bounded(conn.smembers(index)).await?;
         prefixes.sort();
-        let mut records = Vec::with_capacity(prefixes.len());
-        for prefix in prefixes {
-            match self.credential(&prefix).await? {
-                Some(record) => records.push(record),
-                None => {
-                    let _: u64 = self.bounded(conn.srem(index, &prefix)).await?;
-                }
+        let found = self.credentials_with_use(&prefixes).await?;
+        let mut records = Vec::with_capacity(found.len());
+        let mut gone = Vec::new();
+        for (prefix, entry) in prefixes.iter().zip(found) {
+            match entry {
+                Some(entry) => records.push(entry),
+                None => gone.push(prefix.clone()),
             }
+        }
+        if !gone.is_empty() {
+            let _: u64 = self.bounded(conn.srem(index, &gone)).await?;
         }
         Ok(records)
     }
+
+    /// The records and last uses of `prefixes`, in one pipelined round trip (`None` where the
+    /// record is gone).
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout, Redis error or a corrupt record.
+    pub async fn credentials_with_use(
+        &self,
+        prefixes: &[String],
+    ) -> Result<Vec<Option<(CredentialRecord, Option<LastUse>)>>, StoreError> {
+        if prefixes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for prefix in prefixes {
+            pipe.hgetall(self.keys.credential(prefix))
+                .hmget(self.keys.used(prefix), &["at", "clients"]);
+        }
+        let mut conn = self.conn.clone();
+        type Reply = Vec<(HashMap<String, String>, (Option<u64>, Option<String>))>;
+        let replies: Reply = self.bounded(pipe.query_async(&mut conn)).await?;
+        prefixes
+            .iter()
+            .zip(replies)
+            .map(|(prefix, (fields, (at, clients)))| {
+                if fields.is_empty() {
+                    return Ok(None);
+                }
+                let key = self.keys.credential(prefix);
+                let record = CredentialRecord::from_fields(&key, prefix, fields)?;
+                let last_use = at.map(|at| LastUse {
+                    at,
+                    clients: clients
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                });
+                Ok(Some((record, last_use)))
+            })
+            .collect()
+    }
+
+    /// Every credential prefix in Redis, by SCAN (for pruning; never on the request path).
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn all_credential_prefixes(&self) -> Result<Vec<String>, StoreError> {
+        let pattern = self.keys.credential_pattern();
+        let strip = self.keys.credential("");
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut prefixes = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            prefixes.extend(
+                keys.iter()
+                    .filter_map(|k| k.strip_prefix(&strip))
+                    .map(str::to_string),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        prefixes.sort();
+        prefixes.dedup();
+        Ok(prefixes)
+    }
+
+    /// Records uses reported by this instance, one script call per credential, pipelined in
+    /// one round trip. `uses` holds (prefix, unix time, clients oldest first).
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn record_uses(&self, uses: &[(String, u64, Vec<String>)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let script = redis::Script::new(RECORD_USE);
+        let mut pipe = redis::pipe();
+        // SCRIPT LOAD first, so the EVALSHAs cannot miss on a fresh or restarted server.
+        pipe.load_script(&script).ignore();
+        for (prefix, at, clients) in uses {
+            let mut invocation = script.key(self.keys.used(prefix));
+            invocation
+                .arg(*at)
+                .arg(LAST_USED_RETENTION_SECS)
+                .arg(LAST_USED_CLIENTS);
+            for client in clients {
+                invocation.arg(client);
+            }
+            pipe.invoke_script(&invocation).ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Appends entries to the audit stream in one round trip, trimming it to about
+    /// `max_entries`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn append_audit(
+        &self,
+        stream: AuditStream,
+        entries: &[Vec<(&'static str, String)>],
+        max_entries: u64,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.audit(stream);
+        let mut pipe = redis::pipe();
+        for fields in entries {
+            pipe.xadd_maxlen(
+                &key,
+                redis::streams::StreamMaxlen::Approx(max_entries as usize),
+                "*",
+                fields,
+            )
+            .ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Audit entries, newest first: up to `count` ids before `before` (exclusive; from the
+    /// newest when `None`).
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn audit_before(
+        &self,
+        stream: AuditStream,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        let end = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = self
+            .bounded(conn.xrevrange_count(self.keys.audit(stream), end, "-", count))
+            .await?;
+        Ok(stored_audit(reply))
+    }
+
+    /// Audit entries after `after` (exclusive; from the start when `None`), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn audit_after(
+        &self,
+        stream: AuditStream,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = self
+            .bounded(conn.xrange_count(self.keys.audit(stream), start, "+", count))
+            .await?;
+        Ok(stored_audit(reply))
+    }
+}
+
+fn stored_audit(reply: redis::streams::StreamRangeReply) -> Vec<StoredAudit> {
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let mut fields: Vec<(String, String)> = entry
+                .map
+                .iter()
+                .filter_map(|(k, v)| {
+                    redis::from_redis_value_ref::<String>(v)
+                        .ok()
+                        .map(|v| (k.clone(), v))
+                })
+                .collect();
+            fields.sort();
+            StoredAudit {
+                id: entry.id,
+                fields,
+            }
+        })
+        .collect()
 }

@@ -24,7 +24,7 @@ use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
 use crate::metrics;
 use crate::permissions::Roles;
-use crate::store::{CredentialRecord, Store, StoreError, UserAccess, UserStatus};
+use crate::store::{CredentialRecord, Liveness, Store, StoreError, UserAccess, UserStatus};
 use crate::token::{Kind, Token};
 use std::sync::Arc;
 
@@ -114,7 +114,16 @@ impl Verifier<'_> {
                 .map_err(|e| unavailable(&e, token.prefix()))?;
             match live {
                 None => return Err(invalid(InvalidReason::Unknown)),
-                Some(live) if live.revoked => return Err(invalid(InvalidReason::Revoked)),
+                Some(Liveness {
+                    revoked: Some(revoked_ms),
+                    ..
+                }) => {
+                    // Verified here before and revoked since: the lag is known once.
+                    self.cache.remove(&digest);
+                    let lag_ms = unix_now_ms().saturating_sub(revoked_ms);
+                    metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
+                    return Err(invalid(InvalidReason::Revoked));
+                }
                 Some(live) if live.hash == record.hash => {
                     metrics::CACHE_HITS.inc();
                     check_expiry(record, now)?;
@@ -234,6 +243,12 @@ fn check_expiry(record: &CredentialRecord, now: u64) -> Step<()> {
         Some(expires) if now >= expires => Err(invalid(InvalidReason::Expired)),
         _ => Ok(()),
     }
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn invalid(reason: InvalidReason) -> Denial {

@@ -106,8 +106,8 @@ fn invalid_token_requests_are_refused_and_write_nothing() {
         "token", "create", "--user", "alice", "--org", "acme", "--name", "",
     ])
     .expect_refused("--name");
-    env.cli(&["user", "put", "alice", "--org", "acme", "--role", "owner"])
-        .expect_refused("unknown role \"owner\"");
+    env.cli(&["user", "put", "alice", "--org", "acme", "--role", "czar"])
+        .expect_refused("unknown role \"czar\"");
     env.cli(&["user", "put", "al ice", "--org", "acme", "--role", "member"])
         .expect_refused("invalid user id");
     assert_nothing_written(&env);
@@ -136,7 +136,7 @@ fn api_key_rules_are_enforced_and_refusals_write_nothing() {
     };
     create("viewer", "alice", &[]).expect_refused("is not an admin of org \"acme\"");
     create("viewer", "ghost", &[]).expect_refused("not found");
-    create("owner", "root", &[]).expect_refused("unknown role");
+    create("czar", "root", &[]).expect_refused("unknown role");
     create("viewer", "root", &["--permissions", "repos:write"])
         .expect_refused("does not grant repos:write");
     create("viewer", "root", &["--expires", "366d"]).expect_refused("above the policy maximum");
@@ -204,7 +204,7 @@ fn check_accepts_a_good_conf_and_reaches_redis() {
     let out = env.cli(&["check"]).expect_ok();
     assert!(
         out.stdout
-            .contains("ok (9 routes, 3 roles, redis reachable)"),
+            .contains("ok (9 routes, 4 roles, redis reachable)"),
         "{}",
         out.stdout
     );

@@ -28,7 +28,7 @@ fn traefik_style_calls_are_answered_not_proxied() {
     assert_eq!(response.header("x-auth-role"), Some("member"));
     assert_eq!(
         response.header("x-auth-permissions"),
-        Some("repos:read repos:write")
+        Some("patgate:tokens repos:read repos:write")
     );
     call(&env, &original("GET", "/v1/repos")).assert_denied(401, "missing_credential");
     let mut billing = original("GET", "/v1/billing");

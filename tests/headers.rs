@@ -51,7 +51,10 @@ fn exactly_the_identity_headers_are_injected() {
     let expected: Vec<(String, String)> = [
         ("x-auth-credential-type", "pat"),
         ("x-auth-org", "acme"),
-        ("x-auth-permissions", "repos:read repos:write"),
+        (
+            "x-auth-permissions",
+            "patgate:tokens repos:read repos:write",
+        ),
         ("x-auth-role", "member"),
         ("x-auth-token-prefix", &token[..10]),
         ("x-auth-user", "alice"),
@@ -69,7 +72,7 @@ fn admin_star_is_sent_as_every_known_permission_sorted() {
     let received = env.get_bearer("/v1/repos", &token).echoed();
     assert_eq!(
         received.header("x-auth-permissions"),
-        Some("billing:read repos:read repos:write")
+        Some("billing:read patgate:admin patgate:tokens repos:read repos:write")
     );
 }
 

@@ -24,5 +24,7 @@ mod forward_auth;
 mod headers;
 /// Live checks: role changes, narrowing, suspension, removal, membership, revocation, expiry.
 mod live_checks;
+/// The management API: self-service, admin, cross-org, policy, audit, last used, leaks, prune.
+mod management;
 /// Route choice: 404s, open routes, host/method/path specificity, unsafe paths.
 mod routing;

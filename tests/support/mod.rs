@@ -27,6 +27,7 @@ pub struct Options {
     pub cache_entries: usize,
     pub access_log: &'static str,
     pub rust_log: &'static str,
+    pub last_used_seconds: u64,
 }
 
 impl Default for Options {
@@ -44,6 +45,7 @@ impl Default for Options {
             cache_entries: 1000,
             access_log: "plain",
             rust_log: "info",
+            last_used_seconds: 60,
         }
     }
 }
@@ -601,6 +603,8 @@ limits:
   window_seconds: 60
   failures_per_client: {per_client}
   failures_per_prefix: {per_prefix}
+last_used:
+  interval_seconds: {last_used}
 server:
   threads: 2
   pid_file: {dir}/patgate.pid
@@ -609,8 +613,10 @@ roles:
   - name: viewer
     permissions: [repos:read]
   - name: member
-    permissions: [repos:read, repos:write]
+    permissions: [repos:read, repos:write, patgate:tokens]
   - name: admin
+    permissions: ["*"]
+  - name: owner
     permissions: ["*"]
 permissions: [billing:read]
 routes:
@@ -668,5 +674,40 @@ routes:
         freshness = o.freshness,
         cache_entries = o.cache_entries,
         access_log = o.access_log,
+        last_used = o.last_used_seconds,
     )
+}
+
+impl Env {
+    /// A management API call on the admin listener, authenticated with `token` (none when
+    /// empty), with a JSON body (none when empty).
+    pub fn api(&self, method: &str, path: &str, token: &str, body: &str) -> Response {
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![];
+        if !token.is_empty() {
+            headers.push(("Authorization", bearer.as_str()));
+        }
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        send(self.admin_port, method, path, &headers, body)
+    }
+
+    /// As [`Env::api`], expecting `status`; returns the JSON body.
+    pub fn api_ok(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+        status: u16,
+    ) -> serde_json::Value {
+        let response = self.api(method, path, token, body);
+        assert_eq!(
+            response.status, status,
+            "{method} {path}: {}",
+            response.body
+        );
+        response.json()
+    }
 }

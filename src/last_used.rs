@@ -1,0 +1,226 @@
+//! Coalescing of last-used stamps: the gateway reports every authenticated request here, and
+//! at most one write per credential per `last_used.interval_seconds` leaves this instance.
+//!
+//! The first use of a credential (or the first after a quiet interval) is written at once;
+//! uses inside the interval are merged into one pending stamp (latest time, last
+//! [`LAST_USED_CLIENTS`] distinct client addresses) that [`Coalescer::due`] hands out when the
+//! interval has passed. Pure and clock-injected; recorder.rs does the writing. The table is
+//! bounded: when it is full, new credentials are not stamped (counted, never blocking).
+
+use crate::store::LAST_USED_CLIENTS;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One write to make: the credential, the time of its latest use, its clients oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    /// The credential's prefix.
+    pub prefix: String,
+    /// Unix seconds of the latest use.
+    pub at: u64,
+    /// Distinct client addresses seen, oldest first.
+    pub clients: Vec<IpAddr>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    written: Instant,
+    pending: Option<(u64, Vec<IpAddr>)>,
+}
+
+/// Per-credential write windows of one gateway instance.
+#[derive(Debug)]
+pub struct Coalescer {
+    interval: Duration,
+    max_tracked: usize,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+fn remember(clients: &mut Vec<IpAddr>, client: Option<IpAddr>) {
+    let Some(client) = client else { return };
+    clients.retain(|c| *c != client);
+    clients.push(client);
+    if clients.len() > LAST_USED_CLIENTS {
+        clients.remove(0);
+    }
+}
+
+impl Coalescer {
+    /// Windows of `interval`, for at most `max_tracked` credentials at once.
+    pub fn new(interval: Duration, max_tracked: usize) -> Coalescer {
+        Coalescer {
+            interval,
+            max_tracked,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a use of `prefix` by `client` at `now` (`unix` seconds); returns the write to
+    /// make now, if this use opens a new window. `Err(())` when the table is full.
+    #[allow(clippy::result_unit_err)]
+    pub fn touch(
+        &self,
+        prefix: &str,
+        client: Option<IpAddr>,
+        now: Instant,
+        unix: u64,
+    ) -> Result<Option<Use>, ()> {
+        let Ok(mut slots) = self.slots.lock() else {
+            return Err(());
+        };
+        if let Some(slot) = slots.get_mut(prefix) {
+            if now < slot.written + self.interval {
+                let (at, clients) = slot.pending.get_or_insert_with(|| (unix, Vec::new()));
+                *at = (*at).max(unix);
+                remember(clients, client);
+                return Ok(None);
+            }
+            slot.written = now;
+            let (_, mut clients) = slot.pending.take().unwrap_or_default();
+            remember(&mut clients, client);
+            return Ok(Some(Use {
+                prefix: prefix.to_string(),
+                at: unix,
+                clients,
+            }));
+        }
+        if slots.len() >= self.max_tracked {
+            return Err(());
+        }
+        slots.insert(
+            prefix.to_string(),
+            Slot {
+                written: now,
+                pending: None,
+            },
+        );
+        let mut clients = Vec::new();
+        remember(&mut clients, client);
+        Ok(Some(Use {
+            prefix: prefix.to_string(),
+            at: unix,
+            clients,
+        }))
+    }
+
+    /// The pending stamps whose window has passed at `now`; forgets quiet credentials.
+    pub fn due(&self, now: Instant) -> Vec<Use> {
+        let Ok(mut slots) = self.slots.lock() else {
+            return Vec::new();
+        };
+        let mut due = Vec::new();
+        for (prefix, slot) in slots.iter_mut() {
+            if now < slot.written + self.interval {
+                continue;
+            }
+            if let Some((at, clients)) = slot.pending.take() {
+                slot.written = now;
+                due.push(Use {
+                    prefix: prefix.clone(),
+                    at,
+                    clients,
+                });
+            }
+        }
+        let interval = self.interval;
+        slots.retain(|_, slot| slot.pending.is_some() || now < slot.written + interval);
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([127, 0, 0, last]))
+    }
+
+    #[test]
+    fn many_uses_in_one_window_make_one_write_then_one_more() {
+        let c = Coalescer::new(Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        let first = c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
+        assert_eq!(
+            first,
+            Some(Use {
+                prefix: "pat_aaaaaa".into(),
+                at: 1000,
+                clients: vec![IpAddr::from([127, 0, 0, 1])]
+            })
+        );
+        for i in 1..50u64 {
+            let later = t0 + Duration::from_secs(i);
+            assert_eq!(c.touch("pat_aaaaaa", ip(2), later, 1000 + i), Ok(None));
+        }
+        assert!(c.due(t0 + Duration::from_secs(59)).is_empty());
+        let due = c.due(t0 + Duration::from_secs(60));
+        assert_eq!(
+            due,
+            vec![Use {
+                prefix: "pat_aaaaaa".into(),
+                at: 1049,
+                clients: vec![IpAddr::from([127, 0, 0, 2])]
+            }]
+        );
+        // Written: the next window starts now, and nothing is pending.
+        assert!(c.due(t0 + Duration::from_secs(200)).is_empty());
+    }
+
+    #[test]
+    fn a_use_after_a_quiet_window_is_written_at_once_with_what_was_pending() {
+        let c = Coalescer::new(Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
+        assert_eq!(
+            c.touch("pat_aaaaaa", ip(2), t0 + Duration::from_secs(10), 1010),
+            Ok(None)
+        );
+        let write = c
+            .touch("pat_aaaaaa", ip(3), t0 + Duration::from_secs(61), 1061)
+            .expect("room")
+            .expect("a new window writes");
+        assert_eq!(write.at, 1061);
+        assert_eq!(
+            write.clients,
+            vec![IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3])]
+        );
+    }
+
+    #[test]
+    fn clients_are_distinct_newest_last_and_at_most_five() {
+        let c = Coalescer::new(Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
+        for last in [2, 3, 2, 4, 5, 6, 7, 3] {
+            c.touch("pat_aaaaaa", ip(last), t0, 1000).expect("room");
+        }
+        let due = c.due(t0 + Duration::from_secs(60));
+        let clients: Vec<String> = due[0].clients.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            clients,
+            [
+                "127.0.0.4",
+                "127.0.0.5",
+                "127.0.0.6",
+                "127.0.0.7",
+                "127.0.0.3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_credentials_and_quiet_ones_are_forgotten() {
+        let c = Coalescer::new(Duration::from_secs(60), 1);
+        let t0 = Instant::now();
+        assert!(c.touch("pat_aaaaaa", ip(1), t0, 1000).is_ok());
+        assert_eq!(c.touch("pat_bbbbbb", ip(1), t0, 1000), Err(()));
+        c.due(t0 + Duration::from_secs(61));
+        assert!(matches!(
+            c.touch("pat_bbbbbb", ip(1), t0 + Duration::from_secs(61), 1061),
+            Ok(Some(_))
+        ));
+    }
+}
