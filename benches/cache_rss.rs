@@ -99,6 +99,10 @@ fn main() {
                         let manager = Manager {
                             store: &store,
                             conf,
+                            actor: patgate::manage::Actor {
+                                name: "bench".into(),
+                                org: None,
+                            },
                         };
                         let user = format!("user{w}");
                         manager

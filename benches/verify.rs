@@ -42,6 +42,10 @@ fn pipeline(c: &mut Criterion) {
         let manager = Manager {
             store: &store,
             conf: &conf,
+            actor: patgate::manage::Actor {
+                name: "bench".into(),
+                org: None,
+            },
         };
         manager
             .put_membership("bench", "acme", "admin")

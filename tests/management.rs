@@ -781,10 +781,7 @@ fn prune_revokes_dormant_credentials_and_dry_run_only_lists() {
         env.get_bearer("/v1/repos", live).echoed();
     }
     let trail = env.cli(&["audit", "tail"]).expect_ok().stdout;
-    assert!(
-        trail.contains(&format!("prune.revoke actor=cli:")),
-        "{trail}"
-    );
+    assert!(trail.contains("prune.revoke actor=cli:"), "{trail}");
 }
 
 #[test]
