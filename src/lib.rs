@@ -27,10 +27,16 @@
 //! Fail closed: Redis errors and timeouts answer 503 `auth_unavailable`, a full bcrypt queue
 //! 503 `overloaded`; only a completed pipeline forwards a protected request.
 //!
-//! Off the request path: admin.rs (`/healthz`, `/readyz`, `/metrics` on `admin_listen`),
-//! metrics.rs (every metric), conf.rs (the validated conf), manage.rs (rules for creating and
-//! revoking), commands.rs and cli.rs (the CLI), serve.rs (Pingora server), demo.rs and testkit
-//! (real Redis and echo upstream for the demo, the tests and the benches).
+//! Steps 3-4 live in auth.rs's `Authenticator`, shared with the management API; it also
+//! notes each use (last_used.rs) and each denial (audit.rs) for recorder.rs, which writes them
+//! from a background task so the request never waits.
+//!
+//! Off the request path: admin.rs (`/healthz`, `/readyz`, `/metrics` and the management API
+//! of api/ on `admin_listen`), metrics.rs (every metric), conf.rs (the validated conf),
+//! manage.rs (rules for creating and revoking, shared by the CLI and the API, with the audit
+//! trail), listing.rs (how credentials are shown), commands.rs and cli.rs (the CLI), serve.rs
+//! (Pingora server), demo.rs and testkit (real Redis and echo upstream for the demo, the tests
+//! and the benches).
 
 pub mod access_log;
 pub mod admin;
