@@ -337,13 +337,12 @@ impl Manager<'_> {
             return refuse(format!("user {user:?} has no role in org {org:?}"));
         };
         self.check_narrowing(&permissions, role, "the user's")?;
-        let cost = self.conf.verify.bcrypt_cost;
         let created = self
-            .insert(Kind::Pat, |generated| {
+            .insert(Kind::Pat, |generated, hash| {
                 Ok(CredentialRecord {
                     prefix: generated.prefix().to_string(),
                     kind: Kind::Pat,
-                    hash: bcrypt_hash(generated.hash_input(), cost)?,
+                    hash,
                     user: Some(user.clone()),
                     created_by: None,
                     org: org.clone(),
@@ -417,11 +416,11 @@ impl Manager<'_> {
             ));
         }
         let created = self
-            .insert(Kind::ApiKey, |generated| {
+            .insert(Kind::ApiKey, |generated, hash| {
                 Ok(CredentialRecord {
                     prefix: generated.prefix().to_string(),
                     kind: Kind::ApiKey,
-                    hash: sha256_hex(generated.hash_input()),
+                    hash,
                     user: None,
                     created_by: Some(created_by.clone()),
                     org: org.clone(),
@@ -443,11 +442,12 @@ impl Manager<'_> {
     async fn insert(
         &self,
         kind: Kind,
-        build: impl Fn(&token::Generated) -> Result<CredentialRecord, ManageError>,
+        build: impl Fn(&token::Generated, String) -> Result<CredentialRecord, ManageError>,
     ) -> Result<Created, ManageError> {
         for _ in 0..5 {
             let generated = token::generate(kind);
-            let record = build(&generated)?;
+            let hash = self.hash(kind, generated.hash_input()).await?;
+            let record = build(&generated, hash)?;
             if self.store.insert_credential(&record).await? {
                 return Ok(Created {
                     token: generated.token,
@@ -456,6 +456,22 @@ impl Manager<'_> {
             }
         }
         refuse("could not find a free prefix after 5 attempts")
+    }
+
+    /// The stored hash of a new secret: SHA-256 for API keys; bcrypt at `verify.bcrypt_cost`
+    /// for PATs, on Tokio's blocking pool so that the management API's event loop keeps
+    /// serving (tens of milliseconds at cost 10).
+    async fn hash(&self, kind: Kind, input: &[u8]) -> Result<String, ManageError> {
+        match kind {
+            Kind::ApiKey => Ok(sha256_hex(input)),
+            Kind::Pat => {
+                let (input, cost) = (input.to_vec(), self.conf.verify.bcrypt_cost);
+                tokio::task::spawn_blocking(move || bcrypt_hash(&input, cost))
+                    .await
+                    .map_err(|e| ManageError::Refused(format!("hashing task failed: {e}")))?
+                    .map_err(ManageError::from)
+            }
+        }
     }
 
     /// The user's PATs (including revoked ones kept for listing), with their last use.

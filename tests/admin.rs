@@ -191,3 +191,23 @@ fn tracked_invalidations_and_redis_latency_are_reported() {
     );
     assert_eq!(env.metric("patgate_bcrypt_busy_threads"), 0.0);
 }
+
+#[test]
+fn revocation_lag_is_observed_once_for_a_warm_pat() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    env.get_bearer("/v1/repos", &token).echoed();
+    let count = "patgate_revocation_lag_seconds_count";
+    assert_eq!(env.metric(count), 0.0);
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    env.get_bearer("/v1/repos", &token)
+        .assert_denied(401, "invalid_token");
+    assert_eq!(env.metric(count), 1.0);
+    let lag = env.metric("patgate_revocation_lag_seconds_sum");
+    assert!((0.0..5.0).contains(&lag), "lag {lag} s");
+    // Known once: later requests are denied without observing it again.
+    env.get_bearer("/v1/repos", &token)
+        .assert_denied(401, "invalid_token");
+    assert_eq!(env.metric(count), 1.0);
+}
