@@ -859,3 +859,59 @@ fn the_served_openapi_document_is_the_repo_file_and_valid() {
         }
     }
 }
+
+#[test]
+fn each_kind_of_change_leaves_its_audit_entry() {
+    let env = Env::start();
+    let (_, ada, _) = orgs(&env);
+    env.api_ok(
+        "PUT",
+        "/v1/users/bob/orgs/acme",
+        &ada,
+        r#"{"role":"member"}"#,
+        200,
+    );
+    let key = env.api_ok(
+        "POST",
+        "/v1/apikeys",
+        &ada,
+        r#"{"role":"viewer","name":"k"}"#,
+        201,
+    );
+    let key_prefix = key["credential"]["prefix"]
+        .as_str()
+        .expect("prefix")
+        .to_string();
+    env.api_ok(
+        "DELETE",
+        &format!("/v1/apikeys/{key_prefix}"),
+        &ada,
+        "",
+        200,
+    );
+    env.api_ok("POST", "/v1/users/bob/suspend", &ada, "", 200);
+    env.api_ok("POST", "/v1/users/bob/reactivate", &ada, "", 200);
+    env.api_ok("DELETE", "/v1/users/bob/orgs/acme", &ada, "", 200);
+    env.cli(&["user", "put", "bob", "--org", "acme", "--role", "viewer"])
+        .expect_ok();
+    env.api_ok("POST", "/v1/users/bob/remove", &ada, "", 200);
+    let trail = env.cli(&["audit", "tail", "-n", "100"]).expect_ok().stdout;
+    for expected in [
+        "membership.put actor=ada target=bob org=acme previous_role=none role=member".to_string(),
+        format!("apikey.create actor=ada target={key_prefix} org=acme name=k role=viewer"),
+        format!("apikey.revoke actor=ada target={key_prefix} org=acme"),
+        "user.suspend actor=ada target=bob org=acme".to_string(),
+        "user.reactivate actor=ada target=bob org=acme".to_string(),
+        "membership.leave actor=ada target=bob org=acme".to_string(),
+        "user.remove actor=ada target=bob org=acme".to_string(),
+    ] {
+        assert!(
+            trail.contains(&expected),
+            "missing {expected:?} in\n{trail}"
+        );
+    }
+    assert!(trail.contains("membership.put actor=cli:"), "{trail}");
+    let json = env.api_ok("GET", "/v1/audit?limit=1", &ada, "", 200);
+    assert_eq!(json["entries"][0]["action"], "user.remove");
+    assert!(json["next_before"].is_string());
+}
