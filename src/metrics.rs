@@ -179,8 +179,9 @@ mod tests {
 
     /// Every series name patgate exports (a histogram's `_bucket`/`_sum`/`_count` included).
     fn exported() -> Vec<String> {
-        let others: [&dyn Collector; 6] = [
+        let others: [&dyn Collector; 7] = [
             &*REQUESTS,
+            &*RECORDS,
             &*VERIFY_CACHE,
             &*BCRYPT_QUEUE,
             &*REDIS_ERRORS,
@@ -192,7 +193,12 @@ mod tests {
             .flat_map(|c| c.desc())
             .map(|d| d.fq_name.clone())
             .collect();
-        for histogram in [&*AUTH_SECONDS, &*BCRYPT_SECONDS, &*REDIS_SECONDS] {
+        for histogram in [
+            &*AUTH_SECONDS,
+            &*BCRYPT_SECONDS,
+            &*REDIS_SECONDS,
+            &*REVOCATION_LAG,
+        ] {
             for desc in histogram.desc() {
                 for suffix in ["", "_bucket", "_sum", "_count"] {
                     names.push(format!("{}{suffix}", desc.fq_name));
