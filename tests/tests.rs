@@ -28,3 +28,5 @@ mod live_checks;
 mod management;
 /// Route choice: 404s, open routes, host/method/path specificity, unsafe paths.
 mod routing;
+/// Graceful upgrade: a new process takes the sockets, no request fails; a bad conf never wins.
+mod upgrade;

@@ -28,6 +28,7 @@ pub struct Options {
     pub access_log: &'static str,
     pub rust_log: &'static str,
     pub last_used_seconds: u64,
+    pub grace_seconds: u64,
 }
 
 impl Default for Options {
@@ -46,6 +47,7 @@ impl Default for Options {
             access_log: "plain",
             rust_log: "info",
             last_used_seconds: 60,
+            grace_seconds: 5,
         }
     }
 }
@@ -463,6 +465,21 @@ impl Env {
         self.spawn_gateway();
     }
 
+    /// The running gateway process's id.
+    pub fn gateway_pid(&self) -> u32 {
+        self.gateway.as_ref().map_or(0, Child::id)
+    }
+
+    /// Swaps in `next` as the gateway process (after a graceful upgrade); returns the old one.
+    pub fn replace_gateway(&mut self, next: Child) -> Option<Child> {
+        self.gateway.replace(next)
+    }
+
+    /// The temp dir holding the conf, logs and sockets.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn stop_gateway(&mut self) {
         if let Some(mut child) = self.gateway.take() {
             let _ = child.kill();
@@ -609,6 +626,8 @@ server:
   threads: 2
   pid_file: {dir}/patgate.pid
   upgrade_sock: {dir}/upgrade.sock
+  grace_period_seconds: {grace}
+  graceful_shutdown_timeout_seconds: {grace}
 roles:
   - name: viewer
     permissions: [repos:read]
@@ -675,6 +694,7 @@ routes:
         cache_entries = o.cache_entries,
         access_log = o.access_log,
         last_used = o.last_used_seconds,
+        grace = o.grace_seconds,
     )
 }
 
