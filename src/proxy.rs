@@ -12,7 +12,7 @@
 
 use crate::access_log;
 use crate::assertion;
-use crate::cache::VerifiedCache;
+use crate::cache::{NegativeCache, VerifiedCache, NEGATIVE_ENTRIES};
 use crate::conf::Conf;
 use crate::credential::{self, Presented};
 use crate::denial::{Denial, InvalidReason};
@@ -50,6 +50,8 @@ pub struct Gateway {
     limiter: FailureLimiter,
     /// PATs already verified on this instance (bounded; never holds a secret).
     cache: VerifiedCache,
+    /// PAT secrets refused moments ago (bounded, short-lived; never holds a secret).
+    negative: NegativeCache,
 }
 
 /// Per-request state shared across phases.
@@ -84,6 +86,7 @@ impl Gateway {
         Gateway {
             limiter: FailureLimiter::new(conf.limits),
             cache: VerifiedCache::new(conf.verify.cache_entries),
+            negative: NegativeCache::new(conf.verify.negative_ttl, NEGATIVE_ENTRIES),
             conf,
             store: OnceCell::new(),
             pool: OnceCell::new(),
@@ -162,6 +165,7 @@ impl Gateway {
             store,
             pool,
             cache: &self.cache,
+            negative: &self.negative,
             roles: &self.conf.roles,
         };
         verifier.verify(token, require, unix_now()).await
