@@ -6,7 +6,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use patgate::cache::VerifiedCache;
+use patgate::cache::{NegativeCache, VerifiedCache, NEGATIVE_ENTRIES};
 use patgate::conf::{Conf, Freshness};
 use patgate::hasher::BcryptPool;
 use patgate::manage::{Manager, NewApiKey, NewToken};
@@ -74,6 +74,7 @@ fn pipeline(c: &mut Criterion) {
     let require = vec!["repos:read".to_string()];
     let pool = BcryptPool::start(1, 16).expect("pool");
     let cache = VerifiedCache::new(1000);
+    let negative = NegativeCache::new(conf.verify.negative_ttl, NEGATIVE_ENTRIES);
     let mut group = c.benchmark_group("verify_warm");
     for (name, freshness) in [
         ("strict", Freshness::Strict),
@@ -90,6 +91,7 @@ fn pipeline(c: &mut Criterion) {
             store: &store,
             pool: &pool,
             cache: &cache,
+            negative: &negative,
             roles: &conf.roles,
         };
         for (kind, presented) in [("pat", &pat), ("api_key", &key)] {

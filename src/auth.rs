@@ -2,13 +2,13 @@
 //! protected request) and the management API (every `/v1/` call), so both authenticate with
 //! the same code, caches, limits and live checks. There is no side door.
 //!
-//! It owns the gateway's Redis connection, the bcrypt pool, the verified-secret cache, the
-//! failed-attempt limiter and the recorder (last-used stamps, denied-request audit entries).
+//! It owns the gateway's Redis connection, the bcrypt pool, the verified-secret and negative
+//! caches, the failed-attempt limiter and the recorder (last-used stamps, denied-request audit entries).
 //! The connection, the pool and the recorder own threads, sockets or tasks, so each is made
 //! on first use inside the running service, never before Pingora daemonizes.
 
 use crate::audit::{Action, Entry};
-use crate::cache::VerifiedCache;
+use crate::cache::{NegativeCache, VerifiedCache, NEGATIVE_ENTRIES};
 use crate::conf::Conf;
 use crate::credential::{self, Presented};
 use crate::denial::{Denial, InvalidReason};
@@ -41,6 +41,7 @@ pub struct Authenticator {
     recorder: OnceCell<Recorder>,
     limiter: FailureLimiter,
     cache: VerifiedCache,
+    negative: NegativeCache,
 }
 
 impl Authenticator {
@@ -49,6 +50,7 @@ impl Authenticator {
         Authenticator {
             limiter: FailureLimiter::new(conf.limits),
             cache: VerifiedCache::new(conf.verify.cache_entries),
+            negative: NegativeCache::new(conf.verify.negative_ttl, NEGATIVE_ENTRIES),
             conf,
             store: OnceCell::new(),
             pool: OnceCell::new(),
@@ -152,6 +154,7 @@ impl Authenticator {
             store,
             pool,
             cache: &self.cache,
+            negative: &self.negative,
             roles: &self.conf.roles,
         };
         verifier.verify(token, require, unix_now()).await

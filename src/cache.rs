@@ -11,6 +11,11 @@
 //!   refill that raced a revocation can never bring the old state back.
 //! - Bounded in entries (`verify.cache_entries`, S3-FIFO eviction by quick_cache).
 //! - Concurrent first requests for one token share one bcrypt run (single flight).
+//!
+//! [`NegativeCache`] is its mirror image for wrong secrets: "this presented token does *not*
+//! match hash H", kept for `verify.negative_ttl_ms`, so a client repeating one wrong token is
+//! answered without another bcrypt run. Same key (the keyed digest, never the token), same
+//! binding to the live hash, bounded by [`NEGATIVE_ENTRIES`].
 
 use crate::hasher::PoolError;
 use crate::store::CredentialRecord;
@@ -19,7 +24,13 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+/// Bound of the negative cache: wrong secrets remembered at once. A flood of distinct guesses
+/// evicts older entries (S3-FIFO), which only costs the bcrypt runs it would have cost anyway.
+pub const NEGATIVE_ENTRIES: usize = 10_000;
 
 /// HMAC-SHA256 of a presented token under the process key.
 pub type Digest = [u8; 32];
@@ -131,6 +142,76 @@ impl VerifiedCache {
     }
 }
 
+/// A wrong secret, as remembered: the stored hash it failed against, and until when.
+#[derive(Debug, Clone)]
+struct Refuted {
+    /// The stored hash bcrypt refused the token against; any other live hash means a new check.
+    hash: Arc<str>,
+    /// After this instant the entry is ignored.
+    until: Instant,
+}
+
+/// Recently refuted PAT secrets: a repeated identical wrong token is answered 401 from here
+/// instead of being bcrypt-checked again.
+///
+/// Security invariants, enforced here and in verify.rs:
+/// - Keyed by the [`VerifiedCache::digest`] of the token, never the token.
+/// - Consulted only after the request has read the live record (so revoked and unknown still
+///   answer as such) and only if the live hash is the one the token failed against; bcrypt is
+///   deterministic, so a token refused against H can never match H, and a valid token can
+///   never be denied from here.
+/// - Short-lived (`verify.negative_ttl_ms`, at most a minute) and bounded
+///   ([`NEGATIVE_ENTRIES`]). It saves bcrypt work only; failed-attempt limits still count
+///   every request it answers.
+pub struct NegativeCache {
+    /// How long an entry is trusted.
+    ttl: Duration,
+    /// `None` when the TTL is zero (disabled).
+    entries: Option<quick_cache::sync::Cache<Digest, Refuted>>,
+}
+
+impl NegativeCache {
+    /// A negative cache keeping entries for `ttl`, at most `capacity` of them; a zero `ttl` or
+    /// `capacity` disables it.
+    pub fn new(ttl: Duration, capacity: usize) -> NegativeCache {
+        let enabled = !ttl.is_zero() && capacity > 0;
+        NegativeCache {
+            ttl,
+            entries: enabled.then(|| quick_cache::sync::Cache::new(capacity)),
+        }
+    }
+
+    /// Whether the token with `digest` was refused against the live stored `hash` less than
+    /// the TTL before `now`.
+    pub fn is_refuted(&self, digest: &Digest, hash: &str, now: Instant) -> bool {
+        let Some(entries) = &self.entries else {
+            return false;
+        };
+        entries
+            .get(digest)
+            .is_some_and(|seen| now < seen.until && *seen.hash == *hash)
+    }
+
+    /// Remembers, from `now` on, that bcrypt refused the token with `digest` against `hash`.
+    /// A later refusal of the same token replaces the entry (new hash, new deadline).
+    pub fn remember(&self, digest: Digest, hash: Arc<str>, now: Instant) {
+        if let Some(entries) = &self.entries {
+            let until = now + self.ttl;
+            entries.insert(digest, Refuted { hash, until });
+        }
+    }
+
+    /// Number of entries, expired ones included until evicted or replaced (for tests).
+    pub fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, |e| e.len())
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +297,61 @@ mod tests {
             cache.single_flight(digest, "h2".into(), async { Ok(false) }),
         );
         assert_eq!((a, b), (Ok(true), Ok(false)));
+    }
+
+    fn negative(ttl_ms: u64) -> (VerifiedCache, NegativeCache) {
+        let negative = NegativeCache::new(Duration::from_millis(ttl_ms), 100);
+        (VerifiedCache::new(10), negative)
+    }
+
+    #[test]
+    fn a_refuted_token_is_remembered_for_the_hash_it_failed_against_only() {
+        let (keys, negative) = negative(5_000);
+        let now = Instant::now();
+        let wrong = keys.digest(b"pat_wrong");
+        negative.remember(wrong, "h1".into(), now);
+        assert!(negative.is_refuted(&wrong, "h1", now));
+        assert!(
+            !negative.is_refuted(&wrong, "h2", now),
+            "a changed stored hash makes the entry useless"
+        );
+        assert!(
+            !negative.is_refuted(&keys.digest(b"pat_other"), "h1", now),
+            "another token is another entry"
+        );
+    }
+
+    #[test]
+    fn a_refuted_token_is_forgotten_after_the_ttl() {
+        let (keys, negative) = negative(5_000);
+        let now = Instant::now();
+        let wrong = keys.digest(b"pat_wrong");
+        negative.remember(wrong, "h".into(), now);
+        assert!(negative.is_refuted(&wrong, "h", now + Duration::from_millis(4_999)));
+        assert!(!negative.is_refuted(&wrong, "h", now + Duration::from_millis(5_000)));
+        // Refused again: a new deadline.
+        negative.remember(wrong, "h".into(), now + Duration::from_secs(6));
+        assert!(negative.is_refuted(&wrong, "h", now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn zero_ttl_disables_the_negative_cache() {
+        let (keys, negative) = negative(0);
+        let now = Instant::now();
+        let wrong = keys.digest(b"pat_wrong");
+        negative.remember(wrong, "h".into(), now);
+        assert!(!negative.is_refuted(&wrong, "h", now));
+        assert!(negative.is_empty());
+    }
+
+    #[test]
+    fn negative_entries_are_bounded() {
+        let (keys, negative) = negative(5_000);
+        let now = Instant::now();
+        for i in 0..1000u32 {
+            negative.remember(keys.digest(&i.to_le_bytes()), "h".into(), now);
+        }
+        assert!(negative.len() <= 100, "{}", negative.len());
+        assert!(!negative.is_empty());
     }
 }

@@ -101,6 +101,7 @@ struct VerifyFile {
     pool_threads: usize,
     pool_queue: usize,
     cache_entries: usize,
+    negative_ttl_ms: u64,
 }
 
 impl Default for VerifyFile {
@@ -110,6 +111,7 @@ impl Default for VerifyFile {
             pool_threads: 2,
             pool_queue: 1024,
             cache_entries: 100_000,
+            negative_ttl_ms: 5_000,
         }
     }
 }
@@ -317,6 +319,9 @@ pub struct VerifyConf {
     pub pool_queue: usize,
     /// Bound of the verified-secret cache (and of the tracked-mode record cache); 0 disables.
     pub cache_entries: usize,
+    /// How long a PAT secret that bcrypt refused against a stored hash is answered 401 from
+    /// the negative cache instead of being bcrypt-checked again; zero disables it.
+    pub negative_ttl: Duration,
 }
 
 /// Credential policy.
@@ -657,8 +662,11 @@ impl Builder<'_> {
             pool_threads,
             pool_queue,
             cache_entries,
+            negative_ttl_ms,
         } = verify;
         self.in_range("verify.cache_entries", cache_entries, 0..=100_000_000)?;
+        // "Short": a minute at most, so a flood of guesses cannot pin entries for long.
+        self.in_range("verify.negative_ttl_ms", negative_ttl_ms, 0..=60_000)?;
         self.in_range("verify.bcrypt_cost", bcrypt_cost, 4..=31)?;
         self.in_range("verify.pool_threads", pool_threads, 1..=256)?;
         self.in_range("verify.pool_queue", pool_queue, 1..=1_000_000)?;
@@ -667,6 +675,7 @@ impl Builder<'_> {
             pool_threads,
             pool_queue,
             cache_entries,
+            negative_ttl: Duration::from_millis(negative_ttl_ms),
         })
     }
 
@@ -966,6 +975,7 @@ routes:
         assert_eq!(conf.verify.bcrypt_cost, 10);
         assert_eq!(conf.verify.pool_threads, 2);
         assert_eq!(conf.verify.pool_queue, 1024);
+        assert_eq!(conf.verify.negative_ttl, Duration::from_millis(5_000));
         assert_eq!(conf.policy.admin_role, "admin");
         assert!(!conf.policy.expiry.allow_no_expiry);
         assert_eq!(conf.identity_headers.user, "X-Auth-User");
@@ -1086,6 +1096,22 @@ routes:
     fn bcrypt_cost_out_of_range_is_refused() {
         let text = format!("{BASE}verify:\n  bcrypt_cost: 3\n");
         assert!(error(&text).contains("verify.bcrypt_cost: 3 is outside"));
+    }
+
+    #[test]
+    fn negative_ttl_is_short_and_zero_disables_it() {
+        let off = format!("{BASE}verify:\n  negative_ttl_ms: 0\n");
+        assert_eq!(
+            parse(&off).expect("valid").verify.negative_ttl,
+            Duration::ZERO
+        );
+        let long = format!("{BASE}verify:\n  negative_ttl_ms: 600000\n");
+        assert_eq!(
+            error(&long),
+            "test.yaml: verify.negative_ttl_ms: 600000 is outside 0..=60000"
+        );
+        let negative = format!("{BASE}verify:\n  negative_ttl_ms: -1\n");
+        assert!(error(&negative).contains("verify"), "{}", error(&negative));
     }
 
     #[test]

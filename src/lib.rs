@@ -14,6 +14,7 @@
 //!             4. verify     parse + checksum (no Redis)                      token.rs
 //!                           credential record by prefix  (Redis)             store.rs
 //!                           secret: bcrypt on the pool / SHA-256             hasher.rs
+//!                             (verified / negative cache, same live hash)   cache.rs
 //!                           expiry; PAT owner's live status + role (Redis)   verify.rs
 //!                           role ∩ narrowing ⊇ route's require               permissions.rs
 //!                           → Verdict::Allow(Identity) | Verdict::Deny       denial.rs

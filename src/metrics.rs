@@ -5,8 +5,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, Encoder, Histogram,
-    IntCounter, IntCounterVec, IntGauge, TextEncoder,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, TextEncoder,
 };
 
 /// Requests by route and outcome: `allowed`, `open`, or the denial's error code.
@@ -49,6 +49,15 @@ pub static CACHE_HITS: Lazy<IntCounter> = Lazy::new(|| VERIFY_CACHE.with_label_v
 
 /// `patgate_verify_cache_total{result="miss"}`, resolved once.
 pub static CACHE_MISSES: Lazy<IntCounter> = Lazy::new(|| VERIFY_CACHE.with_label_values(&["miss"]));
+
+/// PAT secrets refused from the negative cache (a repeated wrong token), without bcrypt.
+pub static NEGATIVE_HITS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "patgate_verify_negative_hits_total",
+        "Wrong PAT secrets answered from the negative cache (refused against the same stored hash moments before), without bcrypt."
+    )
+    .expect("registered once")
+});
 
 /// bcrypt verifications queued or running on the pool.
 pub static BCRYPT_QUEUE: Lazy<IntGauge> = Lazy::new(|| {
@@ -154,6 +163,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&REQUESTS);
     Lazy::force(&AUTH_SECONDS);
     Lazy::force(&VERIFY_CACHE);
+    Lazy::force(&NEGATIVE_HITS);
     Lazy::force(&BCRYPT_QUEUE);
     Lazy::force(&BCRYPT_SECONDS);
     Lazy::force(&REDIS_ERRORS);
@@ -179,10 +189,11 @@ mod tests {
 
     /// Every series name patgate exports (a histogram's `_bucket`/`_sum`/`_count` included).
     fn exported() -> Vec<String> {
-        let others: [&dyn Collector; 7] = [
+        let others: [&dyn Collector; 8] = [
             &*REQUESTS,
             &*RECORDS,
             &*VERIFY_CACHE,
+            &*NEGATIVE_HITS,
             &*BCRYPT_QUEUE,
             &*REDIS_ERRORS,
             &*BCRYPT_BUSY,
@@ -228,6 +239,7 @@ mod tests {
             "patgate_requests_total",
             "patgate_auth_seconds",
             "patgate_verify_cache_total",
+            "patgate_verify_negative_hits_total",
             "patgate_bcrypt_queue_depth",
             "patgate_bcrypt_seconds",
             "patgate_redis_errors_total",

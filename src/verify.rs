@@ -7,7 +7,9 @@
 //!    only what can change (stored hash, `revoked`) plus the owner's status and role, in one
 //!    pipelined round trip;
 //! 3. the secret: constant-time SHA-256 for API keys; for PATs, the [`VerifiedCache`] entry if
-//!    its hash equals the live one, else bcrypt on the [`BcryptPool`] (single flight);
+//!    its hash equals the live one, else a [`NegativeCache`] entry if this very token was
+//!    refused against that live hash moments ago (401 without bcrypt), else bcrypt on the
+//!    [`BcryptPool`] (single flight; a refusal is remembered in the negative cache);
 //! 4. `check_expiry`;
 //! 5. the role: for a PAT, the owner's *current* status and role in the token's org; for an
 //!    API key, its fixed role;
@@ -19,7 +21,7 @@
 //! Fail closed: any Redis error or timeout is [`Denial::AuthUnavailable`], a full pool is
 //! [`Denial::Overloaded`]; only a completed pipeline yields [`Verdict::Allow`].
 
-use crate::cache::{Digest, Verified, VerifiedCache};
+use crate::cache::{Digest, NegativeCache, Verified, VerifiedCache};
 use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
 use crate::metrics;
@@ -62,6 +64,8 @@ pub struct Verifier<'a> {
     pub pool: &'a BcryptPool,
     /// Verified-secret cache.
     pub cache: &'a VerifiedCache,
+    /// Recently refused secrets (same digests as `cache`).
+    pub negative: &'a NegativeCache,
     /// Roles as the conf defines them now.
     pub roles: &'a Roles,
 }
@@ -101,7 +105,9 @@ impl Verifier<'_> {
     /// PAT. Warm (verified on this instance before): one pipelined read of what can change
     /// (the stored hash, `revoked`, the owner's status and role); the cached verification
     /// counts only if the live hash is the one it was made against. Cold: the record, bcrypt
-    /// (once per token and hash), then the owner's state.
+    /// (once per token and hash), then the owner's state. A token bcrypt refused against the
+    /// live hash less than `verify.negative_ttl_ms` ago is refused again after the record read
+    /// (so revoked and unknown still answer first), without bcrypt.
     async fn verify_pat(&self, token: &Token<'_>, require: &[String], now: u64) -> Step<Identity> {
         let digest = self.cache.digest(token.hash_input());
         if let Some(seen) = self.cache.get(&digest) {
@@ -134,6 +140,13 @@ impl Verifier<'_> {
             }
         }
         let record = self.load(token).await?;
+        if self
+            .negative
+            .is_refuted(&digest, &record.hash, tokio::time::Instant::now())
+        {
+            metrics::NEGATIVE_HITS.inc();
+            return Err(invalid(InvalidReason::WrongSecret));
+        }
         metrics::CACHE_MISSES.inc();
         self.check_bcrypt(token, digest, &record).await?;
         check_expiry(&record, now)?;
@@ -171,7 +184,7 @@ impl Verifier<'_> {
     }
 
     /// bcrypt on the pool, once for all concurrent requests with this token and hash; a match
-    /// is remembered in the cache.
+    /// is remembered in the verified cache, a mismatch in the negative cache.
     async fn check_bcrypt(
         &self,
         token: &Token<'_>,
@@ -180,7 +193,7 @@ impl Verifier<'_> {
     ) -> Step<()> {
         let hash: Arc<str> = record.hash.as_str().into();
         let check = self.pool.verify(token.hash_input(), &record.hash);
-        match self.cache.single_flight(digest, hash, check).await {
+        match self.cache.single_flight(digest, hash.clone(), check).await {
             Ok(true) => {
                 let remembered = CredentialRecord {
                     name: String::new(),
@@ -194,7 +207,11 @@ impl Verifier<'_> {
                 );
                 Ok(())
             }
-            Ok(false) => Err(invalid(InvalidReason::WrongSecret)),
+            Ok(false) => {
+                self.negative
+                    .remember(digest, hash, tokio::time::Instant::now());
+                Err(invalid(InvalidReason::WrongSecret))
+            }
             Err(PoolError::Overloaded) => Err(Denial::Overloaded),
             Err(PoolError::Stopped) => Err(Denial::AuthUnavailable),
         }
@@ -261,4 +278,215 @@ fn unavailable(error: &StoreError, prefix: &str) -> Denial {
         .inc();
     log::warn!("redis {} while verifying {prefix}: {error}", error.kind());
     Denial::AuthUnavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::NEGATIVE_ENTRIES;
+    use crate::conf::Conf;
+    use crate::manage::{Manager, NewToken};
+    use crate::testkit::redis::RedisServer;
+    use crate::token::{generate, parse, seal};
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// A private Redis, a conf pointing at it, a store and one member with a PAT.
+    struct Fixture {
+        redis: RedisServer,
+        conf: Conf,
+        store: Store,
+        cache: VerifiedCache,
+        negative: NegativeCache,
+        /// A pool that runs bcrypt.
+        pool: BcryptPool,
+        /// A pool without threads: any bcrypt attempt fails as `AuthUnavailable`, so a
+        /// verdict obtained with it was reached without bcrypt.
+        no_bcrypt: BcryptPool,
+        token: String,
+    }
+
+    impl Fixture {
+        async fn start() -> Fixture {
+            let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+            let text = format!(
+                "listen: 127.0.0.1:1\nredis: {{url: '{}', timeout_ms: 2000}}\nverify: {{bcrypt_cost: 4}}\n\
+                 roles: [{{name: member, permissions: [repos:read]}}, {{name: admin, permissions: ['*']}}]\n\
+                 routes: [{{name: api, path_prefix: /api, upstream: '127.0.0.1:1', require: [repos:read]}}]\n",
+                redis.url()
+            );
+            let conf = Conf::parse(Path::new("test.yaml"), &text).expect("conf");
+            let store = Store::lazy(&conf.redis).expect("store");
+            let manager = Manager {
+                store: &store,
+                conf: &conf,
+                actor: crate::manage::Actor {
+                    name: "test".into(),
+                    org: None,
+                },
+            };
+            manager
+                .put_membership("alice", "acme", "member")
+                .await
+                .expect("member");
+            let request = NewToken {
+                user: "alice".into(),
+                org: "acme".into(),
+                name: "t".into(),
+                expires: None,
+                permissions: None,
+            };
+            let token = manager
+                .create_token(request, crate::proxy::unix_now())
+                .await
+                .expect("token")
+                .token;
+            Fixture {
+                negative: NegativeCache::new(conf.verify.negative_ttl, NEGATIVE_ENTRIES),
+                redis,
+                conf,
+                store,
+                cache: VerifiedCache::new(100),
+                pool: BcryptPool::start(1, 8).expect("pool"),
+                no_bcrypt: BcryptPool::start(0, 1).expect("pool"),
+                token,
+            }
+        }
+
+        fn verifier<'a>(&'a self, pool: &'a BcryptPool) -> Verifier<'a> {
+            Verifier {
+                store: &self.store,
+                pool,
+                cache: &self.cache,
+                negative: &self.negative,
+                roles: &self.conf.roles,
+            }
+        }
+
+        async fn verify(&self, presented: &str, pool: &BcryptPool) -> Verdict {
+            let token = parse(presented).expect("well-formed");
+            let require = ["repos:read".to_string()];
+            self.verifier(pool)
+                .verify(&token, &require, crate::proxy::unix_now())
+                .await
+        }
+
+        /// The fixture's token prefix with another secret: well-formed, wrong.
+        fn wrong_secret(&self) -> String {
+            let other = generate(Kind::Pat).token;
+            seal(&format!(
+                "{}{}",
+                &self.token[..10],
+                &other[10..other.len() - 6]
+            ))
+        }
+
+        fn redis(&self) -> redis::Connection {
+            redis::Client::open(self.redis.url())
+                .expect("client")
+                .get_connection()
+                .expect("connection")
+        }
+    }
+
+    fn denied(reason: InvalidReason) -> Verdict {
+        Verdict::Deny(invalid(reason))
+    }
+
+    #[tokio::test]
+    async fn a_repeated_wrong_secret_is_refused_without_bcrypt() {
+        let f = Fixture::start().await;
+        let wrong = f.wrong_secret();
+        assert_eq!(
+            f.verify(&wrong, &f.no_bcrypt).await,
+            Verdict::Deny(Denial::AuthUnavailable)
+        );
+        assert_eq!(
+            f.verify(&wrong, &f.pool).await,
+            denied(InvalidReason::WrongSecret)
+        );
+        assert_eq!(f.negative.len(), 1);
+        let hits = metrics::NEGATIVE_HITS.get();
+        for _ in 0..3 {
+            assert_eq!(
+                f.verify(&wrong, &f.no_bcrypt).await,
+                denied(InvalidReason::WrongSecret),
+                "answered from the negative cache: the thread-less pool was never asked"
+            );
+        }
+        assert!(metrics::NEGATIVE_HITS.get() >= hits + 3);
+        // The right secret is another digest: verified by bcrypt, allowed.
+        assert!(matches!(
+            f.verify(&f.token, &f.pool).await,
+            Verdict::Allow(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_live_record_answers_before_the_negative_cache() {
+        let f = Fixture::start().await;
+        let wrong = f.wrong_secret();
+        assert_eq!(
+            f.verify(&wrong, &f.pool).await,
+            denied(InvalidReason::WrongSecret)
+        );
+        let key = f.store.keys().credential(&f.token[..10]);
+        let mut conn = f.redis();
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("revoked")
+            .arg(1)
+            .exec(&mut conn)
+            .expect("HSET");
+        assert_eq!(
+            f.verify(&wrong, &f.no_bcrypt).await,
+            denied(InvalidReason::Revoked)
+        );
+        redis::cmd("DEL").arg(&key).exec(&mut conn).expect("DEL");
+        assert_eq!(
+            f.verify(&wrong, &f.no_bcrypt).await,
+            denied(InvalidReason::Unknown)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_stored_hash_makes_the_negative_entry_useless() {
+        let f = Fixture::start().await;
+        let wrong = f.wrong_secret();
+        assert_eq!(
+            f.verify(&wrong, &f.pool).await,
+            denied(InvalidReason::WrongSecret)
+        );
+        // The stored hash is now the wrong token's: the old refusal must not answer.
+        let hash =
+            crate::hasher::bcrypt_hash(&wrong.as_bytes()[..wrong.len() - 6], 4).expect("hash");
+        let key = f.store.keys().credential(&f.token[..10]);
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("hash")
+            .arg(hash)
+            .exec(&mut f.redis())
+            .expect("HSET");
+        assert_eq!(
+            f.verify(&wrong, &f.no_bcrypt).await,
+            Verdict::Deny(Denial::AuthUnavailable),
+            "bcrypt was asked again"
+        );
+        assert!(matches!(f.verify(&wrong, &f.pool).await, Verdict::Allow(_)));
+    }
+
+    #[tokio::test]
+    async fn zero_negative_ttl_checks_every_wrong_secret_with_bcrypt() {
+        let mut f = Fixture::start().await;
+        f.negative = NegativeCache::new(Duration::ZERO, NEGATIVE_ENTRIES);
+        let wrong = f.wrong_secret();
+        assert_eq!(
+            f.verify(&wrong, &f.pool).await,
+            denied(InvalidReason::WrongSecret)
+        );
+        assert_eq!(
+            f.verify(&wrong, &f.no_bcrypt).await,
+            Verdict::Deny(Denial::AuthUnavailable)
+        );
+    }
 }

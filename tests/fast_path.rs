@@ -97,6 +97,71 @@ fn a_credential_whose_record_vanished_is_denied_despite_the_cache() {
         .assert_denied(401, "invalid_token");
 }
 
+/// bcrypt runs and negative-cache hits so far, from the gateway's `/metrics`.
+fn bcrypt_runs_and_negative_hits(env: &Env) -> (f64, f64) {
+    (
+        env.metric("patgate_bcrypt_seconds_count"),
+        env.metric("patgate_verify_negative_hits_total"),
+    )
+}
+
+#[test]
+fn a_repeated_wrong_secret_is_bcrypt_checked_once_and_revocation_still_answers_first() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    let wrong = same_prefix_other_secret(&token);
+    let (runs, hits) = bcrypt_runs_and_negative_hits(&env);
+    const TRIES: usize = 8;
+    for _ in 0..TRIES {
+        let response = env.get_bearer("/v1/repos", &wrong);
+        response.assert_denied(401, "invalid_token");
+        // Wrong, unknown and revoked read the same to the client, cached or not.
+        assert_eq!(response.json()["reason"], "revoked_or_unknown");
+    }
+    let (runs_after, hits_after) = bcrypt_runs_and_negative_hits(&env);
+    assert_eq!(
+        runs_after - runs,
+        1.0,
+        "bcrypt ran once for {TRIES} identical tries"
+    );
+    assert_eq!(hits_after - hits, (TRIES - 1) as f64);
+    // The right secret is not affected by its prefix's negative entry.
+    env.get_bearer("/v1/repos", &token).echoed();
+    // The live record is read before the negative cache: revoked answers as revoked, and
+    // without touching the cache.
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    env.get_bearer("/v1/repos", &wrong)
+        .assert_denied(401, "invalid_token");
+    assert_eq!(bcrypt_runs_and_negative_hits(&env).1, hits_after);
+    assert!(env.log().contains("reason=revoked_or_unknown"));
+    assert!(
+        !env.log().contains(&wrong[10..]),
+        "the secret is never logged"
+    );
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "only the right secret was forwarded"
+    );
+}
+
+#[test]
+fn with_the_negative_cache_off_every_wrong_secret_is_bcrypt_checked() {
+    let env = Env::start_with(Options {
+        negative_ttl_ms: 0,
+        ..Options::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    let wrong = same_prefix_other_secret(&token);
+    let (runs, hits) = bcrypt_runs_and_negative_hits(&env);
+    for _ in 0..3 {
+        env.get_bearer("/v1/repos", &wrong)
+            .assert_denied(401, "invalid_token");
+    }
+    let (runs_after, hits_after) = bcrypt_runs_and_negative_hits(&env);
+    assert_eq!((runs_after - runs, hits_after - hits), (3.0, 0.0));
+}
+
 #[test]
 fn strict_warm_pat_reads_record_and_owner_once_per_request() {
     let env = Env::start();

@@ -1,9 +1,10 @@
-use crate::support::{eventually, Env, Options};
+use crate::support::{eventually, Env, Options, Response};
 use std::time::{Duration, Instant};
 
 #[test]
 fn stopped_redis_fails_closed_with_503_and_recovers_without_restart() {
     let env = Env::start();
+    let timeout = Duration::from_millis(env_timeout_ms());
     let token = env.user_with_pat("alice", "acme", "member");
     env.get_bearer("/v1/repos", &token).echoed();
     env.redis.stop().expect("SIGSTOP");
@@ -11,41 +12,39 @@ fn stopped_redis_fails_closed_with_503_and_recovers_without_restart() {
     let response = env.get_bearer("/v1/repos", &token);
     let took = started.elapsed();
     env.redis.resume().expect("SIGCONT");
-    response.assert_denied(503, "auth_unavailable");
-    assert_eq!(response.header("retry-after"), Some("1"));
-    assert!(
-        took < Duration::from_secs(2),
-        "answered in {took:?}, the timeout is 200 ms"
-    );
+    let resumed = Instant::now();
+    assert_all_unavailable(&[(response, took)], timeout + ANSWER_MARGIN);
     assert_eq!(
         env.upstream.count(),
         1,
         "nothing forwarded while Redis was stopped"
     );
-    eventually(
-        Duration::from_secs(5),
-        "service to return",
-        || env.get_bearer("/v1/repos", &token).status == 200,
-        || env.log(),
-    );
+    recovery_time(&env, &token, resumed, 200, "SIGSTOP");
 }
 
 #[test]
 fn killed_redis_fails_closed_and_a_restarted_empty_one_knows_no_token() {
     let mut env = Env::start();
+    let timeout = Duration::from_millis(env_timeout_ms());
     let token = env.user_with_pat("alice", "acme", "member");
     env.get_bearer("/v1/repos", &token).echoed();
     env.redis.kill();
-    env.get_bearer("/v1/repos", &token)
-        .assert_denied(503, "auth_unavailable");
-    env.redis.restart().expect("restart redis");
-    // The data is gone with the old process: the token is now unknown, never allowed.
-    eventually(
-        Duration::from_secs(5),
-        "gateway to reconnect",
-        || env.get_bearer("/v1/repos", &token).status == 401,
-        || env.log(),
+    let mut responses = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        responses.push((env.get_bearer("/v1/repos", &token), started.elapsed()));
+    }
+    assert_all_unavailable(&responses, timeout + ANSWER_MARGIN);
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "nothing forwarded while Redis was down"
     );
+    env.redis.restart().expect("restart redis");
+    let returned = Instant::now();
+    // The data is gone with the old process: the token is now unknown, never allowed from a
+    // cache (it was verified, and cached, before the kill).
+    recovery_time(&env, &token, returned, 401, "kill + restart empty");
     env.get_bearer("/v1/repos", &token)
         .assert_denied(401, "invalid_token");
     // And new data works without restarting the gateway.
@@ -68,12 +67,9 @@ fn redis_down_at_start_is_503_until_it_appears() {
     .assert_denied(503, "auth_unavailable");
     env.redis.restart().expect("restart redis");
     let token = env.user_with_pat("alice", "acme", "member");
-    eventually(
-        Duration::from_secs(5),
-        "gateway to connect",
-        || env.get_bearer("/v1/repos", &token).status == 200,
-        || env.log(),
-    );
+    // Measured from when the token exists (creating it through the CLI takes a moment).
+    let returned = Instant::now();
+    recovery_time(&env, &token, returned, 200, "down at start");
     env.stop_gateway();
 }
 
@@ -122,4 +118,299 @@ fn a_full_bcrypt_queue_answers_503_overloaded_at_once() {
         ok,
         "only verified requests were forwarded"
     );
+}
+
+/// What each fault test allows beyond the configured Redis timeout before a denial must have
+/// been answered: generous for a loaded 2-core CI machine, tight enough to catch a hang.
+const ANSWER_MARGIN: Duration = Duration::from_millis(1500);
+
+/// The contract is "service returns within one second of Redis returning"; the assertion
+/// allows one more second of scheduling noise on a loaded CI machine. The measured time is
+/// printed (`--nocapture`) so a slow reconnect shows long before it fails the test.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(2);
+
+/// A plain connection of the test's own to its private Redis (for fault commands).
+fn redis_connection(env: &Env) -> redis::Connection {
+    redis::Client::open(env.redis.url())
+        .expect("client")
+        .get_connection()
+        .expect("connection to the test's redis")
+}
+
+/// Sends `count` concurrent protected requests with `token` and times each one.
+fn concurrent_requests(env: &Env, token: &str, count: usize) -> Vec<(Response, Duration)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|_| {
+                scope.spawn(|| {
+                    let started = Instant::now();
+                    let response = env.get_bearer("/v1/repos", token);
+                    (response, started.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
+    })
+}
+
+/// Every response is 503 `auth_unavailable` with `Retry-After: 1`, answered within `limit`.
+#[track_caller]
+fn assert_all_unavailable(responses: &[(Response, Duration)], limit: Duration) {
+    for (response, took) in responses {
+        response.assert_denied(503, "auth_unavailable");
+        assert_eq!(response.header("retry-after"), Some("1"), "{response:?}");
+        assert!(
+            *took < limit,
+            "answered in {took:?}, more than {limit:?} (a hang?)"
+        );
+    }
+}
+
+/// Polls until a request with `token` gets `status` again (200, or 401 when the data is gone);
+/// returns the time from `returned` (the instant Redis came back) to that answer, and prints it.
+#[track_caller]
+fn recovery_time(env: &Env, token: &str, returned: Instant, status: u16, fault: &str) -> Duration {
+    let mut allowed_at = None;
+    eventually(
+        RECOVERY_LIMIT,
+        "service to return after the fault",
+        || {
+            let ok = env.get_bearer("/v1/repos", token).status == status;
+            if ok {
+                allowed_at = Some(Instant::now());
+            }
+            ok
+        },
+        || env.log(),
+    );
+    let took = allowed_at
+        .expect("set when eventually returned")
+        .saturating_duration_since(returned);
+    eprintln!("recovery after {fault}: {took:?} from Redis returning to the first {status}");
+    assert!(took < RECOVERY_LIMIT, "recovered after {took:?}");
+    took
+}
+
+/// The `patgate_redis_errors_total` sample for `kind`.
+fn redis_errors(env: &Env, kind: &str) -> f64 {
+    env.metric(&format!("patgate_redis_errors_total{{kind=\"{kind}\"}}"))
+}
+
+#[test]
+fn paused_redis_fails_closed_within_the_timeout_and_recovers_when_the_pause_ends() {
+    let env = Env::start();
+    let timeout = Duration::from_millis(env_timeout_ms());
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let timeouts_before = redis_errors(&env, "timeout");
+
+    // CLIENT PAUSE ALL holds every client's commands (on Redis 7.0 even CLIENT UNPAUSE), so
+    // the pause is timed, and a PING queued behind it marks the instant Redis answers again.
+    let mut control = redis_connection(&env);
+    let pause = Duration::from_secs(4);
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause.as_millis() as u64)
+        .arg("ALL")
+        .exec(&mut control)
+        .expect("CLIENT PAUSE");
+    let paused_at = Instant::now();
+    let probe = std::thread::spawn(move || {
+        let pong: String = redis::cmd("PING").query(&mut control).expect("PING");
+        assert_eq!(pong, "PONG");
+        Instant::now()
+    });
+
+    let mut responses = concurrent_requests(&env, &token, 4);
+    for _ in 0..2 {
+        let started = Instant::now();
+        responses.push((env.get_bearer("/v1/repos", &token), started.elapsed()));
+    }
+    assert!(
+        paused_at.elapsed() < pause,
+        "the requests took longer than the pause; the test proves nothing"
+    );
+    assert_all_unavailable(&responses, timeout + ANSWER_MARGIN);
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "nothing forwarded during the pause"
+    );
+    assert!(
+        redis_errors(&env, "timeout") - timeouts_before >= responses.len() as f64,
+        "each denial was a Redis timeout"
+    );
+
+    let returned = probe.join().expect("probe thread");
+    recovery_time(&env, &token, returned, 200, "CLIENT PAUSE");
+    assert_eq!(env.upstream.count(), 2);
+}
+
+#[test]
+fn slow_redis_fails_closed_within_the_timeout_and_recovers_when_it_answers_again() {
+    let env = Env::start();
+    let timeout = Duration::from_millis(env_timeout_ms());
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let timeouts_before = redis_errors(&env, "timeout");
+
+    // DEBUG SLEEP blocks the whole server (needs `enable-debug-command`, which testkit sets);
+    // its reply marks the instant Redis answers again.
+    let mut control = redis_connection(&env);
+    let sleep = Duration::from_secs(3);
+    let sleeper = std::thread::spawn(move || {
+        redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(sleep.as_secs())
+            .exec(&mut control)
+            .expect("DEBUG SLEEP");
+        Instant::now()
+    });
+    eventually(
+        Duration::from_secs(2),
+        "redis to be asleep",
+        || !env.redis.ping(),
+        || env.redis.log(),
+    );
+    let asleep_at = Instant::now();
+
+    let mut responses = concurrent_requests(&env, &token, 4);
+    for _ in 0..2 {
+        let started = Instant::now();
+        responses.push((env.get_bearer("/v1/repos", &token), started.elapsed()));
+    }
+    assert!(
+        asleep_at.elapsed() < sleep - Duration::from_millis(200),
+        "the requests outlasted the sleep; the test proves nothing"
+    );
+    assert_all_unavailable(&responses, timeout + ANSWER_MARGIN);
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "nothing forwarded while Redis slept"
+    );
+    assert!(
+        redis_errors(&env, "timeout") - timeouts_before >= responses.len() as f64,
+        "each denial was a Redis timeout"
+    );
+
+    let returned = sleeper.join().expect("sleeper thread");
+    recovery_time(&env, &token, returned, 200, "DEBUG SLEEP");
+    assert_eq!(env.upstream.count(), 2);
+}
+
+#[test]
+fn a_connection_reset_mid_request_fails_closed_at_once_and_the_gateway_reconnects() {
+    // A long timeout, so that the denials below can only come from the reset itself.
+    let env = Env::start_with(Options {
+        timeout_ms: 5000,
+        ..Options::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let dropped_before = redis_errors(&env, "connection");
+
+    // One write: Redis sleeps, then, before it reads any other socket, kills every other
+    // client. Requests the gateway sends during the sleep are unread when their connection is
+    // reset: a reset in the middle of a request, every time.
+    let mut control = redis_connection(&env);
+    let sleeper = std::thread::spawn(move || {
+        let (_, killed): ((), u64) = redis::pipe()
+            .cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(2)
+            .cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut control)
+            .expect("DEBUG SLEEP + CLIENT KILL");
+        (Instant::now(), killed)
+    });
+    eventually(
+        Duration::from_secs(2),
+        "redis to be asleep",
+        || !env.redis.ping(),
+        || env.redis.log(),
+    );
+    let responses = concurrent_requests(&env, &token, 3);
+    let (returned, killed) = sleeper.join().expect("sleeper thread");
+    assert!(killed >= 1, "the gateway's connection was killed");
+    // Answered by the reset (well before the 5 s timeout), not by waiting it out.
+    assert_all_unavailable(&responses, Duration::from_secs(4));
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "nothing forwarded across the reset"
+    );
+    assert!(
+        redis_errors(&env, "connection") - dropped_before >= responses.len() as f64,
+        "each denial was the dropped connection"
+    );
+
+    recovery_time(&env, &token, returned, 200, "CLIENT KILL mid-request");
+    assert_eq!(env.upstream.count(), 2);
+}
+
+#[test]
+fn connections_killed_while_requests_flow_never_forward_unverified_and_recover() {
+    let env = Env::start();
+    let timeout = Duration::from_millis(env_timeout_ms());
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let mut control = redis_connection(&env);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (flowing, recoveries) = std::thread::scope(|scope| {
+        let traffic = scope.spawn(|| {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let response = env.get_bearer("/v1/repos", &token);
+                seen.push((response, started.elapsed()));
+            }
+            seen
+        });
+        let mut recoveries = Vec::new();
+        for round in 0..3 {
+            let killed: u64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query(&mut control)
+                .expect("CLIENT KILL");
+            assert!(killed >= 1, "round {round}: nothing to kill");
+            let returned = Instant::now();
+            recoveries.push(recovery_time(&env, &token, returned, 200, "CLIENT KILL"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (traffic.join().expect("traffic thread"), recoveries)
+    });
+    let allowed = flowing.iter().filter(|(r, _)| r.status == 200).count();
+    let denied: Vec<_> = flowing
+        .into_iter()
+        .filter(|(r, _)| r.status != 200)
+        .collect();
+    eprintln!(
+        "CLIENT KILL under traffic: {allowed} allowed, {} denied, recoveries {recoveries:?}",
+        denied.len()
+    );
+    assert_all_unavailable(&denied, timeout + ANSWER_MARGIN);
+    // The warm-up, each allowed request of the traffic thread, one per recovery poll.
+    assert_eq!(
+        env.upstream.count(),
+        1 + allowed + recoveries.len(),
+        "only verified requests were forwarded"
+    );
+}
+
+/// The Redis timeout the default [`Options`] give the gateway.
+fn env_timeout_ms() -> u64 {
+    Options::default().timeout_ms
 }

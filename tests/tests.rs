@@ -16,7 +16,8 @@ mod cli;
 mod demo;
 /// The fast path: verified-secret cache, single flight, one round trip, tracked mode.
 mod fast_path;
-/// Failing closed: Redis stopped, killed and restarted; a saturated bcrypt pool.
+/// Failing closed: Redis stopped, paused, slow, killed, restarted empty, down at start, its
+/// connection reset mid-request and under traffic; a saturated bcrypt pool.
 mod faults;
 /// Forward-auth mode, called directly and by a real nginx `auth_request`.
 mod forward_auth;

@@ -25,6 +25,7 @@ pub struct Options {
     pub failures_per_prefix: u32,
     pub freshness: &'static str,
     pub cache_entries: usize,
+    pub negative_ttl_ms: u64,
     pub access_log: &'static str,
     pub rust_log: &'static str,
     pub last_used_seconds: u64,
@@ -44,6 +45,7 @@ impl Default for Options {
             failures_per_prefix: 1000,
             freshness: "strict",
             cache_entries: 1000,
+            negative_ttl_ms: 5000,
             access_log: "plain",
             rust_log: "info",
             last_used_seconds: 60,
@@ -605,6 +607,7 @@ verify:
   pool_threads: {threads}
   pool_queue: {queue}
   cache_entries: {cache_entries}
+  negative_ttl_ms: {negative_ttl_ms}
 policy:
   default_lifetime: 30d
   max_lifetime: {max_lifetime}
@@ -692,6 +695,7 @@ routes:
         per_prefix = o.failures_per_prefix,
         freshness = o.freshness,
         cache_entries = o.cache_entries,
+        negative_ttl_ms = o.negative_ttl_ms,
         access_log = o.access_log,
         last_used = o.last_used_seconds,
         grace = o.grace_seconds,
