@@ -87,7 +87,9 @@ impl Authenticator {
     pub fn pool(&self) -> Result<&BcryptPool, Denial> {
         let verify = self.conf.verify;
         self.pool
-            .get_or_try_init(|| BcryptPool::start(verify.pool_threads, verify.pool_queue))
+            .get_or_try_init(|| {
+                BcryptPool::start_niced(verify.pool_threads, verify.pool_queue, verify.pool_nice)
+            })
             .map_err(|e| {
                 log::error!("cannot start bcrypt pool: {e}");
                 Denial::Overloaded

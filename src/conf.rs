@@ -102,6 +102,7 @@ struct VerifyFile {
     pool_queue: usize,
     cache_entries: usize,
     negative_ttl_ms: u64,
+    pool_nice: i32,
 }
 
 impl Default for VerifyFile {
@@ -112,6 +113,7 @@ impl Default for VerifyFile {
             pool_queue: 1024,
             cache_entries: 100_000,
             negative_ttl_ms: 5_000,
+            pool_nice: 10,
         }
     }
 }
@@ -322,6 +324,10 @@ pub struct VerifyConf {
     /// How long a PAT secret that bcrypt refused against a stored hash is answered 401 from
     /// the negative cache instead of being bcrypt-checked again; zero disables it.
     pub negative_ttl: Duration,
+    /// Nice value (0..=19) of the pool threads: above 0, the proxy's event loops win the CPU
+    /// over bcrypt whenever both want it, so a flood of PAT guesses cannot starve verified
+    /// traffic; cold PATs then verify in the CPU left over.
+    pub pool_nice: i32,
 }
 
 /// Credential policy.
@@ -663,7 +669,9 @@ impl Builder<'_> {
             pool_queue,
             cache_entries,
             negative_ttl_ms,
+            pool_nice,
         } = verify;
+        self.in_range("verify.pool_nice", pool_nice, 0..=19)?;
         self.in_range("verify.cache_entries", cache_entries, 0..=100_000_000)?;
         // "Short": a minute at most, so a flood of guesses cannot pin entries for long.
         self.in_range("verify.negative_ttl_ms", negative_ttl_ms, 0..=60_000)?;
@@ -676,6 +684,7 @@ impl Builder<'_> {
             pool_queue,
             cache_entries,
             negative_ttl: Duration::from_millis(negative_ttl_ms),
+            pool_nice,
         })
     }
 

@@ -42,13 +42,28 @@ impl BcryptPool {
     /// # Errors
     /// The OS refused to create a thread.
     pub fn start(threads: usize, queue: usize) -> std::io::Result<BcryptPool> {
+        BcryptPool::start_niced(threads, queue, 0)
+    }
+
+    /// As [`BcryptPool::start`], with each thread's nice value raised to `nice` (0..=19), so
+    /// that the proxy's event loops get the CPU first when both want it (Linux; elsewhere, or
+    /// if the kernel refuses, the threads keep the default priority and a warning is logged).
+    ///
+    /// # Errors
+    /// The OS refused to create a thread.
+    pub fn start_niced(threads: usize, queue: usize, nice: i32) -> std::io::Result<BcryptPool> {
         let (jobs, receiver) = sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads {
             let receiver = Arc::clone(&receiver);
             std::thread::Builder::new()
                 .name(format!("patgate-bcrypt-{i}"))
-                .spawn(move || work(&receiver))?;
+                .spawn(move || {
+                    if nice > 0 {
+                        lower_this_threads_priority(nice);
+                    }
+                    work(&receiver)
+                })?;
         }
         Ok(BcryptPool { jobs })
     }
@@ -77,6 +92,29 @@ impl BcryptPool {
             Err(TrySendError::Disconnected(_)) => Err(PoolError::Stopped),
         }
     }
+}
+
+/// Sets the calling thread's nice value (Linux keeps one per thread).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lower_this_threads_priority(nice: i32) {
+    // SAFETY: gettid and setpriority take plain integers, touch no memory of ours, and only
+    // change the scheduling weight of the calling thread.
+    let outcome = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+    };
+    if outcome != 0 {
+        log::warn!(
+            "bcrypt pool thread keeps its priority: setpriority({nice}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority(nice: i32) {
+    log::warn!("verify.pool_nice {nice} is only applied on Linux");
 }
 
 fn work(receiver: &Mutex<Receiver<Job>>) {
@@ -127,6 +165,42 @@ pub fn sha256_matches(input: &[u8], stored_hex: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn niced_pool_threads_run_at_the_lower_priority() {
+        let _pool = BcryptPool::start_niced(1, 1, 7).expect("pool");
+        // Nice values of this process's bcrypt threads, from procfs (other tests' pools may
+        // be running too, at nice 0, so look for ours among them).
+        let nice_values = || -> Vec<i32> {
+            std::fs::read_dir("/proc/self/task")
+                .map(|tasks| {
+                    tasks
+                        .flatten()
+                        .filter_map(|task| {
+                            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                            if !comm.starts_with("patgate-bcrypt") {
+                                return None;
+                            }
+                            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                            // stat field 19 is the nice value: the 17th after "comm)" ends.
+                            let after = stat.rsplit_once(')')?.1;
+                            after.split_whitespace().nth(16)?.parse().ok()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !nice_values().contains(&7) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no bcrypt thread at nice 7: {:?}",
+                nice_values()
+            );
+            std::thread::yield_now();
+        }
+    }
 
     #[test]
     fn sha256_matches_only_the_same_input() {

@@ -112,6 +112,11 @@ impl RedisServer {
         stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
     }
 
+    /// Its process id (0 when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Its port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -1,0 +1,276 @@
+//! Isolation under a flood of bad credentials (issue 5): while one wrk floods the gateway with
+//! wrong secrets under a real PAT prefix (each distinct, so the negative cache cannot help
+//! and every one costs a bcrypt run) and random well-formed tokens, how much of its
+//! throughput and p99 does valid, already-verified traffic keep?
+//!
+//! Setup, all started here: a private redis-server, the echo upstream, one gateway (one
+//! worker thread, bcrypt cost 10, 2 pool threads, failure limits raised so that the flood is
+//! not simply answered 429: this is the distributed-attack case the limiter cannot stop).
+//! The gateway is pinned to CPU 0 (`taskset -a`); both wrk processes, Redis and the upstream
+//! share CPU 1, the flood's wrk at nice 19 so that it takes client CPU only when the valid
+//! client leaves some. Each configuration is measured as interleaved pairs: valid traffic
+//! alone, then valid traffic during the flood; medians of `REPS` pairs.
+//!
+//! `cargo bench --bench isolation` (DURATION=10s, REPS=3 by default); under
+//! `cargo test --benches` a 1 s smoke run of each phase checks that the harness works.
+
+use patgate::conf::Conf;
+use patgate::manage::{Actor, Manager, NewToken};
+use patgate::testkit::free_port;
+use patgate::testkit::gateway::GatewayProcess;
+use patgate::testkit::redis::RedisServer;
+use patgate::testkit::upstream::Upstream;
+use patgate::token::{self, Kind};
+use std::process::{Child, Command, Stdio};
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn conf_text(port: u16, redis: &str, upstream: &str, nice: i32, dir: &std::path::Path) -> String {
+    let dir = dir.display();
+    format!(
+        "listen: 127.0.0.1:{port}\nredis: {{url: '{redis}', timeout_ms: 1000}}\n\
+         verify: {{bcrypt_cost: 10, pool_threads: 2, pool_queue: 1024, pool_nice: {nice}}}\n\
+         limits: {{failures_per_client: 1000000000, failures_per_prefix: 1000000000}}\n\
+         access_log: {{format: 'off'}}\n\
+         audit: {{denied_requests: false}}\n\
+         server: {{threads: 1, pid_file: '{dir}/{port}.pid', upgrade_sock: '{dir}/{port}.sock'}}\n\
+         roles: [{{name: member, permissions: [repos:read]}}, {{name: admin, permissions: ['*']}}]\n\
+         routes: [{{name: api, path_prefix: /api, upstream: '{upstream}', require: [repos:read]}}]\n"
+    )
+}
+
+/// `wrk` on `cpu` (at `nice`) against `url` for `seconds`; `script` sets per-request headers.
+fn wrk(
+    cpu: &str,
+    nice: i32,
+    conns: u32,
+    seconds: u32,
+    url: &str,
+    header: Option<&str>,
+    script: Option<&std::path::Path>,
+) -> Child {
+    let mut command = Command::new("nice");
+    command.args(["-n", &nice.to_string(), "taskset", "-c", cpu, "wrk", "-t1"]);
+    command.args([
+        "-c",
+        &conns.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(header) = header {
+        command.args(["-H", header]);
+    }
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    command
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wrk (apt install wrk; scripts/setup --test-tools does)")
+}
+
+fn finish(child: Child) -> Run {
+    let output = child.wait_with_output().expect("wrk output");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut run = Run::default();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            run.rps = rest.trim().parse().unwrap_or(0.0);
+        } else if let Some(rest) = line.strip_prefix("99%") {
+            run.p99_ms = millis(rest.trim());
+        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            run.non_2xx = rest.trim().parse().unwrap_or(0);
+        }
+    }
+    run
+}
+
+/// wrk's latency text (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
+fn millis(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => value / 1e3,
+        "ms" => value,
+        "s" => value * 1e3,
+        "m" => value * 60e3,
+        _ => f64::NAN,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The flood's tokens: wrong secrets under `prefix` and random well-formed tokens, alternating.
+fn flood_tokens(prefix: &str, count: usize) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let random = token::generate(Kind::Pat).token;
+        if i % 2 == 0 {
+            let body = format!(
+                "{prefix}{}",
+                &random[10..random.len() - token::CHECKSUM_LEN]
+            );
+            out.push_str(&token::seal(&body));
+        } else {
+            out.push_str(&random);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+struct Measured {
+    nice: i32,
+    alone: Vec<Run>,
+    flooded: Vec<Run>,
+    flood: Vec<Run>,
+}
+
+fn measure(nice: i32, seconds: u32, reps: usize) -> Measured {
+    let redis = RedisServer::start().expect("redis-server");
+    let upstream = Upstream::start().expect("upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().expect("port");
+    let conf_path = dir.path().join("gateway.yaml");
+    let text = conf_text(
+        port,
+        &redis.url(),
+        &upstream.addr().to_string(),
+        nice,
+        dir.path(),
+    );
+    std::fs::write(&conf_path, text).expect("conf");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_patgate"));
+    let gateway = GatewayProcess::start(binary, &conf_path, port).expect("gateway");
+    for pid in [gateway.pid(), redis.pid()] {
+        let cpu = if pid == gateway.pid() { "0" } else { "1" };
+        let pinned = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpu, &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("taskset");
+        assert!(pinned.success(), "taskset failed");
+    }
+    let conf = Conf::load(&conf_path).expect("conf");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = runtime
+        .block_on(async { patgate::store::Store::lazy(&conf.redis) })
+        .expect("store");
+    let manager = Manager {
+        store: &store,
+        conf: &conf,
+        actor: Actor {
+            name: "isolation-bench".into(),
+            org: None,
+        },
+    };
+    runtime
+        .block_on(manager.put_membership("valid", "acme", "member"))
+        .expect("member");
+    let created = runtime
+        .block_on(manager.create_token(
+            NewToken {
+                user: "valid".into(),
+                org: "acme".into(),
+                name: "valid".into(),
+                expires: None,
+                permissions: None,
+            },
+            patgate::proxy::unix_now(),
+        ))
+        .expect("token");
+    let flood_file = dir.path().join("flood.txt");
+    std::fs::write(&flood_file, flood_tokens(&created.record.prefix, 20_000)).expect("flood");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/isolation/flood.lua");
+    let url = format!("http://127.0.0.1:{port}/api");
+    let bearer = format!("Authorization: Bearer {}", created.token);
+    // Warm: the first request verifies with bcrypt; then 1 s of valid traffic.
+    finish(wrk("1", 0, 4, 1, &url, Some(&bearer), None));
+    let mut measured = Measured {
+        nice,
+        alone: Vec::new(),
+        flooded: Vec::new(),
+        flood: Vec::new(),
+    };
+    for _ in 0..reps {
+        measured
+            .alone
+            .push(finish(wrk("1", 0, 16, seconds, &url, Some(&bearer), None)));
+        std::env::set_var("FLOOD_FILE", &flood_file);
+        let flood = wrk("1", 19, 64, seconds + 2, &url, None, Some(&script));
+        // Let the flood fill the pool's queue before measuring.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        measured
+            .flooded
+            .push(finish(wrk("1", 0, 16, seconds, &url, Some(&bearer), None)));
+        measured.flood.push(finish(flood));
+    }
+    drop(gateway);
+    measured
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let env_number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim_end_matches('s').parse().ok())
+            .unwrap_or(default)
+    };
+    let found = Command::new("sh")
+        .args(["-c", "command -v wrk && command -v taskset"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "wrk and taskset are needed: scripts/setup --test-tools installs them"
+    );
+    let (seconds, reps) = if benching {
+        (env_number("DURATION", 10) as u32, env_number("REPS", 3))
+    } else {
+        (1, 1)
+    };
+    println!("isolation: valid warm PAT traffic (wrk -t1 -c16) alone, then during a flood (wrk -t1 -c64, nice 19) of wrong secrets under its prefix and random tokens; {seconds} s runs, median of {reps}");
+    println!("| verify.pool_nice | valid alone req/s | alone p99 | valid under flood req/s | flooded p99 | throughput kept | flood req/s (non-2xx) |");
+    println!("|---|---|---|---|---|---|---|");
+    for nice in [0, 10] {
+        let m = measure(nice, seconds, reps);
+        let alone = median(m.alone.iter().map(|r| r.rps).collect());
+        let flooded = median(m.flooded.iter().map(|r| r.rps).collect());
+        let flood_rps = median(m.flood.iter().map(|r| r.rps).collect());
+        let flood_non_2xx: u64 = m.flood.iter().map(|r| r.non_2xx).sum();
+        let flood_total: f64 = m.flood.iter().map(|r| r.rps).sum::<f64>() * f64::from(seconds + 2);
+        println!(
+            "| {} | {alone:.0} | {:.2} ms | {flooded:.0} | {:.2} ms | {:.0}% | {flood_rps:.0} ({flood_non_2xx} of ~{flood_total:.0}) |",
+            m.nice,
+            median(m.alone.iter().map(|r| r.p99_ms).collect()),
+            median(m.flooded.iter().map(|r| r.p99_ms).collect()),
+            100.0 * flooded / alone,
+        );
+        assert!(alone > 0.0 && flooded > 0.0, "wrk produced no figures");
+        assert!(
+            m.flooded.iter().all(|r| r.non_2xx == 0),
+            "valid traffic was refused during the flood"
+        );
+    }
+}
