@@ -96,6 +96,14 @@ impl Upstream {
         self.received.lock().map(|r| r.len()).unwrap_or(0)
     }
 
+    /// Forgets what was received so far (long runs such as the soak bench call it so that the
+    /// record does not grow without bound).
+    pub fn forget(&self) {
+        if let Ok(mut log) = self.received.lock() {
+            log.clear();
+        }
+    }
+
     /// The most recent request, if any.
     pub fn last(&self) -> Option<Received> {
         self.received.lock().ok().and_then(|r| r.last().cloned())
