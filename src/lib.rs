@@ -71,5 +71,6 @@ pub mod routes;
 pub mod serve;
 pub mod store;
 pub mod testkit;
+pub mod tls;
 pub mod token;
 pub mod verify;
