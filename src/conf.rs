@@ -1325,6 +1325,156 @@ routes:
         assert_eq!(parse(&ok).expect("valid").identity_headers.org, "X-Gw-Org");
     }
 
+    /// A CA, a server certificate for localhost and its key, in a temp dir (rcgen).
+    fn tls_material() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let ca = params.self_signed(&ca_key).expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("cert");
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        };
+        write("ca.pem", ca.pem());
+        write("cert.pem", cert.pem());
+        write("key.pem", key.serialize_pem());
+        dir
+    }
+
+    #[test]
+    fn tls_listen_and_tls_go_together() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let tls = format!("tls:\n  cert_file: {d}/cert.pem\n  key_file: {d}/key.pem\n");
+        let both = format!("{BASE}tls_listen: 127.0.0.1:8443\n{tls}");
+        let conf = parse(&both).expect("valid");
+        let listener = conf.tls.expect("tls listener");
+        assert_eq!(listener.listen.port(), 8443);
+        assert_eq!(
+            error(&format!("{BASE}tls_listen: 127.0.0.1:8443\n")),
+            "test.yaml: tls_listen: needs tls.cert_file and tls.key_file"
+        );
+        assert_eq!(
+            error(&format!("{BASE}{tls}")),
+            "test.yaml: tls: is set but tls_listen is not"
+        );
+        let same = format!("{BASE}tls_listen: 127.0.0.1:8080\n{tls}");
+        assert!(error(&same).contains("tls_listen: 127.0.0.1:8080 is already listen"));
+        let unknown = both.replace("  key_file:", "  chain_file: x\n  key_file:");
+        assert!(error(&unknown).contains("unknown field `chain_file`"));
+        let no_key = format!("{BASE}tls_listen: 127.0.0.1:8443\ntls:\n  cert_file: {d}/cert.pem\n");
+        assert!(error(&no_key).contains("missing field `key_file`"));
+    }
+
+    #[test]
+    fn tls_files_are_read_and_must_match() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let conf = |cert: &str, key: &str| {
+            format!("{BASE}tls_listen: 127.0.0.1:8443\ntls:\n  cert_file: {d}/{cert}\n  key_file: {d}/{key}\n")
+        };
+        let missing = error(&conf("nope.pem", "key.pem"));
+        assert!(
+            missing.starts_with("test.yaml: tls.cert_file: cannot read")
+                && missing.contains("nope.pem"),
+            "{missing}"
+        );
+        let key_as_cert = error(&conf("key.pem", "key.pem"));
+        assert!(
+            key_as_cert.contains("tls.cert_file:")
+                && key_as_cert.contains("holds no PEM certificate"),
+            "{key_as_cert}"
+        );
+        let cert_as_key = error(&conf("cert.pem", "cert.pem"));
+        assert!(
+            cert_as_key.contains("tls.key_file:")
+                && cert_as_key.contains("no usable PEM private key"),
+            "{cert_as_key}"
+        );
+        // The CA's certificate with the server's key: they do not belong together.
+        let mismatch = error(&conf("ca.pem", "key.pem"));
+        assert!(
+            mismatch.contains("tls.key_file:")
+                && mismatch.contains("not usable with the certificate"),
+            "{mismatch}"
+        );
+        assert!(
+            !mismatch.contains("PRIVATE KEY"),
+            "no key material in messages"
+        );
+    }
+
+    #[test]
+    fn redis_ca_file_needs_rediss_and_verification_stays_on() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let with = |url: &str, ca: &str| {
+            BASE.replace(
+                "  url: redis://127.0.0.1:6379/0",
+                &format!("  url: {url}\n  ca_file: {d}/{ca}"),
+            )
+        };
+        let conf = parse(&with("rediss://127.0.0.1:6380/0", "ca.pem")).expect("valid");
+        assert!(conf.redis.ca.is_some());
+        assert_eq!(
+            error(&with("redis://127.0.0.1:6379/0", "ca.pem")),
+            "test.yaml: redis.ca_file: needs a rediss:// url"
+        );
+        assert!(error(&with("rediss://127.0.0.1:6380/0", "nope.pem"))
+            .contains("redis.ca_file: cannot read"));
+        let insecure = BASE.replace(
+            "  url: redis://127.0.0.1:6379/0",
+            "  url: rediss://127.0.0.1:6380/0#insecure",
+        );
+        assert!(
+            error(&insecure).contains("redis.url: #insecure turns certificate verification off")
+        );
+        // rediss:// alone trusts the system roots.
+        let system = BASE.replace("redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/0");
+        assert!(parse(&system).expect("valid").redis.ca.is_none());
+    }
+
+    #[test]
+    fn upstream_tls_checks_its_name_and_ca_file() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let with = |tls: &str| {
+            BASE.replace(
+                "    require: [repos:read]",
+                &format!("    require: [repos:read]\n    upstream_tls: {tls}"),
+            )
+        };
+        let conf = parse(&with(&format!(
+            "{{sni: api.internal, ca_file: {d}/ca.pem}}"
+        )))
+        .expect("valid");
+        let route = conf.routes.lookup(None, "GET", "/v1/repos").expect("route");
+        let tls = route.upstream_tls.as_ref().expect("tls");
+        assert_eq!(tls.server_name("127.0.0.1"), "api.internal");
+        assert_eq!(route.upstream_hosts, vec!["127.0.0.1".to_string()]);
+        assert!(parse(&with("{}")).expect("system roots").routes.len() == 1);
+        assert_eq!(
+            error(&with("{sni: \"bad name\"}")),
+            r#"test.yaml: routes[0] "repos": upstream_tls.sni: "bad name" is not a DNS name or an IP address"#
+        );
+        let missing = error(&with(&format!("{{ca_file: {d}/nope.pem}}")));
+        assert!(
+            missing.contains(r#"routes[0] "repos": upstream_tls.ca_file: cannot read"#),
+            "{missing}"
+        );
+        let key_as_ca = error(&with(&format!("{{ca_file: {d}/key.pem}}")));
+        assert!(
+            key_as_ca.contains("holds no PEM certificate"),
+            "{key_as_ca}"
+        );
+        assert!(error(&with("{verify: false}")).contains("unknown field `verify`"));
+    }
+
     #[test]
     fn missing_file_names_the_path() {
         let e = Conf::load(Path::new("/nonexistent/patgate.yaml")).expect_err("missing");
