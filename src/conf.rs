@@ -11,6 +11,7 @@ use crate::lifetime::{ExpiryPolicy, Lifetime};
 use crate::limiter::Limits;
 use crate::permissions::{is_identifier, Roles};
 use crate::routes::{Access, HostMatch, Route, RouteTable};
+use crate::tls::{CaBundle, DownstreamTls, UpstreamTls};
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
@@ -57,6 +58,10 @@ pub struct File {
     listen: String,
     #[serde(default)]
     admin_listen: Option<String>,
+    #[serde(default)]
+    tls_listen: Option<String>,
+    #[serde(default)]
+    tls: Option<TlsFile>,
     redis: RedisFile,
     #[serde(default)]
     verify: VerifyFile,
@@ -92,6 +97,24 @@ struct RedisFile {
     timeout_ms: u64,
     #[serde(default)]
     freshness: Freshness,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamTlsFile {
+    #[serde(default)]
+    sni: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +297,8 @@ struct RouteFile {
     forward_credentials: bool,
     #[serde(default)]
     sign_identity: bool,
+    #[serde(default)]
+    upstream_tls: Option<UpstreamTlsFile>,
 }
 
 fn default_key_prefix() -> String {
@@ -302,6 +327,9 @@ pub enum Freshness {
 pub struct RedisConf {
     /// Connection URL (`redis://`, `rediss://`).
     pub url: String,
+    /// `redis.ca_file`: the CA bundle a `rediss://` server's certificate is verified against
+    /// instead of the system roots.
+    pub ca: Option<CaBundle>,
     /// Prefix of every key patgate reads or writes.
     pub key_prefix: String,
     /// Per-operation deadline; past it the request fails closed with 503.
@@ -407,6 +435,9 @@ pub struct Conf {
     pub listen: SocketAddr,
     /// Health, metrics and management address, if any.
     pub admin_listen: Option<SocketAddr>,
+    /// The HTTPS listener (`tls_listen` with `tls:`), if any: HTTP/1.1 and HTTP/2 over TLS,
+    /// the same routes and checks as `listen`.
+    pub tls: Option<DownstreamTls>,
     /// Redis settings.
     pub redis: RedisConf,
     /// bcrypt settings.
@@ -496,6 +527,8 @@ impl Builder<'_> {
         let File {
             listen,
             admin_listen,
+            tls_listen,
+            tls,
             redis,
             verify,
             policy,
@@ -515,6 +548,7 @@ impl Builder<'_> {
         let admin_listen = admin_listen
             .map(|a| self.socket_addr("admin_listen", &a))
             .transpose()?;
+        let tls = self.downstream_tls(tls_listen, tls, &[Some(listen), admin_listen])?;
         let redis = self.redis(redis)?;
         let verify = self.verify(verify)?;
         let roles = self.roles(roles, permissions)?;
@@ -538,6 +572,7 @@ impl Builder<'_> {
             path: self.path.to_path_buf(),
             listen,
             admin_listen,
+            tls,
             redis,
             verify,
             policy,
@@ -551,6 +586,38 @@ impl Builder<'_> {
             roles,
             routes,
         })
+    }
+
+    /// `tls_listen` and `tls:` go together; the address is not one already in use by
+    /// `listen` or `admin_listen`; the certificate and key load and match.
+    fn downstream_tls(
+        &self,
+        tls_listen: Option<String>,
+        tls: Option<TlsFile>,
+        taken: &[Option<SocketAddr>],
+    ) -> Result<Option<DownstreamTls>, ConfError> {
+        let (listen, files) = match (tls_listen, tls) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(self.invalid("tls_listen", "needs tls.cert_file and tls.key_file"))
+            }
+            (None, Some(_)) => return Err(self.invalid("tls", "is set but tls_listen is not")),
+            (Some(listen), Some(files)) => (listen, files),
+        };
+        let listen = self.socket_addr("tls_listen", &listen)?;
+        if taken.contains(&Some(listen)) {
+            return Err(self.invalid(
+                "tls_listen",
+                format!("{listen} is already listen or admin_listen"),
+            ));
+        }
+        let TlsFile {
+            cert_file,
+            key_file,
+        } = files;
+        DownstreamTls::load(listen, &cert_file, &key_file)
+            .map(Some)
+            .map_err(|(field, problem)| self.invalid(format!("tls.{field}"), problem))
     }
 
     fn audit(&self, audit: AuditFile) -> Result<AuditConf, ConfError> {
@@ -642,8 +709,30 @@ impl Builder<'_> {
             key_prefix,
             timeout_ms,
             freshness,
+            ca_file,
         } = redis;
-        redis::Client::open(url.as_str()).map_err(|e| self.invalid("redis.url", format!("{e}")))?;
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| self.invalid("redis.url", format!("{e}")))?;
+        let tls = match client.get_connection_info().addr() {
+            redis::ConnectionAddr::TcpTls { insecure, .. } => {
+                // Verification is never off: `#insecure` would accept any certificate.
+                if *insecure {
+                    return Err(self.invalid(
+                        "redis.url",
+                        "#insecure turns certificate verification off; trust a private CA with redis.ca_file instead",
+                    ));
+                }
+                true
+            }
+            _ => false,
+        };
+        let ca = match ca_file {
+            None => None,
+            Some(_) if !tls => return Err(self.invalid("redis.ca_file", "needs a rediss:// url")),
+            Some(path) => Some(
+                CaBundle::load(&path).map_err(|problem| self.invalid("redis.ca_file", problem))?,
+            ),
+        };
         if key_prefix
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
@@ -656,6 +745,7 @@ impl Builder<'_> {
         self.in_range("redis.timeout_ms", timeout_ms, 1..=60_000)?;
         Ok(RedisConf {
             url,
+            ca,
             key_prefix,
             timeout: Duration::from_millis(timeout_ms),
             freshness,
@@ -854,6 +944,7 @@ impl Builder<'_> {
             require,
             forward_credentials,
             sign_identity,
+            upstream_tls,
         } = route;
         if !is_identifier(&name) {
             return Err(self.invalid(
@@ -898,6 +989,25 @@ impl Builder<'_> {
         };
         if upstreams.is_empty() {
             return Err(self.invalid(key("upstream"), "needs at least one host:port"));
+        }
+        let upstream_tls = upstream_tls
+            .map(|UpstreamTlsFile { sni, ca_file }| {
+                UpstreamTls::new(sni, ca_file.as_deref()).map_err(|(field, problem)| {
+                    self.invalid(key(&format!("upstream_tls.{field}")), problem)
+                })
+            })
+            .transpose()?;
+        if let Some(tls) = &upstream_tls {
+            for upstream in &upstreams {
+                let name = tls.server_name(crate::tls::upstream_host(upstream));
+                // Without a name there is nothing to verify the certificate against.
+                crate::tls::check_server_name(name).map_err(|problem| {
+                    self.invalid(
+                        key("upstream_tls.sni"),
+                        format!("needed for upstream {upstream:?}: {problem}"),
+                    )
+                })?;
+            }
         }
         let mut addrs = Vec::with_capacity(upstreams.len());
         for upstream in &upstreams {
@@ -944,7 +1054,13 @@ impl Builder<'_> {
             access,
             forward_credentials,
         );
-        Ok(route.signing_identity(sign_identity))
+        let hosts = upstreams
+            .iter()
+            .map(|u| crate::tls::upstream_host(u).to_string())
+            .collect();
+        Ok(route
+            .signing_identity(sign_identity)
+            .speaking_tls(upstream_tls, hosts))
     }
 }
 
@@ -1207,6 +1323,156 @@ routes:
         assert!(error(&text).contains("identity_headers.prefix"));
         let ok = format!("{BASE}identity_headers:\n  prefix: \"X-Gw-\"\n");
         assert_eq!(parse(&ok).expect("valid").identity_headers.org, "X-Gw-Org");
+    }
+
+    /// A CA, a server certificate for localhost and its key, in a temp dir (rcgen).
+    fn tls_material() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let ca = params.self_signed(&ca_key).expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("cert");
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        };
+        write("ca.pem", ca.pem());
+        write("cert.pem", cert.pem());
+        write("key.pem", key.serialize_pem());
+        dir
+    }
+
+    #[test]
+    fn tls_listen_and_tls_go_together() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let tls = format!("tls:\n  cert_file: {d}/cert.pem\n  key_file: {d}/key.pem\n");
+        let both = format!("{BASE}tls_listen: 127.0.0.1:8443\n{tls}");
+        let conf = parse(&both).expect("valid");
+        let listener = conf.tls.expect("tls listener");
+        assert_eq!(listener.listen.port(), 8443);
+        assert_eq!(
+            error(&format!("{BASE}tls_listen: 127.0.0.1:8443\n")),
+            "test.yaml: tls_listen: needs tls.cert_file and tls.key_file"
+        );
+        assert_eq!(
+            error(&format!("{BASE}{tls}")),
+            "test.yaml: tls: is set but tls_listen is not"
+        );
+        let same = format!("{BASE}tls_listen: 127.0.0.1:8080\n{tls}");
+        assert!(error(&same).contains("tls_listen: 127.0.0.1:8080 is already listen"));
+        let unknown = both.replace("  key_file:", "  chain_file: x\n  key_file:");
+        assert!(error(&unknown).contains("unknown field `chain_file`"));
+        let no_key = format!("{BASE}tls_listen: 127.0.0.1:8443\ntls:\n  cert_file: {d}/cert.pem\n");
+        assert!(error(&no_key).contains("missing field `key_file`"));
+    }
+
+    #[test]
+    fn tls_files_are_read_and_must_match() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let conf = |cert: &str, key: &str| {
+            format!("{BASE}tls_listen: 127.0.0.1:8443\ntls:\n  cert_file: {d}/{cert}\n  key_file: {d}/{key}\n")
+        };
+        let missing = error(&conf("nope.pem", "key.pem"));
+        assert!(
+            missing.starts_with("test.yaml: tls.cert_file: cannot read")
+                && missing.contains("nope.pem"),
+            "{missing}"
+        );
+        let key_as_cert = error(&conf("key.pem", "key.pem"));
+        assert!(
+            key_as_cert.contains("tls.cert_file:")
+                && key_as_cert.contains("holds no PEM certificate"),
+            "{key_as_cert}"
+        );
+        let cert_as_key = error(&conf("cert.pem", "cert.pem"));
+        assert!(
+            cert_as_key.contains("tls.key_file:")
+                && cert_as_key.contains("no usable PEM private key"),
+            "{cert_as_key}"
+        );
+        // The CA's certificate with the server's key: they do not belong together.
+        let mismatch = error(&conf("ca.pem", "key.pem"));
+        assert!(
+            mismatch.contains("tls.key_file:")
+                && mismatch.contains("not usable with the certificate"),
+            "{mismatch}"
+        );
+        assert!(
+            !mismatch.contains("PRIVATE KEY"),
+            "no key material in messages"
+        );
+    }
+
+    #[test]
+    fn redis_ca_file_needs_rediss_and_verification_stays_on() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let with = |url: &str, ca: &str| {
+            BASE.replace(
+                "  url: redis://127.0.0.1:6379/0",
+                &format!("  url: {url}\n  ca_file: {d}/{ca}"),
+            )
+        };
+        let conf = parse(&with("rediss://127.0.0.1:6380/0", "ca.pem")).expect("valid");
+        assert!(conf.redis.ca.is_some());
+        assert_eq!(
+            error(&with("redis://127.0.0.1:6379/0", "ca.pem")),
+            "test.yaml: redis.ca_file: needs a rediss:// url"
+        );
+        assert!(error(&with("rediss://127.0.0.1:6380/0", "nope.pem"))
+            .contains("redis.ca_file: cannot read"));
+        let insecure = BASE.replace(
+            "  url: redis://127.0.0.1:6379/0",
+            "  url: rediss://127.0.0.1:6380/0#insecure",
+        );
+        assert!(
+            error(&insecure).contains("redis.url: #insecure turns certificate verification off")
+        );
+        // rediss:// alone trusts the system roots.
+        let system = BASE.replace("redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/0");
+        assert!(parse(&system).expect("valid").redis.ca.is_none());
+    }
+
+    #[test]
+    fn upstream_tls_checks_its_name_and_ca_file() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        let with = |tls: &str| {
+            BASE.replace(
+                "    require: [repos:read]",
+                &format!("    require: [repos:read]\n    upstream_tls: {tls}"),
+            )
+        };
+        let conf = parse(&with(&format!(
+            "{{sni: api.internal, ca_file: {d}/ca.pem}}"
+        )))
+        .expect("valid");
+        let route = conf.routes.lookup(None, "GET", "/v1/repos").expect("route");
+        let tls = route.upstream_tls.as_ref().expect("tls");
+        assert_eq!(tls.server_name("127.0.0.1"), "api.internal");
+        assert_eq!(route.upstream_hosts, vec!["127.0.0.1".to_string()]);
+        assert!(parse(&with("{}")).expect("system roots").routes.len() == 1);
+        assert_eq!(
+            error(&with("{sni: \"bad name\"}")),
+            r#"test.yaml: routes[0] "repos": upstream_tls.sni: "bad name" is not a DNS name or an IP address"#
+        );
+        let missing = error(&with(&format!("{{ca_file: {d}/nope.pem}}")));
+        assert!(
+            missing.contains(r#"routes[0] "repos": upstream_tls.ca_file: cannot read"#),
+            "{missing}"
+        );
+        let key_as_ca = error(&with(&format!("{{ca_file: {d}/key.pem}}")));
+        assert!(
+            key_as_ca.contains("holds no PEM certificate"),
+            "{key_as_ca}"
+        );
+        assert!(error(&with("{verify: false}")).contains("unknown field `verify`"));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum DemoError {
     /// Seeding the user or token failed.
     #[error("seeding the demo data failed")]
     Seed(#[from] ManageError),
+    /// Pingora refused to start the gateway.
+    #[error("the gateway could not start")]
+    Serve(#[source] pingora::BError),
 }
 
 /// Runs the demo on `port` (or a free port if it is taken).
@@ -48,7 +51,7 @@ pub fn run(port: u16) -> Result<(), DemoError> {
     let conf = Conf::load(&conf_path)?;
     let token = seed(&conf)?;
     print_instructions(port, &token, &conf_path.display().to_string());
-    crate::serve::run(conf, Opt::default());
+    crate::serve::run(conf, Opt::default()).map_err(DemoError::Serve)?;
     drop(upstream);
     drop(redis);
     Ok(())

@@ -19,7 +19,8 @@
 //!                           role ∩ narrowing ⊇ route's require               permissions.rs
 //!                           → Verdict::Allow(Identity) | Verdict::Deny       denial.rs
 //!             Deny: JSON error + WWW-Authenticate / Retry-After, nothing forwarded
-//!          ──► upstream_peer            route's next upstream (round-robin)
+//!          ──► upstream_peer            route's next upstream (round-robin); TLS with SNI and
+//!                                       a verified certificate on upstream_tls routes  tls.rs
 //!          ──► upstream_request_filter  5. strip client X-Auth-* (+ credential)  identity.rs
 //!                                       6. set X-Auth-* from the Identity
 //!          ──► upstream ──► logging     one line per request, prefix only, never a secret
@@ -35,7 +36,8 @@
 //! Off the request path: admin.rs (`/healthz`, `/readyz`, `/metrics` and the management API
 //! of api/ on `admin_listen`), metrics.rs (every metric), conf.rs (the validated conf),
 //! manage.rs (rules for creating and revoking, shared by the CLI and the API, with the audit
-//! trail), listing.rs (how credentials are shown), commands.rs and cli.rs (the CLI), serve.rs
+//! trail), tls.rs (certificates, keys and CA bundles checked at load: the HTTPS listener,
+//! upstream TLS, `rediss://`), listing.rs (how credentials are shown), commands.rs and cli.rs (the CLI), serve.rs
 //! (Pingora server), demo.rs and testkit (real Redis and echo upstream for the demo, the tests
 //! and the benches).
 
@@ -71,5 +73,6 @@ pub mod routes;
 pub mod serve;
 pub mod store;
 pub mod testkit;
+pub mod tls;
 pub mod token;
 pub mod verify;

@@ -2,7 +2,8 @@
 //!
 //! * `request_filter`: route (routes.rs) → credential (credential.rs) → verify (verify.rs);
 //!   a [`Denial`] is written here, and only here, as JSON with its challenge headers.
-//! * `upstream_peer`: the route's next upstream, round-robin.
+//! * `upstream_peer`: the route's next upstream, round-robin; over TLS with SNI and a verified
+//!   certificate when the route has `upstream_tls` (tls.rs).
 //! * `upstream_request_filter`: strip forged identity and credential headers, then set the
 //!   verified identity (identity.rs). Strip runs on every route, open ones included.
 //! * `logging`: one line per request (never a secret; the 10-character prefix at most).
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -227,9 +228,9 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(InternalError, "upstream_peer without a route"))?;
-        let upstream = route.next_upstream();
-        ctx.upstream = Some(upstream);
-        Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
+        let peer = route.next_peer();
+        ctx.upstream = peer.address().as_inet().copied();
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(

@@ -8,6 +8,8 @@
 //! Path prefixes match on segment boundaries: `/v1/repos` matches `/v1/repos`,
 //! `/v1/repos/x` and `/v1/repos?q`, never `/v1/repository`.
 
+use crate::tls::UpstreamTls;
+use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -99,6 +101,12 @@ pub struct Route {
     pub forward_credentials: bool,
     /// Whether the upstream also gets a signed `X-Auth-Assertion`.
     pub sign_identity: bool,
+    /// `upstream_tls:`: the upstreams speak TLS and are verified (SNI, CA); `None` for plain
+    /// HTTP.
+    pub upstream_tls: Option<UpstreamTls>,
+    /// Each upstream's host as written in the conf (same order as `upstreams`): the default
+    /// SNI and the name its certificate is verified against.
+    pub upstream_hosts: Vec<String>,
     /// Round-robin cursor over `upstreams`.
     next: AtomicUsize,
 }
@@ -123,6 +131,8 @@ impl Route {
             access,
             forward_credentials,
             sign_identity: false,
+            upstream_tls: None,
+            upstream_hosts: Vec::new(),
             next: AtomicUsize::new(0),
         }
     }
@@ -133,10 +143,39 @@ impl Route {
         self
     }
 
+    /// The same route, speaking TLS to its upstreams when `tls` is set; `hosts` are the
+    /// upstreams' names as written, in the order of `upstreams`.
+    pub fn speaking_tls(mut self, tls: Option<UpstreamTls>, hosts: Vec<String>) -> Route {
+        self.upstream_tls = tls;
+        self.upstream_hosts = hosts;
+        self
+    }
+
     /// The next upstream address in round-robin order.
     pub fn next_upstream(&self) -> SocketAddr {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.upstreams[i % self.upstreams.len()]
+        self.upstreams[self.next_index()]
+    }
+
+    /// The next upstream's peer: plain HTTP, or TLS verified as `upstream_tls` says.
+    pub fn next_peer(&self) -> HttpPeer {
+        let i = self.next_index();
+        let addr = self.upstreams[i];
+        match &self.upstream_tls {
+            None => HttpPeer::new(addr, false, String::new()),
+            Some(tls) => {
+                // conf.rs gives every upstream its host; the address stands in otherwise.
+                let host = self
+                    .upstream_hosts
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| addr.ip().to_string());
+                tls.peer(addr, &host)
+            }
+        }
+    }
+
+    fn next_index(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len()
     }
 
     fn matches(&self, host: Option<&str>, method: &str, path: &str) -> bool {

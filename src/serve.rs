@@ -29,7 +29,13 @@ pub fn pingora_server_conf(conf: &Conf) -> ServerConf {
 
 /// Runs the gateway until it is told to stop (SIGINT/SIGTERM, or SIGQUIT for an upgrade).
 /// `opt` carries Pingora's own flags (daemon, upgrade, test). Returns after shutdown.
-pub fn run(conf: Conf, opt: Opt) {
+///
+/// With `tls_listen`, the same proxy service also listens there over TLS (HTTP/1.1 and
+/// HTTP/2 by ALPN), with the certificate and key checked when the conf loaded.
+///
+/// # Errors
+/// Pingora refused the TLS listener's settings (before anything listens).
+pub fn run(conf: Conf, opt: Opt) -> Result<(), pingora::BError> {
     let conf = Arc::new(conf);
     let mut server = Server::new_with_opt_and_conf(Some(opt), pingora_server_conf(&conf));
     server.bootstrap();
@@ -40,6 +46,9 @@ pub fn run(conf: Conf, opt: Opt) {
         "patgate",
     );
     service.add_tcp(&conf.listen.to_string());
+    if let Some(tls) = &conf.tls {
+        service.add_tls_with_settings(&tls.listen.to_string(), None, tls.settings()?);
+    }
     server.add_service(service);
     if let Some(admin_listen) = conf.admin_listen {
         let app = HttpServer::new_app(AdminApp::new(Arc::clone(&conf), auth));
@@ -47,19 +56,25 @@ pub fn run(conf: Conf, opt: Opt) {
         admin.add_tcp(&admin_listen.to_string());
         server.add_service(admin);
     }
+    let https = conf
+        .tls
+        .as_ref()
+        .map(|tls| format!(" and {} (TLS)", tls.listen))
+        .unwrap_or_default();
     log::info!(
-        "patgate listening on {} with {} routes, redis {}",
+        "patgate listening on {}{https} with {} routes, redis {}",
         conf.listen,
         conf.routes.len(),
         redacted_url(&conf.redis.url)
     );
     server.run(RunArgs::default());
+    Ok(())
 }
 
 /// `patgate serve`: Pingora's flags from the command line, everything else from the conf.
 ///
 /// # Errors
-/// Never today; the signature leaves room for start-up checks.
+/// Pingora refused the TLS listener's settings.
 pub fn serve(conf: Conf, args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let ServeArgs {
         daemon,
@@ -73,7 +88,7 @@ pub fn serve(conf: Conf, args: ServeArgs) -> Result<(), Box<dyn std::error::Erro
         test,
         conf: None,
     };
-    run(conf, opt);
+    run(conf, opt)?;
     Ok(())
 }
 

@@ -425,7 +425,18 @@ impl Store {
             let size = NonZeroUsize::new(tracked_entries.max(1)).expect("max(1) is non-zero");
             config = config.set_cache_config(CacheConfig::new().set_size(size));
         }
-        let client = redis::Client::open(info)?;
+        let client = match &conf.ca {
+            // rediss:// trusting a private CA instead of the system roots (conf.rs has checked
+            // the URL is rediss:// and the bundle parses).
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.pem.clone()),
+                },
+            )?,
+            None => redis::Client::open(info)?,
+        };
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Store {
             conn,

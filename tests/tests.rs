@@ -29,5 +29,8 @@ mod live_checks;
 mod management;
 /// Route choice: 404s, open routes, host/method/path specificity, unsafe paths.
 mod routing;
+/// TLS: the HTTPS listener (curl, HTTP/1.1 and HTTP/2), verified HTTPS upstreams (SNI, the
+/// route's CA, failing closed on a wrong one), `rediss://` with a private CA.
+mod tls;
 /// Graceful upgrade: a new process takes the sockets, no request fails; a bad conf never wins.
 mod upgrade;

@@ -2,11 +2,12 @@
 //! error naming the file, never a panic.
 //!
 //! Two things in a conf reach outside the process: upstream names are resolved (DNS) and
-//! `identity_headers.signing_key_file` is read. So that the fuzzer neither sends DNS queries
-//! nor reads files such as `/dev/zero`, an input that is YAML has every upstream that is not
-//! an `IP:port` replaced by `127.0.0.1:1` and any `signing_key_file` removed before parsing;
-//! an input that is not YAML is parsed as it is (it fails before either step) unless it
-//! mentions either key.
+//! files are read (`identity_headers.signing_key_file`, the TLS certificate, key and CA files).
+//! So that the fuzzer neither sends DNS queries nor reads files such as `/dev/zero`, an input
+//! that is YAML has every upstream that is not an `IP:port` replaced by `127.0.0.1:1` and every
+//! file key removed before parsing (`tls:` as a whole, whose keys are required); an input that
+//! is not YAML is parsed as it is (it fails before either step) unless it mentions an upstream
+//! or a `_file` key.
 //!
 //! Properties: `Err` displays as `fuzz.yaml: ...`; `Ok` holds a conf within the documented
 //! ranges (timeout, bcrypt cost, pool, negative-cache TTL), with an admin role that exists and
@@ -29,6 +30,10 @@ fn stay_local(value: &mut Value) {
     if let Some(Value::Mapping(headers)) = top.get_mut("identity_headers") {
         headers.remove("signing_key_file");
     }
+    top.remove("tls");
+    if let Some(Value::Mapping(redis)) = top.get_mut("redis") {
+        redis.remove("ca_file");
+    }
     let Some(Value::Sequence(routes)) = top.get_mut("routes") else {
         return;
     };
@@ -36,6 +41,9 @@ fn stay_local(value: &mut Value) {
         let Value::Mapping(route) = route else {
             continue;
         };
+        if let Some(Value::Mapping(tls)) = route.get_mut("upstream_tls") {
+            tls.remove("ca_file");
+        }
         let Some(upstream) = route.get_mut("upstream") else {
             continue;
         };
@@ -67,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // Not YAML: Conf::parse fails on it too, before resolving or reading anything; the
         // guard only makes sure of that should the two parsers ever disagree.
-        Err(_) if !text.contains("upstream") && !text.contains("signing_key_file") => {
+        Err(_) if !text.contains("upstream") && !text.contains("_file") => {
             text.to_string()
         }
         Err(_) => return,

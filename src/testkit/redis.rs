@@ -2,7 +2,8 @@
 //! killed and reaped on drop. Never touches a Redis it did not start.
 //!
 //! The binary is `$PATGATE_REDIS_BIN` or `redis-server`. Fault helpers for tests: `stop()`
-//! (SIGSTOP), `resume()` (SIGCONT), `kill()`, `restart()`.
+//! (SIGSTOP), `resume()` (SIGCONT), `kill()`, `restart()`. [`RedisServer::start_tls`] serves
+//! TLS only (`--port 0 --tls-port`), with certificates the caller made, for `rediss://`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,11 +30,24 @@ pub enum RedisStartError {
     },
 }
 
+/// The files of a TLS-only server: its certificate chain and key, and the CA that issued
+/// them (clients are not asked for certificates).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server certificate (PEM); must name 127.0.0.1 (IP SAN) for `url()` to verify.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// The CA bundle (PEM) a client trusts.
+    pub ca_file: PathBuf,
+}
+
 /// A running private redis-server.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    tls: Option<TlsFiles>,
 }
 
 impl RedisServer {
@@ -42,6 +56,19 @@ impl RedisServer {
     /// # Errors
     /// [`RedisStartError`]: missing binary, spawn failure, or not ready in 10 s.
     pub fn start() -> Result<RedisServer, RedisStartError> {
+        RedisServer::start_with(None)
+    }
+
+    /// As [`RedisServer::start`], but speaking only TLS on its port, with `files`; ready
+    /// once a TLS PING trusting `files.ca_file` answers.
+    ///
+    /// # Errors
+    /// As [`RedisServer::start`] (a redis-server built without TLS never gets ready).
+    pub fn start_tls(files: TlsFiles) -> Result<RedisServer, RedisStartError> {
+        RedisServer::start_with(Some(files))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Result<RedisServer, RedisStartError> {
         let dir = tempfile::Builder::new()
             .prefix("patgate-redis-")
             .tempdir()?;
@@ -50,6 +77,7 @@ impl RedisServer {
             child: None,
             port,
             dir,
+            tls,
         };
         server.spawn()?;
         Ok(server)
@@ -57,17 +85,27 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), RedisStartError> {
         let binary = std::env::var("PATGATE_REDIS_BIN").unwrap_or_else(|_| "redis-server".into());
+        let port = self.port.to_string();
+        let mut ports = vec!["--port".into(), port.clone().into()];
+        if let Some(tls) = &self.tls {
+            ports = vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.into(),
+                "--tls-cert-file".into(),
+                tls.cert_file.clone().into_os_string(),
+                "--tls-key-file".into(),
+                tls.key_file.clone().into_os_string(),
+                "--tls-ca-cert-file".into(),
+                tls.ca_file.clone().into_os_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+        }
         let child = Command::new(&binary)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -99,17 +137,16 @@ impl RedisServer {
         })
     }
 
-    /// Whether the server answers PING within 200 ms.
+    /// Whether the server answers PING within 200 ms (over TLS for a TLS server).
     pub fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        if stream.write_all(b"PING\r\n").is_err() {
-            return false;
+        match &self.tls {
+            None => ping_over(stream),
+            Some(tls) => tls_client(&tls.ca_file, stream).is_some_and(ping_over),
         }
-        let mut reply = [0u8; 7];
-        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
     }
 
     /// Its process id (0 when it is not running).
@@ -122,9 +159,14 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -190,6 +232,37 @@ impl RedisServer {
         self.kill();
         self.spawn()
     }
+}
+
+fn ping_over(mut stream: impl Read + Write) -> bool {
+    if stream.write_all(b"PING\r\n").is_err() || stream.flush().is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// A TLS client stream to 127.0.0.1 trusting only the CA in `ca_file`.
+fn tls_client(
+    ca_file: &std::path::Path,
+    stream: TcpStream,
+) -> Option<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let pem = std::fs::read(ca_file).ok()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.ok()?).ok()?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").ok()?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    Some(rustls::StreamOwned::new(conn, stream))
 }
 
 impl Drop for RedisServer {

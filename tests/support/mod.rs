@@ -4,8 +4,11 @@
 
 #![allow(dead_code)]
 
+/// A CA and server certificates made at run time (rcgen).
+pub mod certs;
+
 use patgate::testkit::free_port;
-use patgate::testkit::redis::RedisServer;
+use patgate::testkit::redis::{RedisServer, TlsFiles};
 use patgate::testkit::upstream::{Received, Upstream};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -30,6 +33,12 @@ pub struct Options {
     pub rust_log: &'static str,
     pub last_used_seconds: u64,
     pub grace_seconds: u64,
+    /// Start Redis TLS-only with these files; the conf says `rediss://` and `redis.ca_file`.
+    pub redis_tls: Option<TlsFiles>,
+    /// Top-level YAML appended to the conf (e.g. `tls_listen:` and `tls:`).
+    pub extra_conf: String,
+    /// Route list items appended after the standard routes.
+    pub extra_routes: String,
 }
 
 impl Default for Options {
@@ -50,6 +59,9 @@ impl Default for Options {
             rust_log: "info",
             last_used_seconds: 60,
             grace_seconds: 5,
+            redis_tls: None,
+            extra_conf: String::new(),
+            extra_routes: String::new(),
         }
     }
 }
@@ -202,7 +214,11 @@ impl Env {
     }
 
     pub fn start_with(options: Options) -> Env {
-        let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let redis = match &options.redis_tls {
+            None => RedisServer::start(),
+            Some(files) => RedisServer::start_tls(files.clone()),
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
         let upstream = Upstream::start().expect("echo upstream");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port().expect("free port");
@@ -602,7 +618,7 @@ redis:
   url: {redis_url}
   timeout_ms: {timeout}
   freshness: {freshness}
-verify:
+{redis_ca}verify:
   bcrypt_cost: {cost}
   pool_threads: {threads}
   pool_queue: {queue}
@@ -684,7 +700,7 @@ routes:
     path_prefix: /
     upstream: {upstream}
     require: [repos:write]
-"#,
+{extra_routes}{extra_conf}"#,
         timeout = o.timeout_ms,
         cost = o.bcrypt_cost,
         threads = o.pool_threads,
@@ -699,6 +715,13 @@ routes:
         access_log = o.access_log,
         last_used = o.last_used_seconds,
         grace = o.grace_seconds,
+        redis_ca = o
+            .redis_tls
+            .as_ref()
+            .map(|tls| format!("  ca_file: {}\n", tls.ca_file.display()))
+            .unwrap_or_default(),
+        extra_routes = o.extra_routes,
+        extra_conf = o.extra_conf,
     )
 }
 
