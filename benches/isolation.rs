@@ -15,7 +15,7 @@
 //! `cargo test --benches` a 1 s smoke run of each phase checks that the harness works.
 
 use patgate::conf::Conf;
-use patgate::manage::{Actor, Manager, NewToken};
+use patgate::manage::NewToken;
 use patgate::testkit::free_port;
 use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
@@ -205,26 +205,13 @@ fn measure(nice: i32, seconds: u32, reps: usize) -> Measured {
         assert!(pinned.success(), "taskset failed");
     }
     let conf = Conf::load(&conf_path).expect("conf");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let store = runtime
-        .block_on(async { patgate::store::Store::lazy(&conf.redis) })
-        .expect("store");
-    let manager = Manager {
-        store: &store,
-        conf: &conf,
-        actor: Actor {
-            name: "isolation-bench".into(),
-            org: None,
-        },
-    };
+    let runtime = patgate::testkit::seeder::Seeder::new(&conf).expect("seeder");
+    let manager = runtime.manager(&conf, "isolation-bench");
     runtime
-        .block_on(manager.put_membership("valid", "acme", "member"))
+        .run(manager.put_membership("valid", "acme", "member"))
         .expect("member");
     let created = runtime
-        .block_on(manager.create_token(
+        .run(manager.create_token(
             NewToken {
                 user: "valid".into(),
                 org: "acme".into(),

@@ -7,7 +7,7 @@
 //! under `cargo test --benches` it runs 20 trials and fails if strict mode ever allowed one.
 
 use patgate::conf::Conf;
-use patgate::manage::{Manager, NewToken};
+use patgate::manage::NewToken;
 use patgate::testkit::free_port;
 use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
@@ -75,23 +75,10 @@ fn run_mode(freshness: &str, trials: usize) -> Outcome {
         .collect();
     let conf_path = dir.path().join(format!("{}.yaml", ports[0]));
     let conf = Conf::load(&conf_path).expect("conf");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let store = runtime
-        .block_on(async { patgate::store::Store::lazy(&conf.redis) })
-        .expect("store");
-    let manager = Manager {
-        store: &store,
-        conf: &conf,
-        actor: patgate::manage::Actor {
-            name: "revocation-lag-bench".into(),
-            org: None,
-        },
-    };
+    let runtime = patgate::testkit::seeder::Seeder::new(&conf).expect("seeder");
+    let manager = runtime.manager(&conf, "revocation-lag-bench");
     runtime
-        .block_on(manager.put_membership("lag", "acme", "member"))
+        .run(manager.put_membership("lag", "acme", "member"))
         .expect("member");
 
     let mut outcome = Outcome {
@@ -107,7 +94,7 @@ fn run_mode(freshness: &str, trials: usize) -> Outcome {
             permissions: None,
         };
         let created = runtime
-            .block_on(manager.create_token(request, patgate::proxy::unix_now()))
+            .run(manager.create_token(request, patgate::proxy::unix_now()))
             .expect("create");
         for gateway in &gateways {
             assert_eq!(status(gateway.port, &created.token), 200, "warm-up");
@@ -115,7 +102,7 @@ fn run_mode(freshness: &str, trials: usize) -> Outcome {
         }
         let prefix = created.record.prefix.clone();
         runtime
-            .block_on(manager.revoke(&prefix, Kind::Pat, patgate::proxy::unix_now()))
+            .run(manager.revoke(&prefix, Kind::Pat, patgate::proxy::unix_now()))
             .expect("revoke");
         let acknowledged = Instant::now();
         let other = gateways[1].port;

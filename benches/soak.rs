@@ -16,7 +16,7 @@
 //! it runs 5 s and checks that nothing failed.
 
 use patgate::conf::Conf;
-use patgate::manage::{Actor, Manager, NewApiKey, NewToken};
+use patgate::manage::{NewApiKey, NewToken};
 use patgate::testkit::free_port;
 use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
@@ -92,23 +92,10 @@ fn main() {
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_patgate"));
     let gateway = GatewayProcess::start(binary, &conf_path, port).expect("gateway");
     let conf = Conf::load(&conf_path).expect("conf");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let store = runtime
-        .block_on(async { patgate::store::Store::lazy(&conf.redis) })
-        .expect("store");
-    let manager = Manager {
-        store: &store,
-        conf: &conf,
-        actor: Actor {
-            name: "soak".into(),
-            org: None,
-        },
-    };
+    let runtime = patgate::testkit::seeder::Seeder::new(&conf).expect("seeder");
+    let manager = runtime.manager(&conf, "soak");
     runtime
-        .block_on(async {
+        .run(async {
             manager.put_membership("steady", "acme", "member").await?;
             manager.put_membership("churn", "acme", "member").await?;
             manager.put_membership("boss", "acme", "admin").await
@@ -122,7 +109,7 @@ fn main() {
         permissions: None,
     };
     let steady = runtime
-        .block_on(manager.create_token(pat("steady"), patgate::proxy::unix_now()))
+        .run(manager.create_token(pat("steady"), patgate::proxy::unix_now()))
         .expect("steady token");
     assert_eq!(
         status(port, "Authorization", &format!("Bearer {}", steady.token)),
@@ -153,20 +140,20 @@ fn main() {
             upstream.forget();
         }
         let now = patgate::proxy::unix_now();
-        let created = runtime.block_on(manager.create_token(pat("churn"), now));
+        let created = runtime.run(manager.create_token(pat("churn"), now));
         let Ok(created) = created else {
             counts.churn_failures += 1;
             continue;
         };
         let bearer = format!("Bearer {}", created.token);
         let used_ok = (0..5).all(|_| status(port, "Authorization", &bearer) == 200);
-        let revoked = runtime.block_on(manager.revoke(&created.record.prefix, Kind::Pat, now));
+        let revoked = runtime.run(manager.revoke(&created.record.prefix, Kind::Pat, now));
         let denied = status(port, "Authorization", &bearer) == 401;
         if !(used_ok && revoked.is_ok() && denied) {
             counts.churn_failures += 1;
         }
         if counts.rounds % 10 == 0 {
-            let key = runtime.block_on(manager.create_apikey(
+            let key = runtime.run(manager.create_apikey(
                 NewApiKey {
                     org: "acme".into(),
                     role: "member".into(),
@@ -181,7 +168,7 @@ fn main() {
                 Ok(key) => {
                     let used = status(port, "X-API-Key", &key.token) == 200;
                     let revoked = runtime
-                        .block_on(manager.revoke(&key.record.prefix, Kind::ApiKey, now))
+                        .run(manager.revoke(&key.record.prefix, Kind::ApiKey, now))
                         .is_ok();
                     used && revoked && status(port, "X-API-Key", &key.token) == 401
                 }

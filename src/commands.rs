@@ -17,6 +17,14 @@ use crate::store::{AuditStream, Revoked, Store, UserRecord};
 use crate::token::Kind;
 use std::io::Write;
 
+/// A private current-thread runtime for one command.
+fn runtime() -> Result<tokio::runtime::Runtime, ManageError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ManageError::Refused(format!("cannot start runtime: {e}")))
+}
+
 /// Runs `f` with a manager on a private current-thread runtime.
 fn with_manager<T>(
     conf: &Conf,
@@ -26,10 +34,7 @@ fn with_manager<T>(
         Box<dyn std::future::Future<Output = Result<T, ManageError>> + 'a>,
     >,
 ) -> Result<T, ManageError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ManageError::Refused(format!("cannot start runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let store = Store::lazy(&conf.redis)?;
         let manager = Manager {
@@ -220,10 +225,7 @@ pub fn audit(conf: &Conf, command: AuditCommand) -> Result<(), ManageError> {
         }
         let _ = std::io::stdout().flush();
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ManageError::Refused(format!("cannot start runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let store = Store::lazy(&conf.redis)?;
         let mut latest = store.audit_before(stream, None, lines).await?;

@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod redis;
+pub mod seeder;
 pub mod upstream;
 
 use std::net::TcpListener;
