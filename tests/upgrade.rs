@@ -21,6 +21,8 @@ fn start_upgrade(env: &Env, conf: &std::path::Path, log_name: &str) -> std::proc
 
 #[test]
 fn a_graceful_upgrade_that_changes_routes_fails_no_request() {
+    // A short grace period keeps the test quick; in-flight requests still get the 10 s
+    // shutdown timeout, which a loaded 2-core CI machine needs (1 s cut one request once).
     let mut env = Env::start_with(Options {
         grace_seconds: 1,
         ..Options::default()

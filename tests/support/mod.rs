@@ -646,7 +646,7 @@ server:
   pid_file: {dir}/patgate.pid
   upgrade_sock: {dir}/upgrade.sock
   grace_period_seconds: {grace}
-  graceful_shutdown_timeout_seconds: {grace}
+  graceful_shutdown_timeout_seconds: 10
 roles:
   - name: viewer
     permissions: [repos:read]
