@@ -18,6 +18,13 @@
 //! for 30 days for listings, then disappears. No secret is ever stored: `hash` is bcrypt for
 //! PATs and hex SHA-256 for API keys.
 //!
+//! Cluster-safe layout: no hash tags, and every command and script touches one key, so one
+//! hash slot. Creation is two single-key steps (record, then index; see
+//! [`Store::insert_credential`]). Where an operation reads several keys, one server (or a
+//! Sentinel primary) gets one pipeline and a cluster one command per key, sent concurrently,
+//! since redis-rs refuses cross-slot pipelines. The connection itself (one server, cluster or
+//! Sentinel) is the private `store/connection.rs`.
+//!
 //! Every operation is bounded by `redis.timeout_ms`; errors are classified into
 //! [`StoreError`] so the caller can fail closed.
 
