@@ -12,6 +12,7 @@ use crate::limiter::Limits;
 use crate::permissions::{is_identifier, Roles};
 use crate::routes::{Access, HostMatch, Route, RouteTable};
 use crate::tls::{CaBundle, DownstreamTls, UpstreamTls};
+use redis::IntoConnectionInfo;
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
@@ -90,7 +91,15 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RedisFile {
-    url: String,
+    /// One node (`redis://`, `rediss://`); exactly one of `url`, `cluster`, `sentinel`.
+    #[serde(default)]
+    url: Option<String>,
+    /// Seed nodes of a Redis Cluster.
+    #[serde(default)]
+    cluster: Option<Vec<String>>,
+    /// A Sentinel-managed primary.
+    #[serde(default)]
+    sentinel: Option<SentinelFile>,
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
     #[serde(default = "default_timeout_ms")]
@@ -99,6 +108,13 @@ struct RedisFile {
     freshness: Freshness,
     #[serde(default)]
     ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SentinelFile {
+    nodes: Vec<String>,
+    master_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,11 +338,64 @@ pub enum Freshness {
     Tracked,
 }
 
+/// Which Redis deployment patgate talks to. Routing and failover are the redis crate's
+/// (cluster slots, Sentinel discovery); patgate never shards by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// `redis.url`: one server (`redis://`, `rediss://`).
+    Single {
+        /// The connection URL.
+        url: String,
+    },
+    /// `redis.cluster`: seed nodes of a Redis Cluster (the rest is discovered).
+    Cluster {
+        /// Seed node URLs, all `redis://` or all `rediss://`, database 0.
+        nodes: Vec<String>,
+    },
+    /// `redis.sentinel`: a primary found through Sentinel, rediscovered after a failover.
+    Sentinel {
+        /// Sentinel URLs, all `redis://` or all `rediss://`; the primary is reached with the
+        /// same scheme and the username/password/database of the first one.
+        nodes: Vec<String>,
+        /// The name the Sentinels monitor the primary under.
+        master_name: String,
+    },
+}
+
+impl Topology {
+    /// A one-line description for logs and `check`, passwords redacted.
+    pub fn describe(&self) -> String {
+        let list = |nodes: &[String]| {
+            nodes
+                .iter()
+                .map(|n| crate::serve::redacted_url(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Topology::Single { url } => crate::serve::redacted_url(url),
+            Topology::Cluster { nodes } => format!("cluster [{}]", list(nodes)),
+            Topology::Sentinel { nodes, master_name } => {
+                format!("sentinel {master_name:?} via [{}]", list(nodes))
+            }
+        }
+    }
+
+    /// The conf key that names this topology (`redis.url`, `redis.cluster`, `redis.sentinel`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Topology::Single { .. } => "redis.url",
+            Topology::Cluster { .. } => "redis.cluster",
+            Topology::Sentinel { .. } => "redis.sentinel",
+        }
+    }
+}
+
 /// Where Redis is and how long the gateway waits for it.
 #[derive(Debug, Clone)]
 pub struct RedisConf {
-    /// Connection URL (`redis://`, `rediss://`).
-    pub url: String,
+    /// One server, a cluster, or a Sentinel-managed primary.
+    pub topology: Topology,
     /// `redis.ca_file`: the CA bundle a `rediss://` server's certificate is verified against
     /// instead of the system roots.
     pub ca: Option<CaBundle>,
@@ -334,8 +403,23 @@ pub struct RedisConf {
     pub key_prefix: String,
     /// Per-operation deadline; past it the request fails closed with 503.
     pub timeout: Duration,
-    /// Strict (read every request) or tracked (client-side cache with invalidations).
+    /// Strict (read every request) or tracked (client-side cache with invalidations), as
+    /// written; see [`RedisConf::effective_freshness`] for what the gateway does.
     pub freshness: Freshness,
+}
+
+impl RedisConf {
+    /// The freshness the gateway really uses: `tracked` needs client-side caching from the
+    /// redis crate, which it offers for one server (`ConnectionManager`) and a cluster (every
+    /// node connection tracks what it read), but not for a Sentinel-managed primary, whose
+    /// connection patgate replaces itself after a failover. There it falls back to `strict`
+    /// (serve.rs logs a warning at start).
+    pub fn effective_freshness(&self) -> Freshness {
+        match (&self.topology, self.freshness) {
+            (Topology::Sentinel { .. }, Freshness::Tracked) => Freshness::Strict,
+            (_, freshness) => freshness,
+        }
+    }
 }
 
 /// The bcrypt pool and the cost of new PAT hashes.
@@ -706,29 +790,23 @@ impl Builder<'_> {
     fn redis(&self, redis: RedisFile) -> Result<RedisConf, ConfError> {
         let RedisFile {
             url,
+            cluster,
+            sentinel,
             key_prefix,
             timeout_ms,
             freshness,
             ca_file,
         } = redis;
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| self.invalid("redis.url", format!("{e}")))?;
-        let tls = match client.get_connection_info().addr() {
-            redis::ConnectionAddr::TcpTls { insecure, .. } => {
-                // Verification is never off: `#insecure` would accept any certificate.
-                if *insecure {
-                    return Err(self.invalid(
-                        "redis.url",
-                        "#insecure turns certificate verification off; trust a private CA with redis.ca_file instead",
-                    ));
-                }
-                true
-            }
-            _ => false,
-        };
+        let (topology, tls) = self.topology(url, cluster, sentinel)?;
         let ca = match ca_file {
             None => None,
-            Some(_) if !tls => return Err(self.invalid("redis.ca_file", "needs a rediss:// url")),
+            Some(_) if !tls => {
+                let problem = match &topology {
+                    Topology::Single { .. } => "needs a rediss:// url".to_string(),
+                    other => format!("needs rediss:// nodes in {}", other.key()),
+                };
+                return Err(self.invalid("redis.ca_file", problem));
+            }
             Some(path) => Some(
                 CaBundle::load(&path).map_err(|problem| self.invalid("redis.ca_file", problem))?,
             ),
@@ -744,12 +822,98 @@ impl Builder<'_> {
         }
         self.in_range("redis.timeout_ms", timeout_ms, 1..=60_000)?;
         Ok(RedisConf {
-            url,
+            topology,
             ca,
             key_prefix,
             timeout: Duration::from_millis(timeout_ms),
             freshness,
         })
+    }
+
+    /// Exactly one of `redis.url`, `redis.cluster`, `redis.sentinel`; every URL parses, none
+    /// turns certificate checks off, and a list does not mix TLS and plain nodes. Returns the
+    /// topology and whether it speaks TLS.
+    fn topology(
+        &self,
+        url: Option<String>,
+        cluster: Option<Vec<String>>,
+        sentinel: Option<SentinelFile>,
+    ) -> Result<(Topology, bool), ConfError> {
+        match (url, cluster, sentinel) {
+            (Some(url), None, None) => {
+                let tls = self.redis_url("redis.url", &url)?.0;
+                Ok((Topology::Single { url }, tls))
+            }
+            (None, Some(nodes), None) => {
+                let tls = self.redis_nodes("redis.cluster", &nodes)?;
+                for (i, node) in nodes.iter().enumerate() {
+                    if self.redis_url(&format!("redis.cluster[{i}]"), node)?.1 != 0 {
+                        return Err(self.invalid(
+                            format!("redis.cluster[{i}]"),
+                            "a cluster has only database 0",
+                        ));
+                    }
+                }
+                Ok((Topology::Cluster { nodes }, tls))
+            }
+            (None, None, Some(SentinelFile { nodes, master_name })) => {
+                let tls = self.redis_nodes("redis.sentinel.nodes", &nodes)?;
+                if master_name.trim().is_empty()
+                    || master_name.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(self.invalid(
+                        "redis.sentinel.master_name",
+                        "must be the non-empty name the sentinels monitor, without spaces",
+                    ));
+                }
+                Ok((Topology::Sentinel { nodes, master_name }, tls))
+            }
+            (None, None, None) => Err(self.invalid(
+                "redis",
+                "needs one of url (one server), cluster (seed nodes) or sentinel (nodes and master_name)",
+            )),
+            _ => Err(self.invalid(
+                "redis",
+                "url, cluster and sentinel are mutually exclusive; choose one",
+            )),
+        }
+    }
+
+    /// A non-empty list of node URLs, all plain or all TLS; returns whether they are TLS.
+    fn redis_nodes(&self, key: &str, nodes: &[String]) -> Result<bool, ConfError> {
+        let mut schemes = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            schemes.push(self.redis_url(&format!("{key}[{i}]"), node)?.0);
+        }
+        match schemes.first() {
+            None => Err(self.invalid(key, "needs at least one node URL")),
+            Some(first) if schemes.iter().any(|s| s != first) => Err(self.invalid(
+                key,
+                "mixes redis:// and rediss:// nodes; use one scheme for all",
+            )),
+            Some(first) => Ok(*first),
+        }
+    }
+
+    /// One Redis URL under `key`: returns (speaks TLS, database). Verification is never off:
+    /// `#insecure` would accept any certificate.
+    fn redis_url(&self, key: &str, url: &str) -> Result<(bool, i64), ConfError> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| self.invalid(key, format!("{e}")))?;
+        let tls = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure, .. } => {
+                if *insecure {
+                    return Err(self.invalid(
+                        key,
+                        "#insecure turns certificate verification off; trust a private CA with redis.ca_file instead",
+                    ));
+                }
+                true
+            }
+            _ => false,
+        };
+        Ok((tls, info.redis_settings().db()))
     }
 
     fn verify(&self, verify: VerifyFile) -> Result<VerifyConf, ConfError> {
@@ -1407,6 +1571,143 @@ routes:
             !mismatch.contains("PRIVATE KEY"),
             "no key material in messages"
         );
+    }
+
+    /// BASE with its `redis.url` line replaced by `redis_lines` (indented under `redis:`).
+    fn with_redis(redis_lines: &str) -> String {
+        BASE.replace("  url: redis://127.0.0.1:6379/0\n", redis_lines)
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_seed_nodes() {
+        let conf = parse(&with_redis(
+            "  cluster: [redis://10.0.0.1:7000, redis://10.0.0.2:7000]\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            conf.redis.topology,
+            Topology::Cluster {
+                nodes: vec![
+                    "redis://10.0.0.1:7000".to_string(),
+                    "redis://10.0.0.2:7000".to_string()
+                ]
+            }
+        );
+        assert_eq!(conf.redis.topology.key(), "redis.cluster");
+    }
+
+    #[test]
+    fn a_sentinel_set_names_its_nodes_and_master() {
+        let conf = parse(&with_redis(
+            "  sentinel:\n    nodes: [redis://10.0.0.1:26379, redis://10.0.0.2:26379]\n    master_name: patgate\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            conf.redis.topology,
+            Topology::Sentinel {
+                nodes: vec![
+                    "redis://10.0.0.1:26379".to_string(),
+                    "redis://10.0.0.2:26379".to_string()
+                ],
+                master_name: "patgate".to_string(),
+            }
+        );
+    }
+
+    #[test]
+    fn url_cluster_and_sentinel_are_mutually_exclusive() {
+        assert_eq!(
+            error(&with_redis(
+                "  url: redis://127.0.0.1:6379/0\n  cluster: [redis://127.0.0.1:7000]\n"
+            )),
+            "test.yaml: redis: url, cluster and sentinel are mutually exclusive; choose one"
+        );
+        assert_eq!(
+            error(&with_redis("  timeout_ms: 50\n")),
+            "test.yaml: redis: needs one of url (one server), cluster (seed nodes) or sentinel (nodes and master_name)"
+        );
+    }
+
+    #[test]
+    fn cluster_nodes_are_checked_one_by_one() {
+        assert_eq!(
+            error(&with_redis("  cluster: []\n")),
+            "test.yaml: redis.cluster: needs at least one node URL"
+        );
+        assert!(error(&with_redis(
+            "  cluster: [redis://127.0.0.1:7000, http://127.0.0.1:7001]\n"
+        ))
+        .starts_with("test.yaml: redis.cluster[1]: "));
+        assert_eq!(
+            error(&with_redis(
+                "  cluster: [redis://127.0.0.1:7000, rediss://127.0.0.1:7001]\n"
+            )),
+            "test.yaml: redis.cluster: mixes redis:// and rediss:// nodes; use one scheme for all"
+        );
+        assert_eq!(
+            error(&with_redis("  cluster: [redis://127.0.0.1:7000/2]\n")),
+            "test.yaml: redis.cluster[0]: a cluster has only database 0"
+        );
+        assert!(error(&with_redis(
+            "  cluster: [rediss://127.0.0.1:7000#insecure]\n"
+        ))
+        .contains("redis.cluster[0]: #insecure turns certificate verification off"));
+    }
+
+    #[test]
+    fn sentinel_needs_nodes_and_a_master_name() {
+        assert_eq!(
+            error(&with_redis(
+                "  sentinel:\n    nodes: [redis://127.0.0.1:26379]\n    master_name: \"\"\n"
+            )),
+            "test.yaml: redis.sentinel.master_name: must be the non-empty name the sentinels monitor, without spaces"
+        );
+        assert_eq!(
+            error(&with_redis(
+                "  sentinel:\n    nodes: []\n    master_name: patgate\n"
+            )),
+            "test.yaml: redis.sentinel.nodes: needs at least one node URL"
+        );
+        assert!(error(&with_redis(
+            "  sentinel:\n    nodes: [redis://127.0.0.1:26379]\n"
+        ))
+        .contains("missing field `master_name`"));
+        assert!(error(&with_redis(
+            "  sentinel:\n    nodes: [redis://127.0.0.1:26379]\n    master_name: m\n    master: x\n"
+        ))
+        .contains("unknown field `master`"));
+    }
+
+    #[test]
+    fn a_ca_file_needs_tls_nodes_in_a_cluster_or_sentinel_set() {
+        let dir = tls_material();
+        let d = dir.path().display();
+        assert_eq!(
+            error(&with_redis(&format!(
+                "  cluster: [redis://127.0.0.1:7000]\n  ca_file: {d}/ca.pem\n"
+            ))),
+            "test.yaml: redis.ca_file: needs rediss:// nodes in redis.cluster"
+        );
+        let conf = parse(&with_redis(&format!(
+            "  sentinel:\n    nodes: [rediss://127.0.0.1:26379]\n    master_name: m\n  ca_file: {d}/ca.pem\n"
+        )))
+        .expect("valid");
+        assert!(conf.redis.ca.is_some());
+    }
+
+    #[test]
+    fn tracked_freshness_falls_back_to_strict_behind_sentinel_only() {
+        let tracked = |lines: &str| {
+            parse(&with_redis(&format!("{lines}  freshness: tracked\n"))).expect("valid")
+        };
+        let single = tracked("  url: redis://127.0.0.1:6379/0\n");
+        assert_eq!(single.redis.effective_freshness(), Freshness::Tracked);
+        let cluster = tracked("  cluster: [redis://127.0.0.1:7000]\n");
+        assert_eq!(cluster.redis.effective_freshness(), Freshness::Tracked);
+        let sentinel =
+            tracked("  sentinel:\n    nodes: [redis://127.0.0.1:26379]\n    master_name: m\n");
+        assert_eq!(sentinel.redis.freshness, Freshness::Tracked);
+        assert_eq!(sentinel.redis.effective_freshness(), Freshness::Strict);
     }
 
     #[test]

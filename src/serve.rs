@@ -65,8 +65,14 @@ pub fn run(conf: Conf, opt: Opt) -> Result<(), pingora::BError> {
         "patgate listening on {}{https} with {} routes, redis {}",
         conf.listen,
         conf.routes.len(),
-        redacted_url(&conf.redis.url)
+        conf.redis.topology.describe()
     );
+    if conf.redis.effective_freshness() != conf.redis.freshness {
+        log::warn!(
+            "redis.freshness: tracked is not available with {}: falling back to strict (every request reads Redis)",
+            conf.redis.topology.key()
+        );
+    }
     server.run(RunArgs::default());
     Ok(())
 }
@@ -96,11 +102,13 @@ pub fn serve(conf: Conf, args: ServeArgs) -> Result<(), Box<dyn std::error::Erro
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// Redis did not answer PING within its timeout.
-    #[error("{path}: redis.url: cannot reach {url}")]
+    #[error("{path}: {key}: cannot reach {url}")]
     Redis {
         /// The conf file.
         path: String,
-        /// The URL, password redacted.
+        /// The conf key naming the topology (`redis.url`, `redis.cluster`, `redis.sentinel`).
+        key: &'static str,
+        /// The URL or node list, passwords redacted.
         url: String,
         /// The cause.
         #[source]
@@ -134,7 +142,8 @@ pub fn check(conf: &Conf) -> Result<(), CheckError> {
         })
         .map_err(|source| CheckError::Redis {
             path: conf.path.display().to_string(),
-            url: redacted_url(&conf.redis.url),
+            key: conf.redis.topology.key(),
+            url: conf.redis.topology.describe(),
             source,
         })?;
     println!(

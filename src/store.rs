@@ -18,17 +18,24 @@
 //! for 30 days for listings, then disappears. No secret is ever stored: `hash` is bcrypt for
 //! PATs and hex SHA-256 for API keys.
 //!
+//! Cluster-safe layout: no hash tags, and every command and script touches one key, so one
+//! hash slot. Creation is two single-key steps (record, then index; see
+//! [`Store::insert_credential`]). Where an operation reads several keys, one server (or a
+//! Sentinel primary) gets one pipeline and a cluster one command per key, sent concurrently,
+//! since redis-rs refuses cross-slot pipelines. The connection itself (one server, cluster or
+//! Sentinel) is the private `store/connection.rs`.
+//!
 //! Every operation is bounded by `redis.timeout_ms`; errors are classified into
 //! [`StoreError`] so the caller can fail closed.
 
+mod connection;
+
 use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::caching::CacheConfig;
-use redis::{AsyncCommands, IntoConnectionInfo};
+use connection::Connection;
+use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// How long a credential record outlives its expiry, so "expired" stays distinguishable.
@@ -334,13 +341,13 @@ pub fn membership_field(org: &str) -> String {
     format!("org:{org}")
 }
 
-/// Inserts a credential record unless its prefix is taken, with its Redis expiry and index.
-/// KEYS: cred, index. ARGV: expireat (0 = none), then field/value pairs.
+/// Inserts a credential record unless its prefix is taken, with its Redis expiry. One key,
+/// so one hash slot: the index entry is added afterwards (see [`Store::insert_credential`]).
+/// KEYS: cred. ARGV: expireat (0 = none), then field/value pairs.
 const INSERT_CREDENTIAL: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIREAT', KEYS[1], ARGV[1]) end
-redis.call('SADD', KEYS[2], string.sub(KEYS[1], -10))
 return 1
 ";
 
@@ -383,7 +390,7 @@ return 1
 /// Typed Redis access with a deadline on every call.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Keys,
     timeout: Duration,
 }
@@ -402,44 +409,18 @@ impl Store {
         Store::for_gateway(&strict, 0)
     }
 
-    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode the connection speaks RESP3 with `CLIENT TRACKING` and
-    /// keeps up to `tracked_entries` replies client-side, invalidated by Redis pushes; a new
-    /// connection starts with an empty cache. Must be called inside a Tokio runtime.
+    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode (where the
+    /// topology allows it, [`RedisConf::effective_freshness`]) the connection speaks RESP3
+    /// with `CLIENT TRACKING` and keeps up to `tracked_entries` replies client-side,
+    /// invalidated by Redis pushes; a new connection starts with an empty cache. Must be
+    /// called inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid.
     pub fn for_gateway(conf: &RedisConf, tracked_entries: usize) -> Result<Store, StoreError> {
-        let mut config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(conf.timeout))
-            .set_response_timeout(Some(conf.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let mut info = conf.url.as_str().into_connection_info()?;
-        if conf.freshness == Freshness::Tracked {
-            let resp3 = info
-                .redis_settings()
-                .clone()
-                .set_protocol(redis::ProtocolVersion::RESP3);
-            info = info.set_redis_settings(resp3);
-            let size = NonZeroUsize::new(tracked_entries.max(1)).expect("max(1) is non-zero");
-            config = config.set_cache_config(CacheConfig::new().set_size(size));
-        }
-        let client = match &conf.ca {
-            // rediss:// trusting a private CA instead of the system roots (conf.rs has checked
-            // the URL is rediss:// and the bundle parses).
-            Some(ca) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.pem.clone()),
-                },
-            )?,
-            None => redis::Client::open(info)?,
-        };
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let tracked = conf.effective_freshness() == Freshness::Tracked;
         Ok(Store {
-            conn,
+            conn: Connection::open(conf, tracked, tracked_entries)?,
             keys: Keys::new(&conf.key_prefix),
             timeout: conf.timeout,
         })
@@ -447,7 +428,7 @@ impl Store {
 
     /// Client-side cache statistics (tracked mode only).
     pub fn cache_statistics(&self) -> Option<redis::caching::CacheStatistics> {
-        self.conn.get_cache_statistics()
+        self.conn.cache_statistics()
     }
 
     /// The key layout in use.
@@ -495,6 +476,8 @@ impl Store {
     /// What can change about a credential already known to this instance (its stored hash
     /// and whether it is revoked; `None` if the record is gone) and its owner's status and
     /// role in `org`, pipelined: one round trip, zero in tracked mode when both are cached.
+    /// On a cluster the two keys live in different slots: two concurrent commands, still one
+    /// round trip of wall time (to two nodes at most).
     ///
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
@@ -504,22 +487,32 @@ impl Store {
         user: &str,
         org: &str,
     ) -> Result<(Option<Liveness>, UserAccess), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.hmget(
-            self.keys.credential(prefix),
-            &["hash", "revoked", "revoked_ms"],
-        )
-        .hmget(
-            self.keys.user(user),
-            &["status".to_string(), membership_field(org)],
-        );
-        let mut conn = self.conn.clone();
-        type Reply = (
-            (Option<String>, Option<String>, Option<String>),
-            (Option<String>, Option<String>),
-        );
-        let ((hash, revoked, revoked_ms), (status, role)): Reply =
-            self.bounded(pipe.query_async(&mut conn)).await?;
+        let cred_key = self.keys.credential(prefix);
+        let user_key = self.keys.user(user);
+        let cred_fields = ["hash", "revoked", "revoked_ms"];
+        let user_fields = ["status".to_string(), membership_field(org)];
+        type Liveness3 = (Option<String>, Option<String>, Option<String>);
+        type Access2 = (Option<String>, Option<String>);
+        let ((hash, revoked, revoked_ms), (status, role)): (Liveness3, Access2) =
+            if self.conn.is_cluster() {
+                // Two slots: the crate refuses a cross-slot pipeline, so the two reads go out
+                // at once, each to its node; the request waits for the slower one.
+                let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
+                self.bounded(async {
+                    futures_util::future::try_join(
+                        a.hmget(&cred_key, &cred_fields),
+                        b.hmget(&user_key, &user_fields),
+                    )
+                    .await
+                })
+                .await?
+            } else {
+                let mut pipe = redis::pipe();
+                pipe.hmget(&cred_key, &cred_fields)
+                    .hmget(&user_key, &user_fields);
+                let mut conn = self.conn.clone();
+                self.bounded(pipe.query_async(&mut conn)).await?
+            };
         let revoked = revoked.map(|seconds| {
             let ms = revoked_ms.and_then(|ms| ms.parse().ok());
             ms.or_else(|| seconds.parse::<u64>().ok().map(|s| s * 1000))
@@ -617,8 +610,16 @@ impl Store {
             .await
     }
 
-    /// Stores a new credential atomically (record, Redis expiry, index); `false` if the prefix
-    /// is already taken.
+    /// Stores a new credential (record with its Redis expiry, then its index entry); `false`
+    /// if the prefix is already taken.
+    ///
+    /// Two steps, each on one key, so that every command touches one hash slot: first the
+    /// record (one script: refuse if the prefix exists, `HSET`, `EXPIREAT`), then `SADD` to the
+    /// user's or org's index. The secret is shown only after both succeeded, so a crash or
+    /// error between them leaves a record nobody holds the secret of: it authenticates nobody,
+    /// is missing from listings, and disappears with its Redis expiry (a `never` one stays
+    /// until revoked by prefix). The reverse order could lose a live credential from its
+    /// listing (see [`Store::indexed_credentials`]).
     ///
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
@@ -636,13 +637,17 @@ impl Store {
         let expire_at = record.expires.map_or(0, |e| e + EXPIRED_RETENTION_SECS);
         let script = redis::Script::new(INSERT_CREDENTIAL);
         let mut invocation = script.key(self.keys.credential(&record.prefix));
-        invocation.key(index).arg(expire_at);
+        invocation.arg(expire_at);
         for (field, value) in record.to_fields() {
             invocation.arg(field).arg(value);
         }
         let mut conn = self.conn.clone();
         let inserted: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(inserted == 1)
+        if inserted != 1 {
+            return Ok(false);
+        }
+        let _: u64 = self.bounded(conn.sadd(index, &record.prefix)).await?;
+        Ok(true)
     }
 
     /// Revokes the credential `prefix` of `kind`, at most once.
@@ -668,6 +673,10 @@ impl Store {
     /// Every credential listed in an index set (a user's PATs or an org's API keys) with its
     /// last use, in two round trips; entries whose record has gone are dropped from the index.
     ///
+    /// Dropping cannot lose a live credential: a record is always written before its index
+    /// entry, and after `SREM` every dropped prefix whose record exists again (a creation
+    /// reusing the prefix, racing this listing) is put back.
+    ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn indexed_credentials(
@@ -688,12 +697,20 @@ impl Store {
         }
         if !gone.is_empty() {
             let _: u64 = self.bounded(conn.srem(index, &gone)).await?;
+            for prefix in &gone {
+                let back: bool = self
+                    .bounded(conn.exists(self.keys.credential(prefix)))
+                    .await?;
+                if back {
+                    let _: u64 = self.bounded(conn.sadd(index, prefix)).await?;
+                }
+            }
         }
         Ok(records)
     }
 
     /// The records and last uses of `prefixes`, in one pipelined round trip (`None` where the
-    /// record is gone).
+    /// record is gone); on a cluster, one command per key, sent concurrently.
     ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
@@ -704,14 +721,31 @@ impl Store {
         if prefixes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for prefix in prefixes {
-            pipe.hgetall(self.keys.credential(prefix))
-                .hmget(self.keys.used(prefix), &["at", "clients"]);
-        }
-        let mut conn = self.conn.clone();
         type Reply = Vec<(HashMap<String, String>, (Option<u64>, Option<String>))>;
-        let replies: Reply = self.bounded(pipe.query_async(&mut conn)).await?;
+        let replies: Reply = if self.conn.is_cluster() {
+            // Keys in many slots: one command per key, all sent at once.
+            let reads = prefixes.iter().map(|prefix| {
+                let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
+                let (cred, used) = (self.keys.credential(prefix), self.keys.used(prefix));
+                async move {
+                    futures_util::future::try_join(
+                        a.hgetall(cred),
+                        b.hmget(used, &["at", "clients"]),
+                    )
+                    .await
+                }
+            });
+            self.bounded(futures_util::future::try_join_all(reads))
+                .await?
+        } else {
+            let mut pipe = redis::pipe();
+            for prefix in prefixes {
+                pipe.hgetall(self.keys.credential(prefix))
+                    .hmget(self.keys.used(prefix), &["at", "clients"]);
+            }
+            let mut conn = self.conn.clone();
+            self.bounded(pipe.query_async(&mut conn)).await?
+        };
         prefixes
             .iter()
             .zip(replies)
@@ -734,7 +768,8 @@ impl Store {
             .collect()
     }
 
-    /// Every credential prefix in Redis, by SCAN (for pruning; never on the request path).
+    /// Every credential prefix in Redis, by SCAN (on every primary of a cluster; for pruning,
+    /// never on the request path).
     ///
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
@@ -742,29 +777,42 @@ impl Store {
         let pattern = self.keys.credential_pattern();
         let strip = self.keys.credential("");
         let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
+        // A cluster's keys are spread over its primaries: SCAN each of them.
+        let nodes: Vec<Option<(String, u16)>> = if self.conn.is_cluster() {
+            self.bounded(conn.primaries())
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        };
         let mut prefixes = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .bounded(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            prefixes.extend(
-                keys.iter()
-                    .filter_map(|k| k.strip_prefix(&strip))
-                    .map(str::to_string),
-            );
-            if next == 0 {
-                break;
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let reply = match &node {
+                    Some((host, port)) => self.bounded(conn.on_node(scan, host, *port)).await?,
+                    None => self.bounded(scan.query_async(&mut conn)).await?,
+                };
+                let (next, keys): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+                prefixes.extend(
+                    keys.iter()
+                        .filter_map(|k| k.strip_prefix(&strip))
+                        .map(str::to_string),
+                );
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         prefixes.sort();
         prefixes.dedup();
@@ -772,7 +820,7 @@ impl Store {
     }
 
     /// Records uses reported by this instance, one script call per credential, pipelined in
-    /// one round trip. `uses` holds (prefix, unix time, clients oldest first).
+    /// one round trip (on a cluster: concurrent calls, since each key has its own slot). `uses` holds (prefix, unix time, clients oldest first).
     ///
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
@@ -781,19 +829,36 @@ impl Store {
             return Ok(());
         }
         let script = redis::Script::new(RECORD_USE);
-        let mut pipe = redis::pipe();
-        // SCRIPT LOAD first, so the EVALSHAs cannot miss on a fresh or restarted server.
-        pipe.load_script(&script).ignore();
-        for (prefix, at, clients) in uses {
+        let invocation = |prefix: &str, at: u64, clients: &[String]| {
             let mut invocation = script.key(self.keys.used(prefix));
             invocation
-                .arg(*at)
+                .arg(at)
                 .arg(LAST_USED_RETENTION_SECS)
                 .arg(LAST_USED_CLIENTS);
             for client in clients {
                 invocation.arg(client);
             }
-            pipe.invoke_script(&invocation).ignore();
+            invocation
+        };
+        if self.conn.is_cluster() {
+            // One key per call, in as many slots: concurrent calls, each loading the script
+            // on its node if that node lacks it (NOSCRIPT).
+            let calls = uses.iter().map(|(prefix, at, clients)| {
+                let mut conn = self.conn.clone();
+                let invocation = invocation(prefix, *at, clients);
+                async move { invocation.invoke_async::<()>(&mut conn).await }
+            });
+            return self
+                .bounded(futures_util::future::try_join_all(calls))
+                .await
+                .map(|_| ());
+        }
+        let mut pipe = redis::pipe();
+        // SCRIPT LOAD first, so the EVALSHAs cannot miss on a fresh or restarted server.
+        pipe.load_script(&script).ignore();
+        for (prefix, at, clients) in uses {
+            pipe.invoke_script(&invocation(prefix, *at, clients))
+                .ignore();
         }
         let mut conn = self.conn.clone();
         self.bounded(pipe.query_async::<()>(&mut conn)).await

@@ -12,6 +12,8 @@ mod auth;
 mod bad_input;
 /// The CLI: create/list/revoke output, refusals with nothing written, check and serve.
 mod cli;
+/// Real Redis topologies: a 3-primary cluster and a Sentinel set (failover under traffic).
+mod cluster;
 /// `patgate demo`: its printed curl lines work, Ctrl-C stops everything.
 mod demo;
 /// The fast path: verified-secret cache, single flight, one round trip, tracked mode.

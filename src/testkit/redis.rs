@@ -5,9 +5,10 @@
 //! (SIGSTOP), `resume()` (SIGCONT), `kill()`, `restart()`. [`RedisServer::start_tls`] serves
 //! TLS only (`--port 0 --tls-port`), with certificates the caller made, for `rediss://`.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,14 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     tls: Option<TlsFiles>,
+    /// Arguments before the standard ones (a config file must come first).
+    leading: Vec<OsString>,
+    /// Arguments after the standard ones (cluster mode, `--replicaof`, `--sentinel`).
+    trailing: Vec<OsString>,
 }
+
+/// The arguments [`RedisServer::start_with_args`] adds: (before, after) the standard ones.
+pub type ExtraArgs = (Vec<OsString>, Vec<OsString>);
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers PING.
@@ -68,16 +76,45 @@ impl RedisServer {
         RedisServer::start_with(Some(files))
     }
 
-    fn start_with(tls: Option<TlsFiles>) -> Result<RedisServer, RedisStartError> {
+    /// As [`RedisServer::start`], with extra arguments made by `args` from the server's own
+    /// temp dir and port (it may write files there, e.g. a `sentinel.conf` to pass first).
+    /// Used by [`super::cluster`] and [`super::sentinel`].
+    ///
+    /// # Errors
+    /// As [`RedisServer::start`], or what `args` returns.
+    pub fn start_with_args(
+        args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
+    ) -> Result<RedisServer, RedisStartError> {
+        let (dir, port) = RedisServer::place()?;
+        let (leading, trailing) = args(dir.path(), port)?;
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            tls: None,
+            leading,
+            trailing,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn place() -> Result<(tempfile::TempDir, u16), RedisStartError> {
         let dir = tempfile::Builder::new()
             .prefix("patgate-redis-")
             .tempdir()?;
-        let port = super::free_port()?;
+        Ok((dir, super::free_port()?))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Result<RedisServer, RedisStartError> {
+        let (dir, port) = RedisServer::place()?;
         let mut server = RedisServer {
             child: None,
             port,
             dir,
             tls,
+            leading: Vec::new(),
+            trailing: Vec::new(),
         };
         server.spawn()?;
         Ok(server)
@@ -104,6 +141,7 @@ impl RedisServer {
             ];
         }
         let child = Command::new(&binary)
+            .args(&self.leading)
             .args(&ports)
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -111,6 +149,7 @@ impl RedisServer {
             .arg("--logfile")
             .arg(self.log_path())
             .args(["--enable-debug-command", "yes", "--daemonize", "no"])
+            .args(&self.trailing)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -167,6 +206,11 @@ impl RedisServer {
             "redis"
         };
         format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its temp dir (config and log files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn log_path(&self) -> PathBuf {

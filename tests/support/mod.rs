@@ -166,7 +166,7 @@ pub struct Cli {
 }
 
 impl Cli {
-    fn from(output: Output) -> Cli {
+    pub fn from(output: Output) -> Cli {
         Cli {
             ok: output.status.success(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -228,7 +228,7 @@ impl Env {
             &options,
             port,
             admin_port,
-            &redis.url(),
+            &format!("url: {}", redis.url()),
             &upstream.addr().to_string(),
             dir.path(),
         );
@@ -360,7 +360,7 @@ impl Env {
             &self.options,
             port,
             free_port().expect("free port"),
-            &self.redis.url(),
+            &format!("url: {}", self.redis.url()),
             &self.upstream.addr().to_string(),
             &dir,
         );
@@ -601,11 +601,13 @@ pub fn same_prefix_other_secret(token: &str) -> String {
     patgate::token::seal(&body)
 }
 
-fn conf_text(
+/// The gateway conf for `o`; `redis_location` is the line under `redis:` saying where Redis
+/// is (`url: …`, `cluster: […]`, or a `sentinel:` block with its own indented lines).
+pub fn conf_text(
     o: &Options,
     port: u16,
     admin_port: u16,
-    redis_url: &str,
+    redis_location: &str,
     upstream: &str,
     dir: &std::path::Path,
 ) -> String {
@@ -615,7 +617,7 @@ fn conf_text(
         r#"listen: 127.0.0.1:{port}
 admin_listen: 127.0.0.1:{admin_port}
 redis:
-  url: {redis_url}
+  {redis_location}
   timeout_ms: {timeout}
   freshness: {freshness}
 {redis_ca}verify:

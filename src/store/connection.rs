@@ -1,0 +1,424 @@
+//! The connection behind [`super::Store`]: one type over the three Redis topologies, so every
+//! typed operation is written once against redis-rs's `aio::ConnectionLike`.
+//!
+//! - **One server**: redis-rs's `ConnectionManager` (lazy, reconnects after a drop; RESP3 and
+//!   a client-side cache in tracked mode).
+//! - **Cluster**: redis-rs's async `ClusterConnection`. The crate routes each command to the
+//!   node owning its key's slot, follows `MOVED`/`ASK`, refreshes the slot map after a
+//!   failover, and in tracked mode gives every node connection its own cache epoch. It refuses
+//!   a pipeline whose keys span slots (CrossSlot, before anything is sent), so the store
+//!   never builds one in cluster mode (see [`Connection::is_cluster`]).
+//! - **Sentinel**: redis-rs finds the primary through the Sentinels (`SENTINEL MASTERS`, then
+//!   `ROLE` on the candidate); [`SentinelConnection`] keeps one multiplexed connection to it
+//!   and forgets it after a connection error, a timeout or a `READONLY`/`MASTERDOWN` reply,
+//!   so the next request asks the Sentinels again. Nothing is retried inside a request: it
+//!   fails closed (503) and the next one reconnects.
+//!
+//! Each operation's deadline (`redis.timeout_ms`) is enforced by the store around these
+//! calls; the connect and response timeouts set here are the same value, so a connection
+//! attempt cannot outlive it either.
+
+use crate::conf::{RedisConf, Topology};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::caching::{CacheConfig, CacheStatistics};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    RedisResult, ServerErrorKind, TlsMode, Value,
+};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A cloneable handle on the gateway's Redis, whatever its topology.
+#[derive(Clone)]
+pub enum Connection {
+    /// `redis.url`.
+    Single(ConnectionManager),
+    /// `redis.cluster`.
+    Cluster(ClusterConnection),
+    /// `redis.sentinel`.
+    Sentinel(SentinelConnection),
+}
+
+impl Connection {
+    /// A lazy connection for `conf` (nothing is dialled until the first command); with
+    /// `tracked` a RESP3 connection with a client-side cache of `entries` replies. Must be
+    /// called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// A URL the redis crate refuses (conf.rs has checked them, so this is unexpected).
+    pub fn open(conf: &RedisConf, tracked: bool, entries: usize) -> RedisResult<Connection> {
+        let certificates = conf.ca.as_ref().map(|ca| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.pem.clone()),
+        });
+        let cache = || {
+            let size = NonZeroUsize::new(entries.max(1)).expect("max(1) is non-zero");
+            CacheConfig::new().set_size(size)
+        };
+        match &conf.topology {
+            Topology::Single { url } => {
+                let mut config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(conf.timeout))
+                    .set_response_timeout(Some(conf.timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(200));
+                let mut info = url.as_str().into_connection_info()?;
+                if tracked {
+                    let resp3 = info
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(redis::ProtocolVersion::RESP3);
+                    info = info.set_redis_settings(resp3);
+                    config = config.set_cache_config(cache());
+                }
+                let client = match certificates {
+                    // rediss:// trusting a private CA instead of the system roots (conf.rs has
+                    // checked the URL is rediss:// and the bundle parses).
+                    Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
+                    None => redis::Client::open(info)?,
+                };
+                Ok(Connection::Single(ConnectionManager::new_lazy_with_config(
+                    client, config,
+                )?))
+            }
+            Topology::Cluster { nodes } => {
+                let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(conf.timeout)
+                    .response_timeout(conf.timeout)
+                    // One retry, as for one server: a MOVED after a failover is followed
+                    // within the same deadline; the store's timeout bounds the whole call.
+                    .retries(1)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100);
+                if let Some(certificates) = certificates {
+                    builder = builder.certs(certificates);
+                }
+                if tracked {
+                    builder = builder
+                        .use_protocol(redis::ProtocolVersion::RESP3)
+                        .cache_config(cache());
+                }
+                let client = builder.build()?;
+                // Pending: the nodes are dialled in the background by the crate's own task,
+                // which also reconnects; the first commands wait for it within their deadline.
+                Ok(Connection::Cluster(
+                    client.get_pending_async_connection_with_config(
+                        redis::cluster::ClusterConfig::new()
+                            .set_connection_timeout(conf.timeout)
+                            .set_response_timeout(conf.timeout),
+                    ),
+                ))
+            }
+            Topology::Sentinel { nodes, master_name } => Ok(Connection::Sentinel(
+                SentinelConnection::new(nodes, master_name, certificates, conf.timeout)?,
+            )),
+        }
+    }
+
+    /// Whether keys in one pipeline must share a hash slot (Redis Cluster).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Connection::Cluster(_))
+    }
+
+    /// Client-side cache statistics (tracked mode only).
+    pub fn cache_statistics(&self) -> Option<CacheStatistics> {
+        match self {
+            Connection::Single(conn) => conn.get_cache_statistics(),
+            Connection::Cluster(conn) => conn.get_cache_statistics(),
+            Connection::Sentinel(_) => None,
+        }
+    }
+
+    /// The cluster's primaries as (host, port), from `CLUSTER SLOTS` (cluster only; empty
+    /// otherwise).
+    ///
+    /// # Errors
+    /// Redis error or an unexpected reply.
+    pub async fn primaries(&mut self) -> RedisResult<Vec<(String, u16)>> {
+        let Connection::Cluster(conn) = self else {
+            return Ok(Vec::new());
+        };
+        let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+        let mut primaries = Vec::new();
+        for range in slots {
+            // [start, end, [host, port, id, ...], replicas...]
+            let Value::Array(parts) = range else { continue };
+            let Some(Value::Array(primary)) = parts.get(2) else {
+                continue;
+            };
+            let host: Option<String> = primary
+                .first()
+                .and_then(|v| redis::from_redis_value_ref(v).ok());
+            let port: Option<u16> = primary
+                .get(1)
+                .and_then(|v| redis::from_redis_value_ref(v).ok());
+            if let (Some(host), Some(port)) = (host, port) {
+                if !primaries.contains(&(host.clone(), port)) {
+                    primaries.push((host, port));
+                }
+            }
+        }
+        Ok(primaries)
+    }
+
+    /// Runs `cmd` on the node at `host:port` (cluster only; elsewhere on the one server).
+    ///
+    /// # Errors
+    /// Redis error.
+    pub async fn on_node(&mut self, cmd: Cmd, host: &str, port: u16) -> RedisResult<Value> {
+        match self {
+            Connection::Cluster(conn) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_string(),
+                    port,
+                });
+                conn.route_command(cmd, route).await
+            }
+            other => cmd.query_async(other).await,
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Connection::Sentinel(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+            Connection::Sentinel(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// One multiplexed connection to the primary the Sentinels name, replaced after a failure.
+#[derive(Clone)]
+pub struct SentinelConnection {
+    shared: Arc<SentinelShared>,
+}
+
+struct SentinelShared {
+    /// Asks the Sentinels; the async mutex also makes concurrent reconnects single-flight.
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// The live connection and its generation (so a late failure cannot forget a newer one).
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
+    config: AsyncConnectionConfig,
+    db: i64,
+}
+
+impl SentinelConnection {
+    fn new(
+        nodes: &[String],
+        master_name: &str,
+        certificates: Option<redis::TlsCertificates>,
+        timeout: Duration,
+    ) -> RedisResult<SentinelConnection> {
+        let infos = nodes
+            .iter()
+            .map(|n| n.as_str().into_connection_info())
+            .collect::<RedisResult<Vec<_>>>()?;
+        let first = infos.first().ok_or_else(|| {
+            RedisError::from((ErrorKind::InvalidClientConfig, "no sentinel nodes"))
+        })?;
+        let settings = first.redis_settings().clone();
+        let tls = matches!(first.addr(), redis::ConnectionAddr::TcpTls { .. });
+        let mut builder = SentinelClientBuilder::new(
+            infos.iter().map(|i| i.addr().clone()),
+            master_name,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_db(settings.db());
+        if let Some(username) = settings.username() {
+            builder = builder
+                .set_client_to_redis_username(username)
+                .set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder
+                .set_client_to_redis_password(password)
+                .set_client_to_sentinel_password(password);
+        }
+        if tls {
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(certificates) = certificates {
+                builder = builder
+                    .set_client_to_redis_certificates(certificates.clone())
+                    .set_client_to_sentinel_certificates(certificates);
+            }
+        }
+        Ok(SentinelConnection {
+            shared: Arc::new(SentinelShared {
+                client: tokio::sync::Mutex::new(builder.build()?),
+                current: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                config: AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout)),
+                db: settings.db(),
+            }),
+        })
+    }
+
+    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.shared
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The current connection, or a new one to the primary the Sentinels name now.
+    async fn get(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(current) = self.cached() {
+            return Ok(current);
+        }
+        let mut client = self.shared.client.lock().await;
+        if let Some(current) = self.cached() {
+            return Ok(current);
+        }
+        let conn = client
+            .get_async_connection_with_config(&self.shared.config)
+            .await?;
+        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        log::info!("redis.sentinel: connected to the primary (connection {generation})");
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((generation, conn.clone()));
+        Ok((generation, conn))
+    }
+
+    /// Drops connection `generation` (if still current) so the next call asks the Sentinels.
+    fn forget(&self, generation: u64) {
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *current = None;
+        }
+    }
+
+    /// Runs `cmd` on the current connection (see [`ForgetOnDrop`] for when it is dropped).
+    async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let (generation, mut conn) = self.get().await?;
+        let guard = ForgetOnDrop::new(self, generation);
+        let outcome = conn.req_packed_command(cmd).await;
+        guard.settle(&outcome);
+        outcome
+    }
+
+    /// Runs part of `pipeline` on the current connection, as [`SentinelConnection::command`].
+    async fn commands(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let (generation, mut conn) = self.get().await?;
+        let guard = ForgetOnDrop::new(self, generation);
+        let outcome = conn.req_packed_commands(pipeline, offset, count).await;
+        guard.settle(&outcome);
+        outcome
+    }
+}
+
+/// Forgets a connection when the error says it (or the node behind it) is no longer good,
+/// or when the caller gave up waiting: the store's deadline dropped the future mid-flight,
+/// which is what a primary that stopped answering looks like.
+struct ForgetOnDrop<'a> {
+    connection: &'a SentinelConnection,
+    generation: u64,
+    armed: bool,
+}
+
+impl<'a> ForgetOnDrop<'a> {
+    fn new(connection: &'a SentinelConnection, generation: u64) -> Self {
+        ForgetOnDrop {
+            connection,
+            generation,
+            armed: true,
+        }
+    }
+
+    /// Keeps the connection unless `outcome` calls for a new primary.
+    fn settle<T>(mut self, outcome: &RedisResult<T>) {
+        self.armed = outcome.as_ref().err().is_some_and(needs_new_primary);
+    }
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.connection.forget(self.generation);
+        }
+    }
+}
+
+/// Errors after which the connection (or the node behind it) must be replaced.
+fn needs_new_primary(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::ReadOnly
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+            )
+        )
+}
+
+impl ConnectionLike for SentinelConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.command(cmd))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.commands(pipeline, offset, count))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
+}

@@ -1,0 +1,424 @@
+//! Real Redis topologies started by the test itself: a 3-primary Redis Cluster
+//! (`testkit::cluster`) and a primary with a replica under three Sentinels
+//! (`testkit::sentinel`). Each test runs real `patgate` gateways and the CLI against the
+//! topology's conf (`redis.cluster` / `redis.sentinel`), and every process it starts is
+//! killed on drop, also when an assertion fails.
+//!
+//! Failover is covered with Sentinel only: the test cluster has no replicas, so a killed
+//! cluster primary takes its slots down until it returns.
+
+use crate::support::{conf_text, eventually, get_bearer_on, patgate_bin, Cli, Options, Response};
+use patgate::testkit::cluster::RedisCluster;
+use patgate::testkit::free_port;
+use patgate::testkit::sentinel::{SentinelSet, MASTER_NAME};
+use patgate::testkit::upstream::Upstream;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One gateway process, killed on drop.
+struct Gateway {
+    port: u16,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Gateway {
+    fn get(&self, token: &str) -> Response {
+        get_bearer_on(self.port, "/v1/repos", token)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Gateways (one per freshness given) on one topology and one echo upstream, plus the CLI
+/// with the first gateway's conf.
+struct Fleet {
+    gateways: Vec<Gateway>,
+    upstream: Upstream,
+    conf_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts one gateway per entry of `freshness`, with `location` under `redis:`.
+    fn start(location: &str, freshness: &[&'static str]) -> Fleet {
+        let upstream = Upstream::start().expect("echo upstream");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut gateways = Vec::new();
+        let mut conf_path = PathBuf::new();
+        for (i, freshness) in freshness.iter().enumerate() {
+            let gw_dir = dir.path().join(format!("gateway-{i}"));
+            std::fs::create_dir_all(&gw_dir).expect("dir");
+            let port = free_port().expect("port");
+            let options = Options {
+                freshness,
+                ..Options::default()
+            };
+            let conf = conf_text(
+                &options,
+                port,
+                free_port().expect("port"),
+                location,
+                &upstream.addr().to_string(),
+                &gw_dir,
+            );
+            let path = gw_dir.join("patgate.yaml");
+            std::fs::write(&path, conf).expect("write conf");
+            if i == 0 {
+                conf_path = path.clone();
+            }
+            let log_path = gw_dir.join("gateway.log");
+            let log = std::fs::File::create(&log_path).expect("log");
+            let child = Command::new(patgate_bin())
+                .arg("-c")
+                .arg(&path)
+                .arg("serve")
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn patgate");
+            let gateway = Gateway {
+                port,
+                child,
+                log_path,
+            };
+            eventually(
+                Duration::from_secs(20),
+                "gateway to listen",
+                || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                || gateway.log(),
+            );
+            gateways.push(gateway);
+        }
+        Fleet {
+            gateways,
+            upstream,
+            conf_path,
+            _dir: dir,
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Cli {
+        let output = Command::new(patgate_bin())
+            .arg("-c")
+            .arg(&self.conf_path)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run patgate");
+        Cli::from(output)
+    }
+
+    fn member(&self, user: &str, org: &str, role: &str) {
+        self.cli(&["user", "put", user, "--org", org, "--role", role])
+            .expect_ok();
+    }
+
+    fn pat(&self, user: &str, org: &str) -> String {
+        let args = [
+            "token", "create", "--user", user, "--org", org, "--name", "test",
+        ];
+        self.cli(&args).expect_ok().stdout.trim().to_string()
+    }
+
+    fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
+        let args = [
+            "apikey",
+            "create",
+            "--org",
+            org,
+            "--role",
+            role,
+            "--created-by",
+            admin,
+            "--name",
+            "ci",
+        ];
+        self.cli(&args).expect_ok().stdout.trim().to_string()
+    }
+
+    fn logs(&self) -> String {
+        self.gateways
+            .iter()
+            .enumerate()
+            .map(|(i, g)| format!("--- gateway {i} ---\n{}", g.log()))
+            .collect()
+    }
+}
+
+fn cluster_location(cluster: &RedisCluster) -> String {
+    format!("cluster: [{}]", cluster.urls().join(", "))
+}
+
+fn sentinel_location(set: &SentinelSet) -> String {
+    format!(
+        "sentinel:\n    nodes: [{}]\n    master_name: {MASTER_NAME}",
+        set.sentinel_urls().join(", ")
+    )
+}
+
+/// A plain connection of the test's own to one node.
+fn node(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .expect("client")
+        .get_connection()
+        .expect("connection to a test node")
+}
+
+/// Keys on the node at `port` matching `pattern` (KEYS is fine on a test node).
+fn keys_on(port: u16, pattern: &str) -> usize {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query(&mut node(port))
+        .expect("KEYS");
+    keys.len()
+}
+
+/// Calls of `command` served so far by all nodes together (`INFO commandstats`).
+fn calls(cluster: &RedisCluster, command: &str) -> u64 {
+    let needle = format!("cmdstat_{command}:calls=");
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query(&mut node(n.port()))
+                .expect("INFO");
+            info.lines()
+                .find_map(|line| line.strip_prefix(&needle))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn cluster_serves_pats_and_api_keys_whose_keys_live_on_different_nodes() {
+    let cluster = RedisCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = Fleet::start(&cluster_location(&cluster), &["strict"]);
+    let gateway = &fleet.gateways[0];
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    for user in users {
+        fleet.member(user, "acme", "admin");
+    }
+    let pats: Vec<String> = users.iter().map(|u| fleet.pat(u, "acme")).collect();
+    let key = fleet.apikey("acme", "viewer", "alice");
+    // The records really are spread: the CLI wrote through the cluster, not to one node.
+    let spread = |pattern: &str| -> Vec<usize> {
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| keys_on(n.port(), pattern))
+            .collect()
+    };
+    let creds = spread("patgate:cred:*");
+    let people = spread("patgate:user:*");
+    assert_eq!(creds.iter().sum::<usize>(), 7, "{creds:?}");
+    assert!(creds.iter().filter(|&&n| n > 0).count() >= 2, "{creds:?}");
+    assert!(people.iter().filter(|&&n| n > 0).count() >= 2, "{people:?}");
+
+    for _ in 0..2 {
+        for (user, pat) in users.iter().zip(&pats) {
+            let seen = gateway.get(pat).echoed();
+            assert_eq!(seen.header("x-auth-user"), Some(*user));
+            assert_eq!(seen.header("x-auth-org"), Some("acme"));
+        }
+        let seen = gateway.get(&key).echoed();
+        assert_eq!(seen.header("x-auth-credential-type"), Some("api_key"));
+        assert_eq!(seen.header("x-auth-role"), Some("viewer"));
+    }
+    assert_eq!(fleet.upstream.count(), 14);
+
+    // Listings read many slots (index, records, last uses).
+    let listed = fleet
+        .cli(&["token", "list", "--user", "alice", "--json"])
+        .expect_ok();
+    assert!(listed.stdout.contains(&pats[0][..10]), "{}", listed.stdout);
+    let listed = fleet
+        .cli(&["apikey", "list", "--org", "acme", "--json"])
+        .expect_ok();
+    assert!(listed.stdout.contains(&key[..10]), "{}", listed.stdout);
+
+    // Writes on any node are in force for the next request.
+    fleet.cli(&["token", "revoke", &pats[1][..10]]).expect_ok();
+    gateway.get(&pats[1]).assert_denied(401, "invalid_token");
+    fleet.cli(&["user", "suspend", "carol"]).expect_ok();
+    gateway.get(&pats[2]).assert_denied(401, "invalid_token");
+    fleet.cli(&["apikey", "revoke", &key[..10]]).expect_ok();
+    gateway.get(&key).assert_denied(401, "invalid_token");
+    gateway.get(&pats[0]).echoed();
+    assert_eq!(fleet.upstream.count(), 15, "{}", fleet.logs());
+}
+
+#[test]
+fn cluster_revocation_is_seen_by_two_gateways_at_once_strict_and_tracked() {
+    let cluster = RedisCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = Fleet::start(&cluster_location(&cluster), &["strict", "tracked"]);
+    let (strict, tracked) = (&fleet.gateways[0], &fleet.gateways[1]);
+    fleet.member("alice", "acme", "member");
+    let token = fleet.pat("alice", "acme");
+    for _ in 0..2 {
+        strict.get(&token).echoed();
+        tracked.get(&token).echoed();
+    }
+    // Tracking works on a cluster: warm requests on the tracked gateway read nothing.
+    let before = (calls(&cluster, "hgetall"), calls(&cluster, "hmget"));
+    for _ in 0..5 {
+        tracked.get(&token).echoed();
+    }
+    assert_eq!(
+        (calls(&cluster, "hgetall"), calls(&cluster, "hmget")),
+        before,
+        "warm tracked requests were served from the client-side cache"
+    );
+
+    fleet.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    let revoked = Instant::now();
+    // Strict reads Redis on every request: the very next one is refused.
+    strict.get(&token).assert_denied(401, "invalid_token");
+    // Tracked is in force once the invalidation has arrived from the node holding the key.
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply the revocation",
+        || tracked.get(&token).status == 401,
+        || fleet.logs(),
+    );
+    eprintln!(
+        "cluster: revocation in force on both gateways {:?} after the CLI returned",
+        revoked.elapsed()
+    );
+    tracked.get(&token).assert_denied(401, "invalid_token");
+    assert_eq!(fleet.upstream.count(), 9);
+}
+
+#[test]
+fn sentinel_serves_traffic_and_two_gateways_see_a_revocation_at_once() {
+    let set = SentinelSet::start().unwrap_or_else(|e| panic!("{e}"));
+    let fleet = Fleet::start(&sentinel_location(&set), &["strict", "tracked"]);
+    // Tracked cannot be honoured behind Sentinel: the gateway says so at start.
+    eventually(
+        Duration::from_secs(5),
+        "the fallback warning",
+        || {
+            fleet.gateways[1].log().contains(
+                "redis.freshness: tracked is not available with redis.sentinel: falling back to strict",
+            )
+        },
+        || fleet.logs(),
+    );
+    assert!(!fleet.gateways[0].log().contains("falling back"));
+    fleet.member("alice", "acme", "admin");
+    let token = fleet.pat("alice", "acme");
+    let key = fleet.apikey("acme", "viewer", "alice");
+    for gateway in &fleet.gateways {
+        for _ in 0..2 {
+            assert_eq!(
+                gateway.get(&token).echoed().header("x-auth-user"),
+                Some("alice")
+            );
+            gateway.get(&key).echoed();
+        }
+    }
+    fleet.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    fleet.cli(&["apikey", "revoke", &key[..10]]).expect_ok();
+    // Both gateways (the "tracked" one runs strict) refuse on the very next request.
+    for gateway in &fleet.gateways {
+        gateway.get(&token).assert_denied(401, "invalid_token");
+        gateway.get(&key).assert_denied(401, "invalid_token");
+    }
+    assert_eq!(fleet.upstream.count(), 8);
+}
+
+#[test]
+fn sentinel_failover_fails_closed_then_recovers_without_restarting_the_gateway() {
+    let mut set = SentinelSet::start().unwrap_or_else(|e| panic!("{e}"));
+    let fleet = Fleet::start(&sentinel_location(&set), &["strict"]);
+    let gateway = &fleet.gateways[0];
+    fleet.member("alice", "acme", "admin");
+    let good = fleet.pat("alice", "acme");
+    let revoked = fleet.pat("alice", "acme");
+    let key = fleet.apikey("acme", "viewer", "alice");
+    gateway.get(&good).echoed();
+    // Verified once (so it sits in the verified-secret cache), then revoked.
+    gateway.get(&revoked).echoed();
+    fleet.cli(&["token", "revoke", &revoked[..10]]).expect_ok();
+    gateway.get(&revoked).assert_denied(401, "invalid_token");
+    assert!(
+        set.sync_replica() >= 1,
+        "the replica acknowledged every write before the primary dies"
+    );
+    let old = set.primary_port().expect("the sentinels name a primary");
+    let forwarded = fleet.upstream.count();
+
+    set.data_server(old).expect("the primary").kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30);
+    let mut unavailable = 0;
+    let mut allowed = 0;
+    let recovered = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery 30 s after the primary was killed\n{}\n{}",
+            fleet.logs(),
+            set.logs()
+        );
+        let response = gateway.get(&good);
+        match response.status {
+            200 => {
+                allowed += 1;
+                break killed.elapsed();
+            }
+            503 => {
+                response.assert_denied(503, "auth_unavailable");
+                assert!(response.header("retry-after").is_some());
+                unavailable += 1;
+            }
+            other => panic!(
+                "during failover a valid token got {other}: {}",
+                response.body
+            ),
+        }
+        // The revoked token is never let through, whatever state the failover is in.
+        let response = gateway.get(&revoked);
+        match response.status {
+            401 => assert_eq!(response.error(), "invalid_token"),
+            503 => assert_eq!(response.error(), "auth_unavailable"),
+            other => panic!("during failover a revoked token got {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "sentinel failover: first 200 {recovered:?} after the primary was killed \
+         ({unavailable} requests answered 503 auth_unavailable meanwhile)"
+    );
+    assert!(
+        unavailable > 0,
+        "the killed primary was noticed (fail closed)"
+    );
+    let new = set.primary_port().expect("a new primary");
+    assert_ne!(new, old, "the replica was promoted");
+    // Nothing was forwarded except the one allowed request.
+    assert_eq!(fleet.upstream.count(), forwarded + allowed);
+
+    // The same gateway process, on the new primary: reads and writes both work.
+    gateway.get(&revoked).assert_denied(401, "invalid_token");
+    gateway.get(&key).echoed();
+    fleet.cli(&["token", "revoke", &good[..10]]).expect_ok();
+    gateway.get(&good).assert_denied(401, "invalid_token");
+}
