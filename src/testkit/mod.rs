@@ -10,12 +10,31 @@ pub mod seeder;
 pub mod sentinel;
 pub mod upstream;
 
+use once_cell::sync::Lazy;
+use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 
-/// A free loopback port: bind 127.0.0.1:0, read the port, release it.
+/// Every port [`free_port`] has handed out in this process.
+static HANDED_OUT: Lazy<Mutex<HashSet<u16>>> = Lazy::new(|| Mutex::new(HashSet::new()));
+
+/// A free loopback port: bind 127.0.0.1:0, read the port, release it. Never the same port
+/// twice in one process: tests run in parallel threads, and a port released by one test
+/// could otherwise be handed to another while the first one's server still listens on it.
 ///
 /// # Errors
-/// The OS could not bind.
+/// The OS could not bind, or kept returning ports already handed out.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let fresh = HANDED_OUT
+            .lock()
+            .map_or(true, |mut ports| ports.insert(port));
+        if fresh {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other(
+        "no port that was not handed out before after 1000 tries",
+    ))
 }

@@ -272,6 +272,17 @@ impl Env {
             },
             || self.log(),
         );
+        // Accepting is not proof that *our* process listens: it must also still be running
+        // (a gateway that could not bind exits).
+        let exited = self
+            .gateway
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten());
+        assert!(
+            exited.is_none(),
+            "gateway exited: {exited:?}\n{}",
+            self.log()
+        );
     }
 
     /// The gateway's log so far.
