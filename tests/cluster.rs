@@ -4,8 +4,8 @@
 //! topology's conf (`redis.cluster` / `redis.sentinel`), and every process it starts is
 //! killed on drop, also when an assertion fails.
 //!
-//! Failover is covered with Sentinel only: the test cluster has no replicas, so a killed
-//! cluster primary takes its slots down until it returns.
+//! Failover is tested on both: a Sentinel set, and a cluster of 3 primaries with one
+//! replica each, where the cluster itself promotes a replica.
 
 use crate::support::{conf_text, eventually, get_bearer_on, patgate_bin, Cli, Options, Response};
 use patgate::testkit::cluster::RedisCluster;
@@ -420,5 +420,138 @@ fn sentinel_failover_fails_closed_then_recovers_without_restarting_the_gateway()
     gateway.get(&revoked).assert_denied(401, "invalid_token");
     gateway.get(&key).echoed();
     fleet.cli(&["token", "revoke", &good[..10]]).expect_ok();
+    gateway.get(&good).assert_denied(401, "invalid_token");
+}
+
+/// The cluster role of the node on `port`: `master` or `slave`.
+fn role(port: u16) -> String {
+    let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+    else {
+        return "down".into();
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut conn)
+        .unwrap_or_default();
+    if info.contains("role:master") {
+        "master".into()
+    } else {
+        "slave".into()
+    }
+}
+
+/// Waits until every replica has processed all its primary has (replication offsets equal).
+fn replicas_caught_up(cluster: &RedisCluster) -> bool {
+    cluster.nodes().iter().all(|n| {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut node(n.port()))
+            .unwrap_or_default();
+        if info.contains("role:master") {
+            let offset = info
+                .lines()
+                .find_map(|l| l.strip_prefix("master_repl_offset:"))
+                .unwrap_or("0")
+                .trim()
+                .to_string();
+            info.lines()
+                .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                .all(|l| l.contains(&format!("offset={offset},")))
+        } else {
+            true
+        }
+    })
+}
+
+#[test]
+fn cluster_failover_fails_closed_then_recovers_without_restarting_the_gateway() {
+    let mut cluster = RedisCluster::start_with_replicas(3, 1).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = Fleet::start(&cluster_location(&cluster), &["strict"]);
+    let gateway = &fleet.gateways[0];
+    fleet.member("alice", "acme", "admin");
+    let good = fleet.pat("alice", "acme");
+    let revoked = fleet.pat("alice", "acme");
+    gateway.get(&good).echoed();
+    gateway.get(&revoked).echoed();
+    fleet.cli(&["token", "revoke", &revoked[..10]]).expect_ok();
+    gateway.get(&revoked).assert_denied(401, "invalid_token");
+    eventually(
+        Duration::from_secs(10),
+        "the replicas to hold every write",
+        || replicas_caught_up(&cluster),
+        || cluster.logs(),
+    );
+    // Kill the primary holding the valid token's record.
+    let pattern = format!("*cred:{}", &good[..10]);
+    let old = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.port())
+        .find(|&port| role(port) == "master" && keys_on(port, &pattern) == 1)
+        .expect("a primary holds the record");
+    let forwarded = fleet.upstream.count();
+    cluster.node_mut(old).expect("the primary").kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(40);
+    let (mut unavailable, mut allowed) = (0, 0);
+    let recovered = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery 40 s after the primary was killed\n{}\n{}",
+            fleet.logs(),
+            cluster.logs()
+        );
+        let response = gateway.get(&good);
+        match response.status {
+            200 => {
+                allowed += 1;
+                break killed.elapsed();
+            }
+            503 => {
+                response.assert_denied(503, "auth_unavailable");
+                unavailable += 1;
+            }
+            other => panic!(
+                "during failover a valid token got {other}: {}",
+                response.body
+            ),
+        }
+        let response = gateway.get(&revoked);
+        match response.status {
+            401 => assert_eq!(response.error(), "invalid_token"),
+            503 => assert_eq!(response.error(), "auth_unavailable"),
+            other => panic!("during failover a revoked token got {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "cluster failover: first 200 {recovered:?} after the primary was killed \
+         ({unavailable} requests answered 503 auth_unavailable meanwhile)"
+    );
+    assert!(
+        unavailable > 0,
+        "the killed primary was noticed (fail closed)"
+    );
+    assert_eq!(fleet.upstream.count(), forwarded + allowed);
+    // The same gateway, on the promoted replica: reads and writes work. The other nodes may
+    // still be converging on the new slot map for a moment, so each is polled (a 503 or a
+    // refused CLI write meanwhile is failing closed, never a wrong answer).
+    eventually(
+        Duration::from_secs(10),
+        "the revoked token to answer 401",
+        || {
+            let response = gateway.get(&revoked);
+            assert_ne!(response.status, 200, "a revoked token was allowed");
+            response.status == 401
+        },
+        || fleet.logs(),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "a CLI revocation on the new primary",
+        || fleet.cli(&["token", "revoke", &good[..10]]).ok,
+        || cluster.logs(),
+    );
     gateway.get(&good).assert_denied(401, "invalid_token");
 }

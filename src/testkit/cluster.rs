@@ -7,7 +7,7 @@ use super::redis::{RedisServer, RedisStartError};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running cluster of primaries (no replicas).
+/// A running cluster: primaries, and optionally replicas for failover.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
@@ -21,8 +21,22 @@ impl RedisCluster {
     /// A node did not start, `redis-cli` failed (its output is attached), or the cluster did
     /// not become ready (the node logs are attached).
     pub fn start(primaries: usize) -> Result<RedisCluster, RedisStartError> {
-        let mut nodes = Vec::with_capacity(primaries);
-        for _ in 0..primaries {
+        RedisCluster::start_with_replicas(primaries, 0)
+    }
+
+    /// As [`RedisCluster::start`], with `replicas` replicas per primary
+    /// (`--cluster-replicas`), so that a killed primary is failed over by the cluster itself;
+    /// also waits until every replica's link to its primary is up.
+    ///
+    /// # Errors
+    /// As [`RedisCluster::start`].
+    pub fn start_with_replicas(
+        primaries: usize,
+        replicas: usize,
+    ) -> Result<RedisCluster, RedisStartError> {
+        let total = primaries * (1 + replicas);
+        let mut nodes = Vec::with_capacity(total);
+        for _ in 0..total {
             nodes.push(RedisServer::start_with_args(|_, _| {
                 // The bus port is chosen free too: port + 10000 may be above 65535.
                 let bus = super::free_port()?.to_string();
@@ -55,7 +69,7 @@ impl RedisCluster {
                     .iter()
                     .map(|n| format!("127.0.0.1:{}", n.port())),
             )
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| match e.kind() {
@@ -70,7 +84,11 @@ impl RedisCluster {
             ))));
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster.nodes.iter().all(|n| cluster_ok(n.port())) {
+        while !cluster
+            .nodes
+            .iter()
+            .all(|n| cluster_ok(n.port()) && replica_link_up(n.port()))
+        {
             if Instant::now() > deadline {
                 return Err(RedisStartError::NotReady {
                     port: cluster.nodes[0].port(),
@@ -95,6 +113,11 @@ impl RedisCluster {
         &self.nodes
     }
 
+    /// The node on `port`, mutable (to kill it).
+    pub fn node_mut(&mut self, port: u16) -> Option<&mut RedisServer> {
+        self.nodes.iter_mut().find(|n| n.port() == port)
+    }
+
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes
@@ -102,6 +125,18 @@ impl RedisCluster {
             .map(|n| format!("--- node {} ---\n{}", n.port(), n.log()))
             .collect()
     }
+}
+
+/// Whether the node on `port` is a primary, or a replica whose link to its primary is up.
+fn replica_link_up(port: u16) -> bool {
+    let info = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut conn| {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut conn)
+        });
+    info.is_ok_and(|info| info.contains("role:master") || info.contains("master_link_status:up"))
 }
 
 /// Whether the node on `port` answers `CLUSTER INFO` with `cluster_state:ok`.
