@@ -367,42 +367,11 @@ fn sentinel_failover_fails_closed_then_recovers_without_restarting_the_gateway()
     let forwarded = fleet.upstream.count();
 
     set.data_server(old).expect("the primary").kill();
-    let killed = Instant::now();
-    let deadline = killed + Duration::from_secs(30);
-    let mut unavailable = 0;
-    let mut allowed = 0;
-    let recovered = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no recovery 30 s after the primary was killed\n{}\n{}",
-            fleet.logs(),
-            set.logs()
-        );
-        let response = gateway.get(&good);
-        match response.status {
-            200 => {
-                allowed += 1;
-                break killed.elapsed();
-            }
-            503 => {
-                response.assert_denied(503, "auth_unavailable");
-                assert!(response.header("retry-after").is_some());
-                unavailable += 1;
-            }
-            other => panic!(
-                "during failover a valid token got {other}: {}",
-                response.body
-            ),
-        }
-        // The revoked token is never let through, whatever state the failover is in.
-        let response = gateway.get(&revoked);
-        match response.status {
-            401 => assert_eq!(response.error(), "invalid_token"),
-            503 => assert_eq!(response.error(), "auth_unavailable"),
-            other => panic!("during failover a revoked token got {other}"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (recovered, unavailable) = ride_out_failover(gateway, &good, &revoked, || {
+        format!("{}\n{}", fleet.logs(), set.logs())
+    });
+    // The loop ends on the first (and only) request let through.
+    let allowed = 1;
     eprintln!(
         "sentinel failover: first 200 {recovered:?} after the primary was killed \
          ({unavailable} requests answered 503 auth_unavailable meanwhile)"
@@ -492,39 +461,11 @@ fn cluster_failover_fails_closed_then_recovers_without_restarting_the_gateway() 
         .expect("a primary holds the record");
     let forwarded = fleet.upstream.count();
     cluster.node_mut(old).expect("the primary").kill();
-    let killed = Instant::now();
-    let deadline = killed + Duration::from_secs(40);
-    let (mut unavailable, mut allowed) = (0, 0);
-    let recovered = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no recovery 40 s after the primary was killed\n{}\n{}",
-            fleet.logs(),
-            cluster.logs()
-        );
-        let response = gateway.get(&good);
-        match response.status {
-            200 => {
-                allowed += 1;
-                break killed.elapsed();
-            }
-            503 => {
-                response.assert_denied(503, "auth_unavailable");
-                unavailable += 1;
-            }
-            other => panic!(
-                "during failover a valid token got {other}: {}",
-                response.body
-            ),
-        }
-        let response = gateway.get(&revoked);
-        match response.status {
-            401 => assert_eq!(response.error(), "invalid_token"),
-            503 => assert_eq!(response.error(), "auth_unavailable"),
-            other => panic!("during failover a revoked token got {other}"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (recovered, unavailable) = ride_out_failover(gateway, &good, &revoked, || {
+        format!("{}\n{}", fleet.logs(), cluster.logs())
+    });
+    // The loop ends on the first (and only) request let through.
+    let allowed = 1;
     eprintln!(
         "cluster failover: first 200 {recovered:?} after the primary was killed \
          ({unavailable} requests answered 503 auth_unavailable meanwhile)"
@@ -554,4 +495,46 @@ fn cluster_failover_fails_closed_then_recovers_without_restarting_the_gateway() 
         || cluster.logs(),
     );
     gateway.get(&good).assert_denied(401, "invalid_token");
+}
+
+/// Right after a primary was killed: presents `good` and `revoked` in turn until `good` is
+/// allowed again (40 s deadline). Meanwhile `good` may only get 503 `auth_unavailable` with
+/// `Retry-After`, and `revoked` only 401 or 503: failing closed, never a wrong answer.
+/// Returns the time to the first 200 and how many 503s `good` got before it.
+fn ride_out_failover(
+    gateway: &Gateway,
+    good: &str,
+    revoked: &str,
+    logs: impl Fn() -> String,
+) -> (Duration, usize) {
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(40);
+    let mut unavailable = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery 40 s after the primary was killed\n{}",
+            logs()
+        );
+        let response = gateway.get(good);
+        match response.status {
+            200 => return (killed.elapsed(), unavailable),
+            503 => {
+                response.assert_denied(503, "auth_unavailable");
+                assert!(response.header("retry-after").is_some());
+                unavailable += 1;
+            }
+            other => panic!(
+                "during failover a valid token got {other}: {}",
+                response.body
+            ),
+        }
+        let response = gateway.get(revoked);
+        match response.status {
+            401 => assert_eq!(response.error(), "invalid_token"),
+            503 => assert_eq!(response.error(), "auth_unavailable"),
+            other => panic!("during failover a revoked token got {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
