@@ -276,8 +276,31 @@ fn unavailable(error: &StoreError, prefix: &str) -> Denial {
     metrics::REDIS_ERRORS
         .with_label_values(&[error.kind()])
         .inc();
-    log::warn!("redis {} while verifying {prefix}: {error}", error.kind());
+    // The cause chain goes to the log (a `redis.ca_file` that did not issue the server's
+    // certificate reads "invalid peer certificate: UnknownIssuer"; behind Sentinel nothing
+    // else logs it). The client gets the fixed 503.
+    log::warn!(
+        "redis {} while verifying {prefix}: {}",
+        error.kind(),
+        with_causes(error)
+    );
     Denial::AuthUnavailable
+}
+
+/// `error` and each of its sources, joined with ": ", skipping a source whose text the
+/// previous message already ends with (a redis-rs I/O error displays its source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -488,5 +511,17 @@ mod tests {
             f.verify(&wrong, &f.no_bcrypt).await,
             Verdict::Deny(Denial::AuthUnavailable)
         );
+    }
+
+    #[test]
+    fn a_redis_error_is_logged_with_its_cause() {
+        let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let error = StoreError::Redis(redis::RedisError::from(io));
+        assert_eq!(
+            with_causes(&error),
+            "redis error: invalid peer certificate: UnknownIssuer"
+        );
+        let timeout = StoreError::Timeout(Duration::from_millis(50));
+        assert_eq!(with_causes(&timeout), "redis did not answer within 50ms");
     }
 }

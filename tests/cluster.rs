@@ -6,16 +6,32 @@
 //!
 //! Failover is tested on both: a Sentinel set, and a cluster of 3 primaries with one
 //! replica each, where the cluster itself promotes a replica.
+//!
+//! Both topologies also run TLS only (`rediss://` nodes, `redis.ca_file` trusting a CA made
+//! at run time, cluster bus and replication over TLS too): traffic, a revocation seen by two
+//! gateways, and a CA that did not issue the servers' certificate failing closed.
 
-use crate::support::{conf_text, eventually, get_bearer_on, patgate_bin, Cli, Options, Response};
+use crate::support::certs::Ca;
+use crate::support::{
+    conf_text, eventually, get_bearer_on, patgate_bin, run_cli, Cli, Options, Response,
+};
 use patgate::testkit::cluster::RedisCluster;
 use patgate::testkit::free_port;
+use patgate::testkit::redis::{RedisServer, TlsFiles};
 use patgate::testkit::sentinel::{SentinelSet, MASTER_NAME};
 use patgate::testkit::upstream::Upstream;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// `redis.timeout_ms` over TLS. redis-rs 1.8 reads and parses the system roots for every TLS
+/// connection it opens, even when `redis.ca_file` replaces them (25-75 ms each in this debug
+/// build on a busy 2-core machine, 3-8 ms optimised), and finding the primary through the
+/// Sentinels opens five (three Sentinels, the candidate's `ROLE`, the primary) before the first
+/// command: a CLI run, whose first command pays for all of them, took 180-270 ms here, beyond
+/// the 200 ms the other tests allow.
+const TLS_TIMEOUT_MS: u64 = 1000;
 
 /// One gateway process, killed on drop.
 struct Gateway {
@@ -53,6 +69,16 @@ struct Fleet {
 impl Fleet {
     /// Starts one gateway per entry of `freshness`, with `location` under `redis:`.
     fn start(location: &str, freshness: &[&'static str]) -> Fleet {
+        Fleet::start_with(location, freshness, None)
+    }
+
+    /// As [`Fleet::start`]; with `redis_tls`, the conf trusts its `ca_file` (`redis.ca_file`)
+    /// for the `rediss://` nodes in `location`, and allows [`TLS_TIMEOUT_MS`].
+    fn start_with(
+        location: &str,
+        freshness: &[&'static str],
+        redis_tls: Option<&TlsFiles>,
+    ) -> Fleet {
         let upstream = Upstream::start().expect("echo upstream");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut gateways = Vec::new();
@@ -61,9 +87,15 @@ impl Fleet {
             let gw_dir = dir.path().join(format!("gateway-{i}"));
             std::fs::create_dir_all(&gw_dir).expect("dir");
             let port = free_port().expect("port");
+            let defaults = Options::default();
             let options = Options {
                 freshness,
-                ..Options::default()
+                redis_tls: redis_tls.cloned(),
+                timeout_ms: match redis_tls {
+                    Some(_) => TLS_TIMEOUT_MS,
+                    None => defaults.timeout_ms,
+                },
+                ..defaults
             };
             let conf = conf_text(
                 &options,
@@ -112,15 +144,7 @@ impl Fleet {
     }
 
     fn cli(&self, args: &[&str]) -> Cli {
-        let output = Command::new(patgate_bin())
-            .arg("-c")
-            .arg(&self.conf_path)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run patgate");
-        Cli::from(output)
+        run_cli(&self.conf_path, args)
     }
 
     fn member(&self, user: &str, org: &str, role: &str) {
@@ -537,4 +561,229 @@ fn ride_out_failover(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The files every TLS node serves: one certificate naming 127.0.0.1 (the address the
+/// cluster and the Sentinels announce), from a CA made now in `pki`.
+fn tls_files(pki: &Path) -> TlsFiles {
+    let ca = Ca::new(pki, "redis");
+    let cert = ca.issue("redis", &["127.0.0.1"]);
+    TlsFiles {
+        cert_file: cert.cert_file,
+        key_file: cert.key_file,
+        ca_file: ca.ca_file(),
+    }
+}
+
+/// Each of `servers` speaks TLS only: a plain-TCP PING on its port gets no answer.
+fn assert_tls_only<'a>(servers: impl IntoIterator<Item = &'a RedisServer>) {
+    for server in servers {
+        assert!(server.node_url().starts_with("rediss://"));
+        let plain = redis::Client::open(format!("redis://127.0.0.1:{}", server.port()))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+            .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+        assert!(plain.is_err(), "port {} answered plain TCP", server.port());
+    }
+}
+
+/// Presents `pat` (alice, admin in acme) and `key` (acme's viewer key) to `gateway`, and
+/// checks the identity the echo upstream received for each.
+fn assert_identities(gateway: &Gateway, pat: &str, key: &str) {
+    let seen = gateway.get(pat).echoed();
+    assert_eq!(seen.header("x-auth-credential-type"), Some("pat"));
+    assert_eq!(seen.header("x-auth-token-prefix"), Some(&pat[..10]));
+    assert_eq!(seen.header("x-auth-user"), Some("alice"));
+    assert_eq!(seen.header("x-auth-org"), Some("acme"));
+    assert_eq!(seen.header("x-auth-role"), Some("admin"));
+    assert_eq!(seen.header("authorization"), None);
+    let seen = gateway.get(key).echoed();
+    assert_eq!(seen.header("x-auth-credential-type"), Some("api_key"));
+    assert_eq!(seen.header("x-auth-token-prefix"), Some(&key[..10]));
+    assert_eq!(seen.header("x-auth-user"), None);
+    assert_eq!(seen.header("x-auth-org"), Some("acme"));
+    assert_eq!(seen.header("x-auth-role"), Some("viewer"));
+}
+
+#[test]
+fn cluster_over_tls_serves_pats_and_api_keys_and_two_gateways_see_a_revocation() {
+    let started = Instant::now();
+    let pki = tempfile::tempdir().expect("tempdir");
+    let files = tls_files(pki.path());
+    let cluster = RedisCluster::start_tls(3, files.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_tls_only(cluster.nodes());
+    let fleet = Fleet::start_with(
+        &cluster_location(&cluster),
+        &["strict", "tracked"],
+        Some(&files),
+    );
+    let (strict, tracked) = (&fleet.gateways[0], &fleet.gateways[1]);
+    assert!(fleet
+        .cli(&["check"])
+        .expect_ok()
+        .stdout
+        .contains("redis reachable"));
+    // Several users, so the records spread over the shards and the crate follows the slot
+    // map to every node over TLS.
+    for user in ["alice", "bob", "carol"] {
+        fleet.member(user, "acme", "admin");
+    }
+    let pat = fleet.pat("alice", "acme");
+    let others = [fleet.pat("bob", "acme"), fleet.pat("carol", "acme")];
+    let key = fleet.apikey("acme", "viewer", "alice");
+    let holding: Vec<usize> = cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("patgate:*")
+                .query(&mut n.connection(Duration::from_secs(2)).expect("TLS node"))
+                .expect("KEYS");
+            keys.len()
+        })
+        .collect();
+    assert!(
+        holding.iter().filter(|&&n| n > 0).count() >= 2,
+        "{holding:?}"
+    );
+    for gateway in [strict, tracked] {
+        for _ in 0..2 {
+            assert_identities(gateway, &pat, &key);
+        }
+        for (user, token) in ["bob", "carol"].iter().zip(&others) {
+            assert_eq!(
+                gateway.get(token).echoed().header("x-auth-user"),
+                Some(*user)
+            );
+        }
+    }
+    assert_eq!(fleet.upstream.count(), 12);
+
+    fleet.cli(&["token", "revoke", &pat[..10]]).expect_ok();
+    fleet.cli(&["apikey", "revoke", &key[..10]]).expect_ok();
+    let revoked = Instant::now();
+    // Strict reads Redis on every request: the very next ones are refused.
+    strict.get(&pat).assert_denied(401, "invalid_token");
+    strict.get(&key).assert_denied(401, "invalid_token");
+    // Tracked: in force once the invalidations have arrived over the nodes' TLS connections.
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply both revocations",
+        || tracked.get(&pat).status == 401 && tracked.get(&key).status == 401,
+        || fleet.logs(),
+    );
+    eprintln!(
+        "cluster over TLS: revocations in force on both gateways {:?} after the CLI returned",
+        revoked.elapsed()
+    );
+    tracked.get(&pat).assert_denied(401, "invalid_token");
+    tracked.get(&key).assert_denied(401, "invalid_token");
+    strict.get(&others[0]).echoed();
+    assert_eq!(fleet.upstream.count(), 13, "{}", fleet.logs());
+    eprintln!("cluster over TLS: test took {:?}", started.elapsed());
+}
+
+#[test]
+fn sentinel_over_tls_serves_traffic_and_two_gateways_see_a_revocation_at_once() {
+    let started = Instant::now();
+    let pki = tempfile::tempdir().expect("tempdir");
+    let files = tls_files(pki.path());
+    let set = SentinelSet::start_tls(files.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_tls_only(set.servers());
+    let fleet = Fleet::start_with(
+        &sentinel_location(&set),
+        &["strict", "strict"],
+        Some(&files),
+    );
+    assert!(fleet
+        .cli(&["check"])
+        .expect_ok()
+        .stdout
+        .contains("redis reachable"));
+    fleet.member("alice", "acme", "admin");
+    let pat = fleet.pat("alice", "acme");
+    let key = fleet.apikey("acme", "viewer", "alice");
+    for gateway in &fleet.gateways {
+        for _ in 0..2 {
+            assert_identities(gateway, &pat, &key);
+        }
+    }
+    assert_eq!(fleet.upstream.count(), 8);
+
+    fleet.cli(&["token", "revoke", &pat[..10]]).expect_ok();
+    fleet.cli(&["apikey", "revoke", &key[..10]]).expect_ok();
+    for gateway in &fleet.gateways {
+        gateway.get(&pat).assert_denied(401, "invalid_token");
+        gateway.get(&key).assert_denied(401, "invalid_token");
+    }
+    assert_eq!(fleet.upstream.count(), 8, "{}", fleet.logs());
+    eprintln!("sentinel over TLS: test took {:?}", started.elapsed());
+}
+
+/// A gateway on `location` (TLS nodes) whose `redis.ca_file` is `other_ca`, not the CA in
+/// `files` that issued the nodes' certificate: a valid PAT (written by the CLI with the right
+/// CA) answers 503 `auth_unavailable` with `Retry-After`, nothing is forwarded, and
+/// `patgate check` refuses the conf.
+fn assert_another_ca_fails_closed(location: &str, files: &TlsFiles, other_ca: &Path) {
+    let wrong = TlsFiles {
+        ca_file: other_ca.to_path_buf(),
+        ..files.clone()
+    };
+    let fleet = Fleet::start_with(location, &["strict"], Some(&wrong));
+    let conf = std::fs::read_to_string(&fleet.conf_path).expect("conf");
+    let right = conf.replace(
+        &other_ca.display().to_string(),
+        &files.ca_file.display().to_string(),
+    );
+    assert_ne!(conf, right);
+    let right_path = fleet.conf_path.with_file_name("right-ca.yaml");
+    std::fs::write(&right_path, right).expect("write conf");
+    run_cli(&right_path, &["check"]).expect_ok();
+    run_cli(
+        &right_path,
+        &["user", "put", "alice", "--org", "acme", "--role", "admin"],
+    )
+    .expect_ok();
+    let args = [
+        "token", "create", "--user", "alice", "--org", "acme", "--name", "test",
+    ];
+    let pat = run_cli(&right_path, &args)
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+
+    let gateway = &fleet.gateways[0];
+    for _ in 0..3 {
+        let response = gateway.get(&pat);
+        response.assert_denied(503, "auth_unavailable");
+        assert!(response.header("retry-after").is_some(), "{response:?}");
+    }
+    assert_eq!(fleet.upstream.count(), 0, "nothing was forwarded");
+    // The operator finds the cause in the gateway's log and in `check`'s message.
+    let cause = "invalid peer certificate: UnknownIssuer";
+    assert!(gateway.log().contains(cause), "{}", fleet.logs());
+    let check = fleet.cli(&["check"]);
+    assert!(
+        !check.ok,
+        "check passed with the wrong CA: {}",
+        check.stdout
+    );
+    assert!(check.stderr.contains("cannot reach"), "{}", check.stderr);
+    fleet
+        .cli(&["token", "list", "--user", "alice"])
+        .expect_refused("redis");
+}
+
+#[test]
+fn cluster_and_sentinel_over_tls_trusting_another_ca_fail_closed_and_forward_nothing() {
+    let started = Instant::now();
+    let pki = tempfile::tempdir().expect("tempdir");
+    let files = tls_files(pki.path());
+    let other = Ca::new(pki.path(), "other");
+    let cluster = RedisCluster::start_tls(3, files.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_another_ca_fails_closed(&cluster_location(&cluster), &files, &other.ca_file());
+    drop(cluster);
+    let set = SentinelSet::start_tls(files.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_another_ca_fails_closed(&sentinel_location(&set), &files, &other.ca_file());
+    eprintln!("another CA over TLS: test took {:?}", started.elapsed());
 }

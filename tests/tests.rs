@@ -12,7 +12,8 @@ mod auth;
 mod bad_input;
 /// The CLI: create/list/revoke output, refusals with nothing written, check and serve.
 mod cli;
-/// Real Redis topologies: a 3-primary cluster and a Sentinel set (failover under traffic).
+/// Real Redis topologies: a 3-primary cluster and a Sentinel set (failover under traffic), also
+/// served over TLS only.
 mod cluster;
 /// `patgate demo`: its printed curl lines work, Ctrl-C stops everything.
 mod demo;

@@ -2,8 +2,12 @@
 //! processes on free loopback ports, joined with `redis-cli --cluster create`. Every node
 //! is a [`RedisServer`], so each is killed and reaped on drop, also when the start fails
 //! half-way (the nodes already running are dropped with the error).
+//!
+//! [`RedisCluster::start_tls`] makes the same cluster speak only TLS: clients, the cluster
+//! bus (`--tls-cluster yes`) and replication (`--tls-replication yes`), so `CLUSTER SLOTS`
+//! names the TLS ports and the nodes' `rediss://` URLs are the only way in.
 
-use super::redis::{RedisServer, RedisStartError};
+use super::redis::{RedisServer, RedisStartError, TlsFiles};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,33 +38,57 @@ impl RedisCluster {
         primaries: usize,
         replicas: usize,
     ) -> Result<RedisCluster, RedisStartError> {
+        RedisCluster::start_inner(primaries, replicas, None)
+    }
+
+    /// As [`RedisCluster::start`], every node serving TLS only with `files` (one certificate
+    /// for all, naming 127.0.0.1), the bus and replication included; `redis-cli --tls`
+    /// creates the cluster and the readiness checks speak TLS trusting `files.ca_file`.
+    ///
+    /// # Errors
+    /// As [`RedisCluster::start`].
+    pub fn start_tls(primaries: usize, files: TlsFiles) -> Result<RedisCluster, RedisStartError> {
+        RedisCluster::start_inner(primaries, 0, Some(files))
+    }
+
+    fn start_inner(
+        primaries: usize,
+        replicas: usize,
+        tls: Option<TlsFiles>,
+    ) -> Result<RedisCluster, RedisStartError> {
         let total = primaries * (1 + replicas);
         let mut nodes = Vec::with_capacity(total);
         for _ in 0..total {
-            nodes.push(RedisServer::start_with_args(|_, _| {
+            let args = |_: &std::path::Path, _: u16| {
                 // The bus port is chosen free too: port + 10000 may be above 65535.
                 let bus = super::free_port()?.to_string();
-                Ok((
-                    Vec::new(),
-                    [
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "2000",
-                        "--cluster-port",
-                        &bus,
-                    ]
-                    .iter()
-                    .map(Into::into)
-                    .collect(),
-                ))
-            })?);
+                let mut trailing = vec![
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-port",
+                    &bus,
+                ];
+                if tls.is_some() {
+                    trailing.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                }
+                Ok((Vec::new(), trailing.into_iter().map(Into::into).collect()))
+            };
+            nodes.push(match &tls {
+                None => RedisServer::start_with_args(args)?,
+                Some(files) => RedisServer::start_tls_with_args(files.clone(), args)?,
+            });
         }
         let cluster = RedisCluster { nodes };
         let cli = std::env::var("PATGATE_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
-        let output = Command::new(&cli)
+        let mut command = Command::new(&cli);
+        if let Some(files) = &tls {
+            command.arg("--tls").arg("--cacert").arg(&files.ca_file);
+        }
+        let output = command
             .arg("--cluster")
             .arg("create")
             .args(
@@ -87,7 +115,7 @@ impl RedisCluster {
         while !cluster
             .nodes
             .iter()
-            .all(|n| cluster_ok(n.port()) && replica_link_up(n.port()))
+            .all(|n| cluster_ok(n) && replica_link_up(n))
         {
             if Instant::now() > deadline {
                 return Err(RedisStartError::NotReady {
@@ -100,12 +128,9 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// The seed URLs, `redis://127.0.0.1:<port>` for every node.
+    /// The seed URLs, `redis://127.0.0.1:<port>` (`rediss://` over TLS) for every node.
     pub fn urls(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port()))
-            .collect()
+        self.nodes.iter().map(RedisServer::node_url).collect()
     }
 
     /// The nodes, for per-node assertions and faults.
@@ -127,10 +152,10 @@ impl RedisCluster {
     }
 }
 
-/// Whether the node on `port` is a primary, or a replica whose link to its primary is up.
-fn replica_link_up(port: u16) -> bool {
-    let info = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+/// Whether `node` is a primary, or a replica whose link to its primary is up.
+fn replica_link_up(node: &RedisServer) -> bool {
+    let info = node
+        .connection(Duration::from_millis(500))
         .and_then(|mut conn| {
             redis::cmd("INFO")
                 .arg("replication")
@@ -139,10 +164,10 @@ fn replica_link_up(port: u16) -> bool {
     info.is_ok_and(|info| info.contains("role:master") || info.contains("master_link_status:up"))
 }
 
-/// Whether the node on `port` answers `CLUSTER INFO` with `cluster_state:ok`.
-fn cluster_ok(port: u16) -> bool {
-    let info = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+/// Whether `node` answers `CLUSTER INFO` with `cluster_state:ok`.
+fn cluster_ok(node: &RedisServer) -> bool {
+    let info = node
+        .connection(Duration::from_millis(500))
         .and_then(|mut conn| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut conn));
     info.is_ok_and(|info| info.contains("cluster_state:ok"))
 }

@@ -1,6 +1,7 @@
 //! Real processes for the demo, the integration tests and the benches: a private
 //! `redis-server` on a free loopback port (alone, as a Redis Cluster, or as a primary and a
-//! replica under three Sentinels), and an upstream that echoes what it received.
+//! replica under three Sentinels; each plain or TLS only), and an upstream that echoes what it
+//! received.
 //! Nothing here is a fake: the tests talk to the same Redis and HTTP a deployment does.
 
 pub mod cluster;

@@ -3,7 +3,8 @@
 //!
 //! The binary is `$PATGATE_REDIS_BIN` or `redis-server`. Fault helpers for tests: `stop()`
 //! (SIGSTOP), `resume()` (SIGCONT), `kill()`, `restart()`. [`RedisServer::start_tls`] serves
-//! TLS only (`--port 0 --tls-port`), with certificates the caller made, for `rediss://`.
+//! TLS only (`--port 0 --tls-port`), with certificates the caller made, for `rediss://`;
+//! [`RedisServer::start_tls_with_args`] does so for cluster nodes and Sentinels too.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -85,36 +86,43 @@ impl RedisServer {
     pub fn start_with_args(
         args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
     ) -> Result<RedisServer, RedisStartError> {
-        let (dir, port) = RedisServer::place()?;
+        RedisServer::start_inner(None, args)
+    }
+
+    /// As [`RedisServer::start_with_args`], but TLS only, as [`RedisServer::start_tls`]. The
+    /// TLS arguments come after `args`' leading ones, so they also apply to a Sentinel whose
+    /// config file leads; cluster or replication links over TLS are asked for by `args`
+    /// (`--tls-cluster yes`, `--tls-replication yes`).
+    ///
+    /// # Errors
+    /// As [`RedisServer::start_with_args`].
+    pub fn start_tls_with_args(
+        files: TlsFiles,
+        args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
+    ) -> Result<RedisServer, RedisStartError> {
+        RedisServer::start_inner(Some(files), args)
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Result<RedisServer, RedisStartError> {
+        RedisServer::start_inner(tls, |_, _| Ok((Vec::new(), Vec::new())))
+    }
+
+    fn start_inner(
+        tls: Option<TlsFiles>,
+        args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
+    ) -> Result<RedisServer, RedisStartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("patgate-redis-")
+            .tempdir()?;
+        let port = super::free_port()?;
         let (leading, trailing) = args(dir.path(), port)?;
         let mut server = RedisServer {
             child: None,
             port,
             dir,
-            tls: None,
+            tls,
             leading,
             trailing,
-        };
-        server.spawn()?;
-        Ok(server)
-    }
-
-    fn place() -> Result<(tempfile::TempDir, u16), RedisStartError> {
-        let dir = tempfile::Builder::new()
-            .prefix("patgate-redis-")
-            .tempdir()?;
-        Ok((dir, super::free_port()?))
-    }
-
-    fn start_with(tls: Option<TlsFiles>) -> Result<RedisServer, RedisStartError> {
-        let (dir, port) = RedisServer::place()?;
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-            tls,
-            leading: Vec::new(),
-            trailing: Vec::new(),
         };
         server.spawn()?;
         Ok(server)
@@ -200,12 +208,37 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
+        format!("{}/0", self.node_url())
+    }
+
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server), without a database: how
+    /// cluster seed nodes and Sentinels are written in a conf.
+    pub fn node_url(&self) -> String {
         let scheme = if self.tls.is_some() {
             "rediss"
         } else {
             "redis"
         };
-        format!("{scheme}://127.0.0.1:{}/0", self.port)
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// A new blocking connection of the caller's own (over TLS trusting `ca_file` for a TLS
+    /// server), for assertions and setup; connecting gives up after `timeout`.
+    ///
+    /// # Errors
+    /// The CA file cannot be read, or the server does not answer in time.
+    pub fn connection(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        let client = match &self.tls {
+            None => redis::Client::open(self.node_url())?,
+            Some(tls) => redis::Client::build_with_tls(
+                self.node_url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(&tls.ca_file)?),
+                },
+            )?,
+        };
+        client.get_connection_with_timeout(timeout)
     }
 
     /// Its temp dir (config and log files).

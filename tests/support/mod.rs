@@ -208,6 +208,19 @@ pub fn patgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_patgate")
 }
 
+/// Runs `patgate -c <conf_path> <args>` to completion (logging at `warn`).
+pub fn run_cli(conf_path: &std::path::Path, args: &[&str]) -> Cli {
+    let output = Command::new(patgate_bin())
+        .arg("-c")
+        .arg(conf_path)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run patgate");
+    Cli::from(output)
+}
+
 impl Env {
     pub fn start() -> Env {
         Env::start_with(Options::default())
@@ -292,15 +305,7 @@ impl Env {
 
     /// Runs `patgate -c <conf> <args>`.
     pub fn cli(&self, args: &[&str]) -> Cli {
-        let output = Command::new(patgate_bin())
-            .arg("-c")
-            .arg(&self.conf_path)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run patgate");
-        Cli::from(output)
+        run_cli(&self.conf_path, args)
     }
 
     /// Puts `user` in `org` with `role`.
