@@ -28,14 +28,17 @@
 //! Every operation is bounded by `redis.timeout_ms`; errors are classified into
 //! [`StoreError`] so the caller can fail closed.
 
+mod batch;
 mod connection;
 
 use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
+use batch::ReadBatcher;
 use connection::Connection;
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a credential record outlives its expiry, so "expired" stays distinguishable.
@@ -387,10 +390,19 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// One reply of a batch, as `T` (an error reply or an unexpected shape is a Redis error).
+fn decode<T: redis::FromRedisValue>(reply: &redis::Value) -> Result<T, StoreError> {
+    redis::from_redis_value_ref(reply).map_err(|e| StoreError::Redis(e.into()))
+}
+
 /// Typed Redis access with a deadline on every call.
 #[derive(Clone)]
 pub struct Store {
     conn: Connection,
+    /// The gateway's request-path reads in strict mode, coalesced (batch.rs); `None` for
+    /// management stores, tracked mode (cached replies need no batching) and clusters (the
+    /// crate refuses cross-slot pipelines).
+    reads: Option<Arc<ReadBatcher>>,
     keys: Keys,
     timeout: Duration,
 }
@@ -406,21 +418,31 @@ impl Store {
             freshness: Freshness::Strict,
             ..conf.clone()
         };
-        Store::for_gateway(&strict, 0)
+        Ok(Store {
+            conn: Connection::open(&strict, false, 0)?,
+            reads: None,
+            keys: Keys::new(&conf.key_prefix),
+            timeout: conf.timeout,
+        })
     }
 
     /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode (where the
     /// topology allows it, [`RedisConf::effective_freshness`]) the connection speaks RESP3
     /// with `CLIENT TRACKING` and keeps up to `tracked_entries` replies client-side,
-    /// invalidated by Redis pushes; a new connection starts with an empty cache. Must be
-    /// called inside a Tokio runtime.
+    /// invalidated by Redis pushes; a new connection starts with an empty cache. In strict
+    /// mode (except on a cluster) the request-path reads of concurrent requests are coalesced
+    /// into one pipeline ([`ReadBatcher`]). Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid.
     pub fn for_gateway(conf: &RedisConf, tracked_entries: usize) -> Result<Store, StoreError> {
         let tracked = conf.effective_freshness() == Freshness::Tracked;
+        let conn = Connection::open(conf, tracked, tracked_entries)?;
+        let reads = (!tracked && !conn.is_cluster())
+            .then(|| Arc::new(ReadBatcher::start(conn.clone(), conf.timeout)));
         Ok(Store {
-            conn: Connection::open(conf, tracked, tracked_entries)?,
+            conn,
+            reads,
             keys: Keys::new(&conf.key_prefix),
             timeout: conf.timeout,
         })
@@ -449,6 +471,17 @@ impl Store {
         outcome
     }
 
+    /// `operation` (already bounded by the deadline), timed like [`Store::bounded`].
+    async fn timed<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let started = std::time::Instant::now();
+        let outcome = operation.await;
+        crate::metrics::REDIS_SECONDS.observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
     /// PING, within the timeout.
     ///
     /// # Errors
@@ -465,8 +498,15 @@ impl Store {
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn credential(&self, prefix: &str) -> Result<Option<CredentialRecord>, StoreError> {
         let key = self.keys.credential(prefix);
-        let mut conn = self.conn.clone();
-        let fields: HashMap<String, String> = self.bounded(conn.hgetall(&key)).await?;
+        let fields: HashMap<String, String> = match &self.reads {
+            Some(reads) => {
+                let mut hgetall = redis::cmd("HGETALL");
+                hgetall.arg(&key);
+                let replied = self.timed(reads.read(&[hgetall])).await?;
+                decode(replied.get(0))?
+            }
+            None => self.bounded(self.conn.clone().hgetall(&key)).await?,
+        };
         if fields.is_empty() {
             return Ok(None);
         }
@@ -494,7 +534,14 @@ impl Store {
         type Liveness3 = (Option<String>, Option<String>, Option<String>);
         type Access2 = (Option<String>, Option<String>);
         let ((hash, revoked, revoked_ms), (status, role)): (Liveness3, Access2) =
-            if self.conn.is_cluster() {
+            if let Some(reads) = &self.reads {
+                let mut cred = redis::cmd("HMGET");
+                cred.arg(&cred_key).arg(&cred_fields);
+                let mut user = redis::cmd("HMGET");
+                user.arg(&user_key).arg(&user_fields);
+                let replied = self.timed(reads.read(&[cred, user])).await?;
+                (decode(replied.get(0))?, decode(replied.get(1))?)
+            } else if self.conn.is_cluster() {
                 // Two slots: the crate refuses a cross-slot pipeline, so the two reads go out
                 // at once, each to its node; the request waits for the slower one.
                 let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
@@ -532,10 +579,15 @@ impl Store {
     /// [`StoreError`] on timeout or Redis error.
     pub async fn access(&self, user: &str, org: &str) -> Result<UserAccess, StoreError> {
         let key = self.keys.user(user);
-        let mut conn = self.conn.clone();
-        let (status, role): (Option<String>, Option<String>) = self
-            .bounded(conn.hmget(&key, &["status".to_string(), membership_field(org)]))
-            .await?;
+        let fields = ["status".to_string(), membership_field(org)];
+        let (status, role): (Option<String>, Option<String>) = match &self.reads {
+            Some(reads) => {
+                let mut hmget = redis::cmd("HMGET");
+                hmget.arg(&key).arg(&fields);
+                decode(self.timed(reads.read(&[hmget])).await?.get(0))?
+            }
+            None => self.bounded(self.conn.clone().hmget(&key, &fields)).await?,
+        };
         Ok(UserAccess {
             status: status.as_deref().and_then(UserStatus::parse),
             role,

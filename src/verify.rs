@@ -339,7 +339,8 @@ mod tests {
                 redis.url()
             );
             let conf = Conf::parse(Path::new("test.yaml"), &text).expect("conf");
-            let store = Store::lazy(&conf.redis).expect("store");
+            // The gateway's store: strict reads go through the batcher, as in production.
+            let store = Store::for_gateway(&conf.redis, 0).expect("store");
             let manager = Manager {
                 store: &store,
                 conf: &conf,

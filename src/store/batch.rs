@@ -1,0 +1,340 @@
+//! [`ReadBatcher`]: strict mode's request-path reads, coalesced into one pipeline per
+//! scheduler tick.
+//!
+//! Every request in strict mode must read what decides it from Redis *after* it started, so
+//! that a write acknowledged before the request is seen. Reads from concurrent requests do not
+//! have to travel separately for that: a request adds its commands to the pending batch, and a
+//! flusher task takes the whole batch (after letting the requests that are ready to run add
+//! theirs) and sends it as one pipeline. Identical commands in a batch (the same credential
+//! and owner read by several requests at once) are sent once and their reply shared.
+//!
+//! Why this keeps the strict guarantee: a command joins only a batch that has not been taken
+//! yet, and a batch is written to Redis only after it is taken, so every reply a request
+//! receives was read by Redis after that request had started. A batch already on its way
+//! is never joined.
+//!
+//! What it saves: per request, the pipeline, channel and wake-up work of redis-rs and the
+//! write/read system calls shrink to a share of one per batch; Redis parses and executes a
+//! hot credential's reads once per batch instead of once per request.
+//!
+//! Failure: each batch has the store's deadline; a timeout or a connection error fails every
+//! request of that batch (503 upstream of here), and the next batch tries again. An error
+//! reply to one command (e.g. `WRONGTYPE` on a corrupt key) fails only the requests that
+//! asked for it.
+
+use super::connection::Connection;
+use super::StoreError;
+use redis::{Cmd, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// What one flushed batch got back: a reply per distinct command, or why it got none.
+type Replies = Result<Vec<Value>, StoreError>;
+
+/// The batch being filled.
+struct Batch {
+    commands: Vec<Cmd>,
+    /// Packed command → its position in `commands` (the dedup table).
+    positions: HashMap<Vec<u8>, usize>,
+    /// Where the replies are published, once, for every request of this batch.
+    done: watch::Sender<Option<Arc<Replies>>>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            commands: Vec::new(),
+            positions: HashMap::new(),
+            done: watch::channel(None).0,
+        }
+    }
+}
+
+struct Shared {
+    pending: Mutex<Batch>,
+    wake: Notify,
+    stopped: AtomicBool,
+    timeout: Duration,
+}
+
+/// Coalesces concurrent reads into one pipeline (see the module docs). Cloned with the store;
+/// the flusher task stops when the last handle is dropped.
+pub struct ReadBatcher {
+    shared: Arc<Shared>,
+}
+
+/// The replies to one request's commands, in the order it gave them.
+pub struct Replied {
+    replies: Arc<Replies>,
+    positions: Vec<usize>,
+}
+
+impl Replied {
+    /// The reply to the request's `n`th command (`Nil` if the batch answered short).
+    pub fn get(&self, n: usize) -> &Value {
+        const NIL: &Value = &Value::Nil;
+        match (&*self.replies, self.positions.get(n)) {
+            (Ok(values), Some(&position)) => values.get(position).unwrap_or(NIL),
+            _ => NIL,
+        }
+    }
+}
+
+impl ReadBatcher {
+    /// A batcher sending on `conn`, each batch within `timeout`; spawns its flusher on the
+    /// current Tokio runtime (so it must be called inside one).
+    pub fn start(conn: Connection, timeout: Duration) -> ReadBatcher {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Batch::new()),
+            wake: Notify::new(),
+            stopped: AtomicBool::new(false),
+            timeout,
+        });
+        tokio::spawn(flush(Arc::clone(&shared), conn));
+        ReadBatcher { shared }
+    }
+
+    /// Sends `commands` with the next batch and waits for their replies (at most the
+    /// deadline; the batch has the same one).
+    ///
+    /// # Errors
+    /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
+    pub async fn read(&self, commands: &[Cmd]) -> Result<Replied, StoreError> {
+        let (positions, mut answered, first) = {
+            let mut guard = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let batch = &mut *guard;
+            let first = batch.commands.is_empty();
+            let positions = commands
+                .iter()
+                .map(|cmd| {
+                    let next = batch.commands.len();
+                    let position = *batch
+                        .positions
+                        .entry(cmd.get_packed_command())
+                        .or_insert(next);
+                    if position == next {
+                        batch.commands.push(cmd.clone());
+                    }
+                    position
+                })
+                .collect();
+            (positions, batch.done.subscribe(), first)
+        };
+        if first {
+            self.shared.wake.notify_one();
+        }
+        let timeout = self.shared.timeout;
+        let replies = match tokio::time::timeout(timeout, answered.wait_for(Option::is_some)).await
+        {
+            Ok(Ok(published)) => published.clone(),
+            Ok(Err(_)) => None,
+            Err(_) => return Err(StoreError::Timeout(timeout)),
+        };
+        let replies = replies.ok_or(StoreError::Timeout(timeout))?;
+        if let Err(e) = &*replies {
+            return Err(match e {
+                StoreError::Timeout(t) => StoreError::Timeout(*t),
+                StoreError::Redis(e) => StoreError::Redis(e.clone()),
+                StoreError::Corrupt { key, problem } => StoreError::Corrupt {
+                    key: key.clone(),
+                    problem: problem.clone(),
+                },
+            });
+        }
+        Ok(Replied { replies, positions })
+    }
+}
+
+impl Drop for ReadBatcher {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The flusher: wakes when a batch gets its first command, lets every request that is ready
+/// to run add its own, then takes the batch and sends it on a task of its own (so the next
+/// batch can form meanwhile).
+async fn flush(shared: Arc<Shared>, conn: Connection) {
+    loop {
+        shared.wake.notified().await;
+        if shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let batch = std::mem::replace(
+            &mut *shared
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            Batch::new(),
+        );
+        if batch.commands.is_empty() {
+            continue;
+        }
+        let mut conn = conn.clone();
+        let timeout = shared.timeout;
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for cmd in batch.commands {
+                pipe.add_command(cmd);
+            }
+            let replies = match tokio::time::timeout(timeout, pipe.query_async(&mut conn)).await {
+                Ok(Ok(values)) => Ok(values),
+                Ok(Err(e)) => Err(StoreError::Redis(e)),
+                Err(_) => Err(StoreError::Timeout(timeout)),
+            };
+            batch.done.send_replace(Some(Arc::new(replies)));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::conf::Conf;
+    use crate::store::{Store, StoreError};
+    use crate::testkit::redis::RedisServer;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// A private Redis and the gateway's strict store on it (deadline `timeout_ms`).
+    fn setup(timeout_ms: u64) -> (RedisServer, Store, redis::Client) {
+        let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let text = format!(
+            "listen: 127.0.0.1:1\nredis: {{url: '{}', timeout_ms: {timeout_ms}}}\n\
+             roles: [{{name: admin, permissions: ['*']}}]\n\
+             routes: [{{name: r, path_prefix: /, upstream: '127.0.0.1:1'}}]\n",
+            redis.url()
+        );
+        let conf = Conf::parse(Path::new("test.yaml"), &text).expect("conf");
+        let store = Store::for_gateway(&conf.redis, 0).expect("store");
+        let client = redis::Client::open(redis.url()).expect("client");
+        (redis, store, client)
+    }
+
+    /// How many times Redis has run `command` (from `INFO commandstats`).
+    fn calls(client: &redis::Client, command: &str) -> u64 {
+        let mut conn = client.get_connection().expect("connection");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .expect("info");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("a count"))
+    }
+
+    fn hset(client: &redis::Client, key: &str, field: &str, value: &str) {
+        let mut conn = client.get_connection().expect("connection");
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg(value)
+            .query(&mut conn)
+            .expect("hset");
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_of_one_credential_share_one_command() {
+        let (_redis, store, client) = setup(2000);
+        hset(&client, "patgate:cred:pat_AAAAAA", "hash", "h1");
+        hset(&client, "patgate:user:alice", "status", "active");
+        hset(&client, "patgate:user:alice", "org:acme", "member");
+        let before = calls(&client, "hmget");
+        let reads = (0..10).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .liveness_and_access("pat_AAAAAA", "alice", "acme")
+                    .await
+            })
+        });
+        for read in futures_util::future::join_all(reads).await {
+            let (live, access) = read.expect("task").expect("read");
+            assert_eq!(live.expect("record").hash, "h1");
+            assert_eq!(access.role.as_deref(), Some("member"));
+        }
+        // 10 requests, 2 HMGETs each: the batch sent each distinct command once.
+        assert_eq!(calls(&client, "hmget") - before, 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_acknowledged_before_a_read_is_seen_by_it() {
+        let (_redis, store, client) = setup(2000);
+        hset(&client, "patgate:user:bob", "status", "active");
+        hset(&client, "patgate:user:bob", "org:acme", "admin");
+        for role in ["viewer", "member", "admin", "viewer"] {
+            hset(&client, "patgate:user:bob", "org:acme", role);
+            let access = store.access("bob", "acme").await.expect("read");
+            assert_eq!(access.role.as_deref(), Some(role));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_reply_fails_only_the_request_that_asked_for_it() {
+        let (_redis, store, client) = setup(2000);
+        let mut conn = client.get_connection().expect("connection");
+        let _: () = redis::cmd("SET")
+            .arg("patgate:user:broken")
+            .arg("not a hash")
+            .query(&mut conn)
+            .expect("set");
+        hset(&client, "patgate:user:carol", "status", "active");
+        let before = calls(&client, "hmget");
+        let (broken, fine) = tokio::join!(
+            store.access("broken", "acme"),
+            store.access("carol", "acme")
+        );
+        assert!(
+            matches!(broken, Err(StoreError::Redis(_))),
+            "WRONGTYPE: {broken:?}"
+        );
+        assert_eq!(
+            fine.expect("carol").status,
+            Some(crate::store::UserStatus::Active)
+        );
+        // Both went in one batch, so its error reply did not spill over.
+        assert_eq!(calls(&client, "hmget") - before, 2);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_redis_fails_the_batch_within_the_deadline_and_the_next_one_succeeds() {
+        let (redis, store, client) = setup(300);
+        hset(&client, "patgate:user:dave", "status", "active");
+        store.access("dave", "acme").await.expect("warm connection");
+        redis.stop().expect("SIGSTOP");
+        let started = Instant::now();
+        let stalled = store.access("dave", "acme").await;
+        let waited = started.elapsed();
+        redis.resume().expect("SIGCONT");
+        assert!(
+            matches!(stalled, Err(StoreError::Timeout(_))),
+            "{stalled:?}"
+        );
+        assert!(waited < Duration::from_millis(1300), "waited {waited:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match store.access("dave", "acme").await {
+                Ok(access) => {
+                    assert_eq!(access.status, Some(crate::store::UserStatus::Active));
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("not yet: {e}");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("Redis is back but reads still fail: {e}"),
+            }
+        }
+    }
+}
