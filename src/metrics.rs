@@ -8,6 +8,7 @@ use prometheus::{
     register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
     Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, TextEncoder,
 };
+use std::sync::atomic::Ordering;
 
 /// Requests by route and outcome: `allowed`, `open`, or the denial's error code.
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -81,7 +82,7 @@ pub static BCRYPT_BUSY: Lazy<IntGauge> = Lazy::new(|| {
 pub static REDIS_SECONDS: Lazy<Histogram> = Lazy::new(|| {
     register_histogram!(
         "patgate_redis_seconds",
-        "Duration of each Redis operation (a command or a pipeline), including client-side cache hits in tracked mode.",
+        "Duration of each Redis operation (a command or a pipeline) on the request path; tracked-mode cache hits make none.",
         vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25]
     )
     .expect("registered once")
@@ -171,8 +172,9 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&REDIS_SECONDS);
     Lazy::force(&RECORDS);
     Lazy::force(&REVOCATION_LAG);
-    if let Some(statistics) = TRACKED_STORE.get().and_then(|s| s.cache_statistics()) {
-        TRACKED_INVALIDATIONS.set(i64::try_from(statistics.invalidate).unwrap_or(i64::MAX));
+    if let Some(live) = TRACKED_STORE.get().and_then(|s| s.live_cache()) {
+        let applied = live.stats.invalidations.load(Ordering::Relaxed);
+        TRACKED_INVALIDATIONS.set(i64::try_from(applied).unwrap_or(i64::MAX));
     }
     Lazy::force(&TRACKED_INVALIDATIONS);
     let mut out = Vec::new();

@@ -30,11 +30,13 @@
 
 mod batch;
 mod connection;
+pub mod live;
 
 use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
 use batch::ReadBatcher;
 use connection::Connection;
+use live::{Invalidator, LiveCache};
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -403,6 +405,8 @@ pub struct Store {
     /// management stores, tracked mode (cached replies need no batching) and clusters (the
     /// crate refuses cross-slot pipelines).
     reads: Option<Arc<ReadBatcher>>,
+    /// Tracked mode's parsed records, kept coherent by Redis's invalidation pushes (live.rs).
+    live: Option<Arc<LiveCache>>,
     keys: Keys,
     timeout: Duration,
 }
@@ -419,8 +423,9 @@ impl Store {
             ..conf.clone()
         };
         Ok(Store {
-            conn: Connection::open(&strict, false, 0)?,
+            conn: Connection::open(&strict, None)?,
             reads: None,
+            live: None,
             keys: Keys::new(&conf.key_prefix),
             timeout: conf.timeout,
         })
@@ -428,29 +433,34 @@ impl Store {
 
     /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode (where the
     /// topology allows it, [`RedisConf::effective_freshness`]) the connection speaks RESP3
-    /// with `CLIENT TRACKING` and keeps up to `tracked_entries` replies client-side,
-    /// invalidated by Redis pushes; a new connection starts with an empty cache. In strict
+    /// with `CLIENT TRACKING` and up to `tracked_entries` parsed credential records (and as
+    /// many user records) are kept in a [`LiveCache`], invalidated by Redis pushes and
+    /// dropped with the connection. In strict
     /// mode (except on a cluster) the request-path reads of concurrent requests are coalesced
     /// into one pipeline ([`ReadBatcher`]). Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid.
     pub fn for_gateway(conf: &RedisConf, tracked_entries: usize) -> Result<Store, StoreError> {
-        let tracked = conf.effective_freshness() == Freshness::Tracked;
-        let conn = Connection::open(conf, tracked, tracked_entries)?;
-        let reads = (!tracked && !conn.is_cluster())
+        let keys = Keys::new(&conf.key_prefix);
+        let live = (conf.effective_freshness() == Freshness::Tracked)
+            .then(|| Arc::new(LiveCache::new(tracked_entries, &keys)));
+        let invalidator = live.as_ref().map(|live| Invalidator(Arc::clone(live)));
+        let conn = Connection::open(conf, invalidator)?;
+        let reads = (live.is_none() && !conn.is_cluster())
             .then(|| Arc::new(ReadBatcher::start(conn.clone(), conf.timeout)));
         Ok(Store {
             conn,
             reads,
-            keys: Keys::new(&conf.key_prefix),
+            live,
+            keys,
             timeout: conf.timeout,
         })
     }
 
-    /// Client-side cache statistics (tracked mode only).
-    pub fn cache_statistics(&self) -> Option<redis::caching::CacheStatistics> {
-        self.conn.cache_statistics()
+    /// Tracked mode's cache (for `/metrics` and tests); `None` in strict mode.
+    pub fn live_cache(&self) -> Option<&LiveCache> {
+        self.live.as_deref()
     }
 
     /// The key layout in use.
@@ -469,6 +479,42 @@ impl Store {
         };
         crate::metrics::REDIS_SECONDS.observe(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Tracked mode: the credential record for `prefix` from the live cache, or read with
+    /// `HGETALL` (which also makes Redis track the key for this connection) and cached.
+    async fn live_credential(
+        &self,
+        live: &LiveCache,
+        prefix: &str,
+    ) -> Result<Arc<live::CachedCredential>, StoreError> {
+        if let Some(hit) = live.credential(prefix) {
+            return Ok(hit);
+        }
+        let ticket = live.ticket();
+        let key = self.keys.credential(prefix);
+        let fields: HashMap<String, String> = self.bounded(self.conn.clone().hgetall(&key)).await?;
+        let cached = Arc::new(live::parse_credential(&key, prefix, fields)?);
+        live.fill_credential(ticket, prefix, Arc::clone(&cached));
+        Ok(cached)
+    }
+
+    /// Tracked mode: the user record, from the live cache or read and cached.
+    async fn live_user(
+        &self,
+        live: &LiveCache,
+        user: &str,
+    ) -> Result<Arc<live::CachedUser>, StoreError> {
+        if let Some(hit) = live.user(user) {
+            return Ok(hit);
+        }
+        let ticket = live.ticket();
+        let fields: HashMap<String, String> = self
+            .bounded(self.conn.clone().hgetall(self.keys.user(user)))
+            .await?;
+        let cached = Arc::new(live::parse_user(fields));
+        live.fill_user(ticket, user, Arc::clone(&cached));
+        Ok(cached)
     }
 
     /// `operation` (already bounded by the deadline), timed like [`Store::bounded`].
@@ -497,6 +543,9 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn credential(&self, prefix: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        if let Some(live) = &self.live {
+            return Ok(self.live_credential(live, prefix).await?.record.clone());
+        }
         let key = self.keys.credential(prefix);
         let fields: HashMap<String, String> = match &self.reads {
             Some(reads) => {
@@ -527,6 +576,24 @@ impl Store {
         user: &str,
         org: &str,
     ) -> Result<(Option<Liveness>, UserAccess), StoreError> {
+        if let Some(live) = &self.live {
+            let (credential, owner) = futures_util::future::try_join(
+                self.live_credential(live, prefix),
+                self.live_user(live, user),
+            )
+            .await?;
+            let liveness = credential.record.as_ref().map(|record| Liveness {
+                hash: record.hash.clone(),
+                revoked: record
+                    .revoked
+                    .map(|seconds| credential.revoked_ms.unwrap_or(seconds * 1000)),
+            });
+            let access = UserAccess {
+                status: owner.status,
+                role: owner.roles.get(org).cloned(),
+            };
+            return Ok((liveness, access));
+        }
         let cred_key = self.keys.credential(prefix);
         let user_key = self.keys.user(user);
         let cred_fields = ["hash", "revoked", "revoked_ms"];
@@ -578,6 +645,13 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
     pub async fn access(&self, user: &str, org: &str) -> Result<UserAccess, StoreError> {
+        if let Some(live) = &self.live {
+            let owner = self.live_user(live, user).await?;
+            return Ok(UserAccess {
+                status: owner.status,
+                role: owner.roles.get(org).cloned(),
+            });
+        }
         let key = self.keys.user(user);
         let fields = ["status".to_string(), membership_field(org)];
         let (status, role): (Option<String>, Option<String>) = match &self.reads {

@@ -18,11 +18,12 @@
 //! calls; the connect and response timeouts set here are the same value, so a connection
 //! attempt cannot outlive it either.
 
+use super::live::Invalidator;
 use crate::conf::{RedisConf, Topology};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
-use redis::caching::{CacheConfig, CacheStatistics};
+use redis::caching::CacheConfig;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
@@ -33,6 +34,10 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Entries of redis-rs's own client-side cache on a tracked connection (see
+/// [`Connection::open`]).
+const REDIS_RS_CACHE_ENTRIES: usize = 1024;
 
 /// A cloneable handle on the gateway's Redis, whatever its topology.
 #[derive(Clone)]
@@ -46,19 +51,22 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// A lazy connection for `conf` (nothing is dialled until the first command); with
-    /// `tracked` a RESP3 connection with a client-side cache of `entries` replies. Must be
-    /// called inside a Tokio runtime.
+    /// A lazy connection for `conf` (nothing is dialled until the first command). With
+    /// `tracking`, a RESP3 connection with `CLIENT TRACKING` on (re-enabled by redis-rs on
+    /// every reconnection) whose invalidation pushes, and a `Disconnection` push when it is
+    /// lost, go to the [`Invalidator`]. Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// A URL the redis crate refuses (conf.rs has checked them, so this is unexpected).
-    pub fn open(conf: &RedisConf, tracked: bool, entries: usize) -> RedisResult<Connection> {
+    pub fn open(conf: &RedisConf, tracking: Option<Invalidator>) -> RedisResult<Connection> {
         let certificates = conf.ca.as_ref().map(|ca| redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(ca.pem.clone()),
         });
+        // redis-rs turns tracking on only for a connection with a client-side cache of its
+        // own; patgate keeps the parsed records itself (live.rs), so this one stays small.
         let cache = || {
-            let size = NonZeroUsize::new(entries.max(1)).expect("max(1) is non-zero");
+            let size = NonZeroUsize::new(REDIS_RS_CACHE_ENTRIES).expect("non-zero");
             CacheConfig::new().set_size(size)
         };
         match &conf.topology {
@@ -70,13 +78,15 @@ impl Connection {
                     .set_min_delay(Duration::from_millis(20))
                     .set_max_delay(Duration::from_millis(200));
                 let mut info = url.as_str().into_connection_info()?;
-                if tracked {
+                if let Some(invalidator) = tracking {
                     let resp3 = info
                         .redis_settings()
                         .clone()
                         .set_protocol(redis::ProtocolVersion::RESP3);
                     info = info.set_redis_settings(resp3);
-                    config = config.set_cache_config(cache());
+                    config = config
+                        .set_cache_config(cache())
+                        .set_push_sender(invalidator);
                 }
                 let client = match certificates {
                     // rediss:// trusting a private CA instead of the system roots (conf.rs has
@@ -100,10 +110,11 @@ impl Connection {
                 if let Some(certificates) = certificates {
                     builder = builder.certs(certificates);
                 }
-                if tracked {
+                if let Some(invalidator) = tracking {
                     builder = builder
                         .use_protocol(redis::ProtocolVersion::RESP3)
-                        .cache_config(cache());
+                        .cache_config(cache())
+                        .push_sender(invalidator);
                 }
                 let client = builder.build()?;
                 // Pending: the nodes are dialled in the background by the crate's own task,
@@ -125,15 +136,6 @@ impl Connection {
     /// Whether keys in one pipeline must share a hash slot (Redis Cluster).
     pub fn is_cluster(&self) -> bool {
         matches!(self, Connection::Cluster(_))
-    }
-
-    /// Client-side cache statistics (tracked mode only).
-    pub fn cache_statistics(&self) -> Option<CacheStatistics> {
-        match self {
-            Connection::Single(conn) => conn.get_cache_statistics(),
-            Connection::Cluster(conn) => conn.get_cache_statistics(),
-            Connection::Sentinel(_) => None,
-        }
     }
 
     /// The cluster's primaries as (host, port), from `CLUSTER SLOTS` (cluster only; empty

@@ -1,0 +1,318 @@
+//! [`LiveCache`]: tracked mode's parsed copies of the credential and user records, kept
+//! coherent by the invalidations Redis pushes (`CLIENT TRACKING` on the gateway's RESP3
+//! connection), so a warm request costs two in-memory lookups and no Redis call, no reply
+//! parsing and no key formatting.
+//!
+//! Coherence rules:
+//! - An entry is dropped when Redis pushes an invalidation for its key; every entry is dropped
+//!   on a flush (`FLUSHALL`/`FLUSHDB` pushes a null) and when the connection that carries the
+//!   invalidations is lost (redis-rs pushes `Disconnection`): invalidations sent to a dead
+//!   connection are lost, so nothing read through it is trusted again.
+//! - A fill that raced an invalidation never lands: each fill notes the cache's generation
+//!   before it sends its read, and inserts only if no invalidation, flush or disconnection
+//!   was applied meanwhile (checked and inserted under the same lock the invalidation takes).
+//!   A fill may be thrown away needlessly; a stale fill is never kept.
+//! - Redis tracks keys per connection and remembers a key once read, also a key that does
+//!   not exist, so an absent record is cached as absent and its creation invalidates it.
+//!
+//! The lag this leaves (an invalidation travels from Redis to this cache after the writer got
+//! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
+
+use super::{CredentialRecord, Keys, StoreError, UserStatus};
+use redis::aio::AsyncPushSender;
+use redis::{PushInfo, PushKind, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// A credential record as cached: `None` when the key does not exist.
+#[derive(Debug)]
+pub struct CachedCredential {
+    /// The parsed record.
+    pub record: Option<CredentialRecord>,
+    /// `revoked_ms` (Redis server time of the revocation), when the record has it.
+    pub revoked_ms: Option<u64>,
+}
+
+/// A user record as cached (status `None` when the key does not exist).
+#[derive(Debug, Default)]
+pub struct CachedUser {
+    /// `status`.
+    pub status: Option<UserStatus>,
+    /// `org:<org>` → role.
+    pub roles: HashMap<String, String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Invalidation pushes applied (one per key, flushes and disconnections included).
+    pub invalidations: AtomicU64,
+    /// Fills dropped because an invalidation was applied while they were in flight.
+    pub discarded_fills: AtomicU64,
+}
+
+/// The cache (see the module docs).
+pub struct LiveCache {
+    credentials: quick_cache::sync::Cache<String, Arc<CachedCredential>>,
+    users: quick_cache::sync::Cache<String, Arc<CachedUser>>,
+    /// Bumped by every invalidation; a fill lands only if it did not move.
+    generation: AtomicU64,
+    /// Taken shared by fills (check + insert), exclusively by invalidations (bump + remove).
+    gate: RwLock<()>,
+    credential_key_prefix: String,
+    user_key_prefix: String,
+    /// Counters.
+    pub stats: LiveStats,
+}
+
+/// Where a fill stands: the generation it started at.
+#[derive(Debug, Clone, Copy)]
+pub struct FillTicket(u64);
+
+impl LiveCache {
+    /// A cache of at most `entries` credential records and as many user records, for keys
+    /// laid out by `keys`.
+    pub fn new(entries: usize, keys: &Keys) -> LiveCache {
+        let entries = entries.max(1);
+        LiveCache {
+            credentials: quick_cache::sync::Cache::new(entries),
+            users: quick_cache::sync::Cache::new(entries),
+            generation: AtomicU64::new(0),
+            gate: RwLock::new(()),
+            credential_key_prefix: keys.credential(""),
+            user_key_prefix: keys.user(""),
+            stats: LiveStats::default(),
+        }
+    }
+
+    /// The cached credential record for `prefix`.
+    pub fn credential(&self, prefix: &str) -> Option<Arc<CachedCredential>> {
+        self.credentials.get(prefix)
+    }
+
+    /// The cached user record for `user`.
+    pub fn user(&self, user: &str) -> Option<Arc<CachedUser>> {
+        self.users.get(user)
+    }
+
+    /// Taken before a fill's read is sent.
+    pub fn ticket(&self) -> FillTicket {
+        FillTicket(self.generation.load(Ordering::Acquire))
+    }
+
+    /// Caches `credential` for `prefix` unless an invalidation was applied since `ticket`.
+    pub fn fill_credential(&self, ticket: FillTicket, prefix: &str, value: Arc<CachedCredential>) {
+        self.fill(ticket, || {
+            self.credentials.insert(prefix.to_string(), value)
+        });
+    }
+
+    /// Caches `user` unless an invalidation was applied since `ticket`.
+    pub fn fill_user(&self, ticket: FillTicket, user: &str, value: Arc<CachedUser>) {
+        self.fill(ticket, || self.users.insert(user.to_string(), value));
+    }
+
+    fn fill(&self, ticket: FillTicket, insert: impl FnOnce()) {
+        let _shared = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) == ticket.0 {
+            insert();
+        } else {
+            self.stats.discarded_fills.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies an invalidation of `key` (a full Redis key name).
+    pub fn invalidate(&self, key: &[u8]) {
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        if let Some(prefix) = key.strip_prefix(&self.credential_key_prefix) {
+            self.credentials.remove(prefix);
+        } else if let Some(user) = key.strip_prefix(&self.user_key_prefix) {
+            self.users.remove(user);
+        }
+    }
+
+    /// Drops everything (a flush, or the invalidation connection was lost).
+    pub fn clear(&self) {
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.credentials.clear();
+        self.users.clear();
+    }
+
+    /// Entries held (credentials + users).
+    pub fn len(&self) -> usize {
+        self.credentials.len() + self.users.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Parses an `HGETALL cred:<prefix>` reply for the cache.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a record without the shape patgate writes.
+pub fn parse_credential(
+    key: &str,
+    prefix: &str,
+    fields: HashMap<String, String>,
+) -> Result<CachedCredential, StoreError> {
+    if fields.is_empty() {
+        return Ok(CachedCredential {
+            record: None,
+            revoked_ms: None,
+        });
+    }
+    let revoked_ms = fields.get("revoked_ms").and_then(|ms| ms.parse().ok());
+    let record = CredentialRecord::from_fields(key, prefix, fields)?;
+    Ok(CachedCredential {
+        record: Some(record),
+        revoked_ms,
+    })
+}
+
+/// Parses an `HGETALL user:<user>` reply for the cache.
+pub fn parse_user(fields: HashMap<String, String>) -> CachedUser {
+    let mut user = CachedUser::default();
+    for (field, value) in fields {
+        if field == "status" {
+            user.status = UserStatus::parse(&value);
+        } else if let Some(org) = field.strip_prefix("org:") {
+            user.roles.insert(org.to_string(), value);
+        }
+    }
+    user
+}
+
+/// Feeds Redis's pushes into a [`LiveCache`]; given to redis-rs as the connection's push
+/// sender, so it runs on the connection's own task and must not block (it only takes the
+/// cache's lock for a few removals).
+pub struct Invalidator(pub Arc<LiveCache>);
+
+impl AsyncPushSender for Invalidator {
+    fn send(&self, info: PushInfo) -> Result<(), redis::aio::SendError> {
+        match info.kind {
+            PushKind::Invalidate => match info.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        if let Value::BulkString(key) = key {
+                            self.0.invalidate(key);
+                        } else {
+                            self.0.clear();
+                        }
+                    }
+                }
+                // A null after FLUSHALL / FLUSHDB, or anything unexpected: drop it all.
+                _ => self.0.clear(),
+            },
+            PushKind::Disconnection => self.0.clear(),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> LiveCache {
+        LiveCache::new(100, &Keys::new("patgate:"))
+    }
+
+    fn user(role: &str) -> Arc<CachedUser> {
+        Arc::new(CachedUser {
+            status: Some(UserStatus::Active),
+            roles: HashMap::from([("acme".to_string(), role.to_string())]),
+        })
+    }
+
+    #[test]
+    fn an_invalidation_drops_exactly_its_key() {
+        let cache = cache();
+        cache.fill_user(cache.ticket(), "alice", user("admin"));
+        cache.fill_user(cache.ticket(), "bob", user("member"));
+        cache.invalidate(b"patgate:user:alice");
+        assert!(cache.user("alice").is_none());
+        assert_eq!(cache.user("bob").expect("kept").roles["acme"], "member");
+        cache.invalidate(b"otherapp:user:bob");
+        assert!(
+            cache.user("bob").is_some(),
+            "another prefix's key is not ours"
+        );
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_discarded() {
+        let cache = cache();
+        let ticket = cache.ticket();
+        // The read was sent; meanwhile Redis pushed an invalidation (of any key).
+        cache.invalidate(b"patgate:user:alice");
+        cache.fill_user(ticket, "alice", user("admin"));
+        assert!(cache.user("alice").is_none());
+        assert_eq!(cache.stats.discarded_fills.load(Ordering::Relaxed), 1);
+        // A fill that started after it lands.
+        cache.fill_user(cache.ticket(), "alice", user("viewer"));
+        assert_eq!(cache.user("alice").expect("filled").roles["acme"], "viewer");
+    }
+
+    #[test]
+    fn a_disconnection_or_a_flush_drops_everything_and_in_flight_fills() {
+        for push in [
+            PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            },
+            PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            },
+        ] {
+            let cache = Arc::new(cache());
+            cache.fill_user(cache.ticket(), "alice", user("admin"));
+            let ticket = cache.ticket();
+            Invalidator(Arc::clone(&cache)).send(push).expect("sent");
+            assert!(cache.is_empty());
+            cache.fill_user(ticket, "bob", user("admin"));
+            assert!(cache.user("bob").is_none(), "a fill from before the push");
+        }
+    }
+
+    #[test]
+    fn pushed_key_lists_are_applied() {
+        let cache = Arc::new(cache());
+        cache.fill_user(cache.ticket(), "alice", user("admin"));
+        cache.fill_user(cache.ticket(), "bob", user("admin"));
+        let push = PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(vec![
+                Value::BulkString(b"patgate:user:alice".to_vec()),
+                Value::BulkString(b"patgate:cred:pat_AAAAAA".to_vec()),
+            ])],
+        };
+        Invalidator(Arc::clone(&cache)).send(push).expect("sent");
+        assert!(cache.user("alice").is_none());
+        assert!(cache.user("bob").is_some());
+    }
+
+    #[test]
+    fn records_parse_with_absent_keys_cached_as_absent() {
+        let absent = parse_credential("k", "pat_AAAAAA", HashMap::new()).expect("absent");
+        assert!(absent.record.is_none());
+        let user = parse_user(HashMap::from([
+            ("status".to_string(), "suspended".to_string()),
+            ("org:acme".to_string(), "admin".to_string()),
+        ]));
+        assert_eq!(user.status, Some(UserStatus::Suspended));
+        assert_eq!(user.roles["acme"], "admin");
+    }
+}
