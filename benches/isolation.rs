@@ -20,20 +20,13 @@ use patgate::testkit::free_port;
 use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
 use patgate::testkit::upstream::Upstream;
+use patgate::testkit::wrk::{finish, median, Load, Report};
 use patgate::token::{self, Kind};
 use std::process::{Child, Command, Stdio};
 
 /// Connections of the valid client: enough to keep one gateway worker busy, few enough that
 /// its own queueing does not dominate p99.
 const VALID_CONNS: u32 = 8;
-
-/// One wrk run's figures.
-#[derive(Debug, Clone, Copy, Default)]
-struct Run {
-    rps: f64,
-    p99_ms: f64,
-    non_2xx: u64,
-}
 
 fn conf_text(
     (port, admin): (u16, u16),
@@ -65,43 +58,12 @@ fn wrk(
     header: Option<&str>,
     script: Option<&std::path::Path>,
 ) -> Child {
-    let mut command = Command::new("nice");
-    command.args(["-n", &nice.to_string(), "taskset", "-c", cpu, "wrk", "-t1"]);
-    command.args([
-        "-c",
-        &conns.to_string(),
-        "-d",
-        &format!("{seconds}s"),
-        "--latency",
-    ]);
-    if let Some(header) = header {
-        command.args(["-H", header]);
-    }
-    if let Some(script) = script {
-        command.arg("-s").arg(script);
-    }
-    command
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut load = Load::new(cpu, conns, seconds, url);
+    load.nice = nice;
+    load.headers.extend(header.map(str::to_string));
+    load.script = script.map(std::path::Path::to_path_buf);
+    load.spawn()
         .expect("wrk (apt install wrk; scripts/setup --test-tools does)")
-}
-
-fn finish(child: Child) -> Run {
-    let output = child.wait_with_output().expect("wrk output");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut run = Run::default();
-    for line in text.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("Requests/sec:") {
-            run.rps = rest.trim().parse().unwrap_or(0.0);
-        } else if let Some(rest) = line.strip_prefix("99%") {
-            run.p99_ms = millis(rest.trim());
-        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            run.non_2xx = rest.trim().parse().unwrap_or(0);
-        }
-    }
-    run
 }
 
 /// Polls the gateway's `/metrics` until no bcrypt job is queued or running (or 60 s pass).
@@ -131,27 +93,6 @@ fn metrics(admin: u16) -> String {
     text
 }
 
-/// wrk's latency text (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
-fn millis(text: &str) -> f64 {
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => value / 1e3,
-        "ms" => value,
-        "s" => value * 1e3,
-        "m" => value * 60e3,
-        _ => f64::NAN,
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// The flood's tokens: wrong secrets under `prefix` and random well-formed tokens, alternating.
 fn flood_tokens(prefix: &str, count: usize) -> String {
     let mut out = String::new();
@@ -173,9 +114,9 @@ fn flood_tokens(prefix: &str, count: usize) -> String {
 
 struct Measured {
     nice: i32,
-    alone: Vec<Run>,
-    flooded: Vec<Run>,
-    flood: Vec<Run>,
+    alone: Vec<Report>,
+    flooded: Vec<Report>,
+    flood: Vec<Report>,
 }
 
 fn measure(nice: i32, seconds: u32, reps: usize) -> Measured {

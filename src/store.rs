@@ -402,8 +402,7 @@ fn decode<T: redis::FromRedisValue>(reply: &redis::Value) -> Result<T, StoreErro
 pub struct Store {
     conn: Connection,
     /// The gateway's request-path reads in strict mode, coalesced (batch.rs); `None` for
-    /// management stores, tracked mode (cached replies need no batching) and clusters (the
-    /// crate refuses cross-slot pipelines).
+    /// management stores and in tracked mode (cached records need no batching).
     reads: Option<Arc<ReadBatcher>>,
     /// Tracked mode's parsed records, kept coherent by Redis's invalidation pushes (live.rs).
     live: Option<Arc<LiveCache>>,
@@ -436,8 +435,8 @@ impl Store {
     /// with `CLIENT TRACKING` and up to `tracked_entries` parsed credential records (and as
     /// many user records) are kept in a [`LiveCache`], invalidated by Redis pushes and
     /// dropped with the connection. In strict
-    /// mode (except on a cluster) the request-path reads of concurrent requests are coalesced
-    /// into one pipeline ([`ReadBatcher`]). Must be called inside a Tokio runtime.
+    /// mode the request-path reads of concurrent requests are coalesced
+    /// into one batch ([`ReadBatcher`]). Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid.
@@ -447,7 +446,8 @@ impl Store {
             .then(|| Arc::new(LiveCache::new(tracked_entries, &keys)));
         let invalidator = live.as_ref().map(|live| Invalidator(Arc::clone(live)));
         let conn = Connection::open(conf, invalidator)?;
-        let reads = (live.is_none() && !conn.is_cluster())
+        let reads = live
+            .is_none()
             .then(|| Arc::new(ReadBatcher::start(conn.clone(), conf.timeout)));
         Ok(Store {
             conn,
@@ -552,7 +552,7 @@ impl Store {
                 let mut hgetall = redis::cmd("HGETALL");
                 hgetall.arg(&key);
                 let replied = self.timed(reads.read(&[hgetall])).await?;
-                decode(replied.get(0))?
+                decode(replied.get(0)?)?
             }
             None => self.bounded(self.conn.clone().hgetall(&key)).await?,
         };
@@ -607,7 +607,7 @@ impl Store {
                 let mut user = redis::cmd("HMGET");
                 user.arg(&user_key).arg(&user_fields);
                 let replied = self.timed(reads.read(&[cred, user])).await?;
-                (decode(replied.get(0))?, decode(replied.get(1))?)
+                (decode(replied.get(0)?)?, decode(replied.get(1)?)?)
             } else if self.conn.is_cluster() {
                 // Two slots: the crate refuses a cross-slot pipeline, so the two reads go out
                 // at once, each to its node; the request waits for the slower one.
@@ -658,7 +658,7 @@ impl Store {
             Some(reads) => {
                 let mut hmget = redis::cmd("HMGET");
                 hmget.arg(&key).arg(&fields);
-                decode(self.timed(reads.read(&[hmget])).await?.get(0))?
+                decode(self.timed(reads.read(&[hmget])).await?.get(0)?)?
             }
             None => self.bounded(self.conn.clone().hmget(&key, &fields)).await?,
         };

@@ -16,6 +16,7 @@
 #   (b) nginx proxy_pass                  (f) patgate, warm PAT, redis.freshness: tracked
 #   (c) patgate `auth: none` route        (g) patgate, cold PATs: each presented once
 #   (d) patgate, warm PAT, strict             (a bcrypt verification per request)
+#   (h) patgate, warm PATs, strict, WARM_TOKENS distinct tokens and owners in rotation
 #
 # Settings (environment):
 #   DURATION=10s     wrk -d of each measured run
@@ -25,6 +26,7 @@
 #   TIMEOUT=10s      wrk --timeout (high, because warm PATs without a cache wait on bcrypt)
 #   COLD_TOKENS=3000 distinct PATs created for (g), split evenly across the reps
 #   COLD_JOBS=2      parallel CLI processes creating them
+#   WARM_TOKENS=256  distinct PATs (one owner each) rotated through by (h)
 #   CACHE_ENTRIES=   if set, `verify.cache_entries: N` in every patgate conf
 #   PROXY_CPU=0      CPU of the proxy under test (patgate, nginx proxy)
 #   CLIENT_CPU=1     CPU of wrk, the nginx upstream and redis-server
@@ -39,7 +41,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 
 # The command as typed, with the settings that came from the environment.
-SETTINGS=(DURATION REPS WARMUP CONNS TIMEOUT COLD_TOKENS COLD_JOBS CACHE_ENTRIES PROXY_CPU
+SETTINGS=(DURATION REPS WARMUP CONNS TIMEOUT COLD_TOKENS COLD_JOBS WARM_TOKENS CACHE_ENTRIES PROXY_CPU
   CLIENT_CPU DIRECT_CLIENT_CPU SKIP_BUILD KEEP_TMP START_TIMEOUT)
 CMD_LINE=""
 for v in "${SETTINGS[@]}"; do
@@ -55,6 +57,7 @@ CONNS="${CONNS:-32}"
 TIMEOUT="${TIMEOUT:-10s}"
 COLD_TOKENS="${COLD_TOKENS:-3000}"
 COLD_JOBS="${COLD_JOBS:-2}"
+WARM_TOKENS="${WARM_TOKENS:-256}"
 CACHE_ENTRIES="${CACHE_ENTRIES:-}"
 PROXY_CPU="${PROXY_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
@@ -84,6 +87,7 @@ die() {
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
 [[ "$COLD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "COLD_TOKENS must be a positive integer (got '$COLD_TOKENS')"
 [ "$COLD_TOKENS" -ge "$REPS" ] || die "COLD_TOKENS ($COLD_TOKENS) must be at least REPS ($REPS)"
+[[ "$WARM_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "WARM_TOKENS must be a positive integer (got '$WARM_TOKENS')"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer (got '$CONNS')"
 if [ -n "$CACHE_ENTRIES" ] && ! [[ "$CACHE_ENTRIES" =~ ^[0-9]+$ ]]; then
   die "CACHE_ENTRIES must be a number (got '$CACHE_ENTRIES')"
@@ -354,6 +358,17 @@ for ((r = 1; r <= REPS; r++)); do
   sed -n "$(((r - 1) * PER_REP + 1)),$((r * PER_REP))p" "$TMP/cold-tokens.txt" >"$TMP/cold-tokens-$r.txt"
 done
 
+# (h): one owner per token, created at cost 6 through the cold conf (same Redis; the strict
+# instance verifies each stored hash at the cost it was made with).
+log "creating $WARM_TOKENS warm PATs for (h), one owner each"
+seq 1 "$WARM_TOKENS" |
+  xargs -P "$COLD_JOBS" -I{} sh -c '"$1" -c "$2" user put "w$3" --org acme --role member >/dev/null &&
+    "$1" -c "$2" token create --user "w$3" --org acme --name "w$3"' _ "$BIN" "$CONF_C" {} \
+    >"$TMP/warm-tokens.txt" 2>>"$TMP/seed.log" ||
+  die "creating warm PATs failed" "$TMP/seed.log"
+[ "$(sort -u "$TMP/warm-tokens.txt" | grep -c '^pat_')" -eq "$WARM_TOKENS" ] ||
+  die "expected $WARM_TOKENS distinct warm PATs in $TMP/warm-tokens.txt" "$TMP/seed.log"
+
 # start_patgate NAME CONF PORT: start an instance on PROXY_CPU; sets STARTED_PID.
 start_patgate() {
   local name="$1" conf="$2" port="$3"
@@ -391,6 +406,12 @@ if [ "$TRACKED" = 1 ]; then
 fi
 expect "(g) patgate cold PAT" 200 "$TMP/patgate-cold.log" -H "Authorization: Bearer $COLD_SANITY" "http://127.0.0.1:$PGC_PORT/api"
 
+log "verifying each (h) token once on the strict instance (so that (h) is warm)"
+xargs -P 4 -I{} curl -sS -o /dev/null -w '%{http_code}\n' --max-time 10 -H "Authorization: Bearer {}" \
+  "http://127.0.0.1:$PG_PORT/api" <"$TMP/warm-tokens.txt" >"$TMP/warm-verify.txt" 2>&1 || true
+[ "$(grep -c '^200$' "$TMP/warm-verify.txt")" -eq "$WARM_TOKENS" ] ||
+  die "not every (h) token answered 200: $(sort "$TMP/warm-verify.txt" | uniq -c | tr '\n' ' ')" "$TMP/patgate-strict.log"
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 RSS0_STRICT="$(rss_kb "$PG_PID")"
 RSS0_TRACKED="$([ -n "$PGT_PID" ] && rss_kb "$PGT_PID" || echo "not run")"
@@ -401,7 +422,7 @@ RSS0_COLD="$(rss_kb "$PGC_PID")"
 # ---------------------------------------------------------------------------------------
 TARGETS=(a b c d e)
 [ "$TRACKED" = 1 ] && TARGETS+=(f)
-TARGETS+=(g)
+TARGETS+=(g h)
 label() {
   case "$1" in
     a) echo "(a) direct to nginx upstream" ;;
@@ -411,6 +432,7 @@ label() {
     e) echo "(e) patgate warm API key, strict" ;;
     f) echo "(f) patgate warm PAT, tracked" ;;
     g) echo "(g) patgate cold PATs, cost 6 (verifications/s)" ;;
+    h) echo "(h) patgate warm PATs, strict, $WARM_TOKENS distinct in rotation" ;;
   esac
 }
 
@@ -425,6 +447,7 @@ run_target() {
     d) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
     e) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "X-API-Key: $KEY") ;;
     f) url="http://127.0.0.1:$PGT_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
+    h) url="http://127.0.0.1:$PG_PORT/api" script="$HERE/rotate.lua" args=("$TMP/warm-tokens.txt") ;;
     g)
       if [ -n "$rep" ]; then
         url="http://127.0.0.1:$PGC_PORT/api" script="$HERE/cold.lua" args=("$TMP/cold-tokens-$rep.txt")
@@ -519,13 +542,13 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- machine: nproc=$NPROC${CPU_MODEL:+, $CPU_MODEL}"
 echo "- git: $GIT_REV$GIT_DIRTY"
 echo "- tools: $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), redis $(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)"
-echo "- load: \`wrk -t1 -c$CONNS -d$DURATION --latency --timeout $TIMEOUT\` per target; warm-up ${WARMUP} per target; $REPS rep(s) interleaved round-robin (a→g); medians shown"
+echo "- load: \`wrk -t1 -c$CONNS -d$DURATION --latency --timeout $TIMEOUT\` per target; warm-up ${WARMUP} per target; $REPS rep(s) interleaved round-robin (a→h); medians shown"
 echo "- pinning: $PINNING"
 echo "- patgate: release build, server.threads 1, verify.pool_threads 1, redis.timeout_ms 200, bcrypt cost 10 (warm PAT) / 6 (cold PATs)${CACHE_ENTRIES:+, verify.cache_entries $CACHE_ENTRIES}; upstream: nginx \`return 200 \"ok\"\`"
 echo
 echo "| target | req/s (median) | req/s range | p50 ms | p99 ms | non-2xx | socket errors | vs patgate \`auth: none\` | vs nginx proxy_pass |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-for id in a b c d e f g; do
+for id in a b c d e f g h; do
   if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then
     echo "| $(label f) | skipped | | | | | | | |"
     continue
@@ -534,7 +557,8 @@ for id in a b c d e f g; do
   echo "| $(label "$id") | $(fmt_rps "$rps") | $(range "$id") | $(fmt_ms "$(med "$id" 4)") | $(fmt_ms "$(med "$id" 5)") | $(total "$id" 6) | $(total "$id" 7) | $(ratio "$rps" "$C_RPS") | $(ratio "$rps" "$B_RPS") |"
 done
 echo
-echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
+echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g) and (h) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
+echo "- (h): request n presents token n mod $WARM_TOKENS (each verified once beforehand, each with its own owner), so requests batched together read different keys; its wrk runs a Lua request() per request, which costs the client (not the proxy) some CPU."
 echo "- (g): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d)."
 while IFS=$'\t' read -r r line; do
   ok="$(echo " $line" | grep -o ' ok=[0-9]*' | cut -d= -f2)"

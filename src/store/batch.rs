@@ -21,18 +21,23 @@
 //! request of that batch (503 upstream of here), and the next batch tries again. An error
 //! reply to one command (e.g. `WRONGTYPE` on a corrupt key) fails only the requests that
 //! asked for it.
+//!
+//! On a Redis Cluster the batch cannot be one pipeline (the crate refuses keys from several
+//! slots in one); its distinct commands go out at once, each to its node, which redis-rs
+//! pipelines per node connection. Identical reads are still sent once.
 
 use super::connection::Connection;
 use super::StoreError;
-use redis::{Cmd, Value};
+use redis::{Cmd, RedisError, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-/// What one flushed batch got back: a reply per distinct command, or why it got none.
-type Replies = Result<Vec<Value>, StoreError>;
+/// What one flushed batch got back: a reply (or that command's own error) per distinct
+/// command, or why the batch got none.
+type Replies = Result<Vec<Result<Value, RedisError>>, StoreError>;
 
 /// The batch being filled.
 struct Batch {
@@ -74,11 +79,18 @@ pub struct Replied {
 
 impl Replied {
     /// The reply to the request's `n`th command (`Nil` if the batch answered short).
-    pub fn get(&self, n: usize) -> &Value {
+    ///
+    /// # Errors
+    /// That command's own failure (a node of a cluster was unreachable, an error reply).
+    pub fn get(&self, n: usize) -> Result<&Value, StoreError> {
         const NIL: &Value = &Value::Nil;
         match (&*self.replies, self.positions.get(n)) {
-            (Ok(values), Some(&position)) => values.get(position).unwrap_or(NIL),
-            _ => NIL,
+            (Ok(values), Some(&position)) => match values.get(position) {
+                Some(Ok(value)) => Ok(value),
+                Some(Err(e)) => Err(StoreError::Redis(e.clone())),
+                None => Ok(NIL),
+            },
+            _ => Ok(NIL),
         }
     }
 }
@@ -182,14 +194,9 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
         let mut conn = conn.clone();
         let timeout = shared.timeout;
         tokio::spawn(async move {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for cmd in batch.commands {
-                pipe.add_command(cmd);
-            }
-            let replies = match tokio::time::timeout(timeout, pipe.query_async(&mut conn)).await {
-                Ok(Ok(values)) => Ok(values),
-                Ok(Err(e)) => Err(StoreError::Redis(e)),
+            let replies = match tokio::time::timeout(timeout, send(&mut conn, batch.commands)).await
+            {
+                Ok(replies) => replies,
                 Err(_) => Err(StoreError::Timeout(timeout)),
             };
             batch.done.send_replace(Some(Arc::new(replies)));
@@ -337,4 +344,24 @@ mod tests {
             }
         }
     }
+}
+
+/// One pipeline on one server; on a cluster (whose crate refuses a pipeline spanning slots)
+/// every command at once, each to its node, so one unreachable node fails only the requests
+/// that read from it.
+async fn send(conn: &mut Connection, commands: Vec<Cmd>) -> Replies {
+    if conn.is_cluster() {
+        let queries = commands.into_iter().map(|cmd| {
+            let mut conn = conn.clone();
+            async move { cmd.query_async::<Value>(&mut conn).await }
+        });
+        return Ok(futures_util::future::join_all(queries).await);
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for cmd in commands {
+        pipe.add_command(cmd);
+    }
+    let values: Vec<Value> = pipe.query_async(conn).await.map_err(StoreError::Redis)?;
+    Ok(values.into_iter().map(Ok).collect())
 }

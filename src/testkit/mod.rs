@@ -10,6 +10,7 @@ pub mod redis;
 pub mod seeder;
 pub mod sentinel;
 pub mod upstream;
+pub mod wrk;
 
 use once_cell::sync::Lazy;
 use std::collections::HashSet;
