@@ -204,6 +204,26 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
     }
 }
 
+/// One pipeline on one server; on a cluster (whose crate refuses a pipeline spanning slots)
+/// every command at once, each to its node, so one unreachable node fails only the requests
+/// that read from it.
+async fn send(conn: &mut Connection, commands: Vec<Cmd>) -> Replies {
+    if conn.is_cluster() {
+        let queries = commands.into_iter().map(|cmd| {
+            let mut conn = conn.clone();
+            async move { cmd.query_async::<Value>(&mut conn).await }
+        });
+        return Ok(futures_util::future::join_all(queries).await);
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for cmd in commands {
+        pipe.add_command(cmd);
+    }
+    let values: Vec<Value> = pipe.query_async(conn).await.map_err(StoreError::Redis)?;
+    Ok(values.into_iter().map(Ok).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::conf::Conf;
@@ -344,24 +364,4 @@ mod tests {
             }
         }
     }
-}
-
-/// One pipeline on one server; on a cluster (whose crate refuses a pipeline spanning slots)
-/// every command at once, each to its node, so one unreachable node fails only the requests
-/// that read from it.
-async fn send(conn: &mut Connection, commands: Vec<Cmd>) -> Replies {
-    if conn.is_cluster() {
-        let queries = commands.into_iter().map(|cmd| {
-            let mut conn = conn.clone();
-            async move { cmd.query_async::<Value>(&mut conn).await }
-        });
-        return Ok(futures_util::future::join_all(queries).await);
-    }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for cmd in commands {
-        pipe.add_command(cmd);
-    }
-    let values: Vec<Value> = pipe.query_async(conn).await.map_err(StoreError::Redis)?;
-    Ok(values.into_iter().map(Ok).collect())
 }
