@@ -1,6 +1,7 @@
-//! The verified-secret cache: remembers, per presented PAT, that its secret matched a given
-//! stored bcrypt hash, so a credential verified once on this instance is not bcrypt-checked
-//! again while its stored hash is unchanged.
+//! The verified-secret cache: remembers, per presented token, that its secret matched a given
+//! stored hash, so a PAT verified once on this instance is not bcrypt-checked again while its
+//! stored hash is unchanged (and a warm API key needs only its hash and revocation read, not
+//! its whole record).
 //!
 //! Security invariants, enforced here and in verify.rs:
 //! - Keyed by an HMAC-SHA256 of the token under a random per-process key, never by the token;

@@ -219,6 +219,23 @@ pub struct Liveness {
     pub revoked: Option<u64>,
 }
 
+impl Liveness {
+    /// From the stored `hash`, `revoked` (seconds) and `revoked_ms` fields; `None` without a
+    /// hash (no record).
+    fn from_fields(
+        hash: Option<String>,
+        revoked: Option<String>,
+        revoked_ms: Option<String>,
+    ) -> Option<Liveness> {
+        let revoked = revoked.map(|seconds| {
+            let ms = revoked_ms.and_then(|ms| ms.parse().ok());
+            ms.or_else(|| seconds.parse::<u64>().ok().map(|s| s * 1000))
+                .unwrap_or(0)
+        });
+        hash.map(|hash| Liveness { hash, revoked })
+    }
+}
+
 /// What the gateway needs about a PAT's owner for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAccess {
@@ -582,12 +599,7 @@ impl Store {
                 self.live_user(live, user),
             )
             .await?;
-            let liveness = credential.record.as_ref().map(|record| Liveness {
-                hash: record.hash.clone(),
-                revoked: record
-                    .revoked
-                    .map(|seconds| credential.revoked_ms.unwrap_or(seconds * 1000)),
-            });
+            let liveness = credential.liveness();
             let access = UserAccess {
                 status: owner.status,
                 role: owner.roles.get(org).cloned(),
@@ -627,17 +639,36 @@ impl Store {
                 let mut conn = self.conn.clone();
                 self.bounded(pipe.query_async(&mut conn)).await?
             };
-        let revoked = revoked.map(|seconds| {
-            let ms = revoked_ms.and_then(|ms| ms.parse().ok());
-            ms.or_else(|| seconds.parse::<u64>().ok().map(|s| s * 1000))
-                .unwrap_or(0)
-        });
-        let liveness = hash.map(|hash| Liveness { hash, revoked });
+        let liveness = Liveness::from_fields(hash, revoked, revoked_ms);
         let access = UserAccess {
             status: status.as_deref().and_then(UserStatus::parse),
             role,
         };
         Ok((liveness, access))
+    }
+
+    /// What can change about a credential already known to this instance (its stored hash
+    /// and whether it is revoked; `None` if the record is gone): the warm API key's one read
+    /// (`HMGET`, batched in strict mode; none in tracked mode while cached).
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn liveness(&self, prefix: &str) -> Result<Option<Liveness>, StoreError> {
+        if let Some(live) = &self.live {
+            return Ok(self.live_credential(live, prefix).await?.liveness());
+        }
+        let key = self.keys.credential(prefix);
+        let fields = ["hash", "revoked", "revoked_ms"];
+        let (hash, revoked, revoked_ms): (Option<String>, Option<String>, Option<String>) =
+            match &self.reads {
+                Some(reads) => {
+                    let mut hmget = redis::cmd("HMGET");
+                    hmget.arg(&key).arg(&fields);
+                    decode(self.timed(reads.read(&[hmget])).await?.get(0)?)?
+                }
+                None => self.bounded(self.conn.clone().hmget(&key, &fields)).await?,
+            };
+        Ok(Liveness::from_fields(hash, revoked, revoked_ms))
     }
 
     /// The user's status and current role in `org`, in one command.

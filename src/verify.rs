@@ -3,11 +3,11 @@
 //!
 //! 1. parse: format and checksum, done by the caller (no Redis) so that limits can key on
 //!    the prefix before any work;
-//! 2. read the live credential record by prefix; for a PAT already verified on this instance,
-//!    only what can change (stored hash, `revoked`) plus the owner's status and role, in one
-//!    pipelined round trip;
-//! 3. the secret: constant-time SHA-256 for API keys; for PATs, the [`VerifiedCache`] entry if
-//!    its hash equals the live one, else a [`NegativeCache`] entry if this very token was
+//! 2. read the live credential record by prefix; for a credential already verified on this
+//!    instance, only what can change (stored hash, `revoked`), plus for a PAT the owner's
+//!    status and role, in one round trip;
+//! 3. the secret: the [`VerifiedCache`] entry if its hash equals the live one; else for API
+//!    keys constant-time SHA-256; for PATs a [`NegativeCache`] entry if this very token was
 //!    refused against that live hash moments ago (401 without bcrypt), else bcrypt on the
 //!    [`BcryptPool`] (single flight; a refusal is remembered in the negative cache);
 //! 4. `check_expiry`;
@@ -15,8 +15,10 @@
 //!    API key, its fixed role;
 //! 6. `allow`: (role permissions as the conf says now) ∩ narrowing ⊇ route's `require`.
 //!
-//! Round trips per request: API key 1; warm PAT 1; cold PAT 2 (record, then owner).
-//! In tracked mode, cached replies make the warm paths 0.
+//! Round trips per request: API key 1 (warm: `HMGET` of hash and revocation; first on this
+//! instance: the record); warm PAT 1; cold PAT 2 (record, then owner). In strict mode
+//! concurrent requests share their round trips (store/batch.rs); in tracked mode cached
+//! records make the warm paths 0.
 //!
 //! Fail closed: any Redis error or timeout is [`Denial::AuthUnavailable`], a full pool is
 //! [`Denial::Overloaded`]; only a completed pipeline yields [`Verdict::Allow`].
@@ -86,20 +88,70 @@ impl Verifier<'_> {
         }
     }
 
-    /// API key: one read of the record, SHA-256, expiry, fixed role, scope.
+    /// API key. Warm (its SHA-256 matched on this instance before): one read of what can
+    /// change (the stored hash, `revoked`); the remembered match counts only if the live hash
+    /// is the one it was made against. Cold: the whole record, SHA-256, then remembered.
+    /// Then expiry, the fixed role and scope.
     async fn verify_api_key(
         &self,
         token: &Token<'_>,
         require: &[String],
         now: u64,
     ) -> Step<Identity> {
+        let digest = self.cache.digest(token.hash_input());
+        if let Some(seen) = self.cache.get(&digest) {
+            let record = &seen.record;
+            let live = self
+                .store
+                .liveness(token.prefix())
+                .await
+                .map_err(|e| unavailable(&e, token.prefix()))?;
+            match live {
+                None => return Err(invalid(InvalidReason::Unknown)),
+                Some(Liveness {
+                    revoked: Some(revoked_ms),
+                    ..
+                }) => {
+                    self.cache.remove(&digest);
+                    let lag_ms = unix_now_ms().saturating_sub(revoked_ms);
+                    metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
+                    return Err(invalid(InvalidReason::Revoked));
+                }
+                Some(live) if live.hash == record.hash && record.kind == Kind::ApiKey => {
+                    metrics::CACHE_HITS.inc();
+                    return self.api_key_may_act(record, require, now);
+                }
+                // The stored hash changed: check the secret afresh.
+                Some(_) => {}
+            }
+        }
         let record = self.load(token).await?;
         if !sha256_matches(token.hash_input(), &record.hash) {
             return Err(invalid(InvalidReason::WrongSecret));
         }
-        check_expiry(&record, now)?;
+        let record = Arc::new(CredentialRecord {
+            name: String::new(),
+            ..record
+        });
+        self.cache.insert(
+            digest,
+            Verified {
+                record: Arc::clone(&record),
+            },
+        );
+        self.api_key_may_act(&record, require, now)
+    }
+
+    /// An API key acts with its fixed role until it expires.
+    fn api_key_may_act(
+        &self,
+        record: &CredentialRecord,
+        require: &[String],
+        now: u64,
+    ) -> Step<Identity> {
+        check_expiry(record, now)?;
         let role = record.role.clone().ok_or(invalid(InvalidReason::Unknown))?;
-        self.allow(&record, role, require)
+        self.allow(record, role, require)
     }
 
     /// PAT. Warm (verified on this instance before): one pipelined read of what can change
@@ -469,6 +521,62 @@ mod tests {
         redis::cmd("DEL").arg(&key).exec(&mut conn).expect("DEL");
         assert_eq!(
             f.verify(&wrong, &f.no_bcrypt).await,
+            denied(InvalidReason::Unknown)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_warm_api_key_reads_only_what_can_change_and_obeys_it() {
+        let f = Fixture::start().await;
+        let manager = Manager {
+            store: &f.store,
+            conf: &f.conf,
+            actor: crate::manage::Actor {
+                name: "test".into(),
+                org: None,
+            },
+        };
+        manager
+            .put_membership("root", "acme", "admin")
+            .await
+            .expect("admin");
+        let key = manager
+            .create_apikey(
+                crate::manage::NewApiKey {
+                    org: "acme".into(),
+                    role: "member".into(),
+                    created_by: "root".into(),
+                    name: "k".into(),
+                    expires: None,
+                    permissions: None,
+                },
+                crate::proxy::unix_now(),
+            )
+            .await
+            .expect("api key")
+            .token;
+        assert!(matches!(f.verify(&key, &f.pool).await, Verdict::Allow(_)));
+        assert_eq!(f.cache.len(), 1, "the key's match is remembered");
+        assert!(matches!(f.verify(&key, &f.pool).await, Verdict::Allow(_)));
+        // Another stored hash (a product re-keyed the record): the remembered match is void.
+        let cred = f.store.keys().credential(&key[..10]);
+        redis::cmd("HSET")
+            .arg(&cred)
+            .arg("hash")
+            .arg(crate::hasher::sha256_hex(b"something else"))
+            .exec(&mut f.redis())
+            .expect("HSET");
+        assert_eq!(
+            f.verify(&key, &f.pool).await,
+            denied(InvalidReason::WrongSecret)
+        );
+        // The record gone: unknown, whatever was remembered.
+        redis::cmd("DEL")
+            .arg(&cred)
+            .exec(&mut f.redis())
+            .expect("DEL");
+        assert_eq!(
+            f.verify(&key, &f.pool).await,
             denied(InvalidReason::Unknown)
         );
     }

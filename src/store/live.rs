@@ -34,6 +34,18 @@ pub struct CachedCredential {
     pub revoked_ms: Option<u64>,
 }
 
+impl CachedCredential {
+    /// The hash and revocation, as a strict read would give them.
+    pub fn liveness(&self) -> Option<super::Liveness> {
+        self.record.as_ref().map(|record| super::Liveness {
+            hash: record.hash.clone(),
+            revoked: record
+                .revoked
+                .map(|seconds| self.revoked_ms.unwrap_or(seconds * 1000)),
+        })
+    }
+}
+
 /// A user record as cached (status `None` when the key does not exist).
 #[derive(Debug, Default)]
 pub struct CachedUser {
