@@ -15,12 +15,11 @@
 //! `cargo test --benches` a 1 s smoke run of each phase checks that the harness works.
 
 use patgate::conf::Conf;
-use patgate::manage::NewToken;
 use patgate::testkit::free_port;
 use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
 use patgate::testkit::upstream::Upstream;
-use patgate::testkit::wrk::{finish, median, Load, Report};
+use patgate::testkit::wrk::{finish, median, pin, run_settings, Load, Report};
 use patgate::token::{self, Kind};
 use std::process::{Child, Command, Stdio};
 
@@ -136,33 +135,18 @@ fn measure(nice: i32, seconds: u32, reps: usize) -> Measured {
     std::fs::write(&conf_path, text).expect("conf");
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_patgate"));
     let gateway = GatewayProcess::start(binary, &conf_path, port).expect("gateway");
-    for pid in [gateway.pid(), redis.pid()] {
-        let cpu = if pid == gateway.pid() { "0" } else { "1" };
-        let pinned = Command::new("taskset")
-            .args(["-a", "-p", "-c", cpu, &pid.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .expect("taskset");
-        assert!(pinned.success(), "taskset failed");
-    }
+    pin(gateway.pid(), "0");
+    pin(redis.pid(), "1");
     let conf = Conf::load(&conf_path).expect("conf");
-    let runtime = patgate::testkit::seeder::Seeder::new(&conf).expect("seeder");
-    let manager = runtime.manager(&conf, "isolation-bench");
-    runtime
-        .run(manager.put_membership("valid", "acme", "member"))
-        .expect("member");
-    let created = runtime
-        .run(manager.create_token(
-            NewToken {
-                user: "valid".into(),
-                org: "acme".into(),
-                name: "valid".into(),
-                expires: None,
-                permissions: None,
-            },
-            patgate::proxy::unix_now(),
-        ))
-        .expect("token");
+    let created = patgate::testkit::seeder::Seeder::new(&conf)
+        .expect("seeder")
+        .member_with_pat(
+            &conf,
+            "isolation-bench",
+            ("valid", "acme", "member"),
+            "valid",
+        )
+        .expect("member and PAT");
     let flood_file = dir.path().join("flood.txt");
     std::fs::write(&flood_file, flood_tokens(&created.record.prefix, 20_000)).expect("flood");
     let script =
@@ -209,13 +193,6 @@ fn measure(nice: i32, seconds: u32, reps: usize) -> Measured {
 }
 
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let env_number = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim_end_matches('s').parse().ok())
-            .unwrap_or(default)
-    };
     let found = Command::new("sh")
         .args(["-c", "command -v wrk && command -v taskset"])
         .stdout(Stdio::null())
@@ -225,11 +202,7 @@ fn main() {
         found,
         "wrk and taskset are needed: scripts/setup --test-tools installs them"
     );
-    let (seconds, reps) = if benching {
-        (env_number("DURATION", 10) as u32, env_number("REPS", 3))
-    } else {
-        (1, 1)
-    };
+    let (seconds, reps) = run_settings(10, 3);
     println!("isolation: valid warm PAT traffic (wrk -t1 -c{VALID_CONNS}) alone, then during a flood (wrk -t1 -c64, nice 19) of wrong secrets under its prefix and random tokens; {seconds} s runs, median of {reps}");
     println!("| verify.pool_nice | valid alone req/s | alone p99 | valid under flood req/s | flooded p99 | throughput kept | flood req/s (non-2xx) |");
     println!("|---|---|---|---|---|---|---|");

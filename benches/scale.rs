@@ -19,14 +19,13 @@
 //! lasts 1 s once, which checks the harness and that every topology serves (no non-2xx).
 
 use patgate::conf::Conf;
-use patgate::manage::NewToken;
 use patgate::testkit::cluster::RedisCluster;
 use patgate::testkit::free_port;
 use patgate::testkit::gateway::GatewayProcess;
 use patgate::testkit::redis::RedisServer;
 use patgate::testkit::seeder::Seeder;
 use patgate::testkit::sentinel::{SentinelSet, MASTER_NAME};
-use patgate::testkit::wrk::{finish, median, Load, Report};
+use patgate::testkit::wrk::{finish, median, pin, run_settings, Load, Report};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -192,15 +191,6 @@ fn wait_for_port(port: u16) {
     }
 }
 
-fn pin(pid: u32, cpu: &str) {
-    let pinned = Command::new("taskset")
-        .args(["-a", "-p", "-c", cpu, &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("taskset");
-    assert!(pinned.success(), "taskset failed for pid {pid}");
-}
-
 /// One measured configuration: requests/s, p99 and Redis work per request.
 #[derive(Default)]
 struct Row {
@@ -271,23 +261,10 @@ fn start_gateways(topology: &Topology, freshness: &str, upstream: u16) -> Gatewa
         first_conf.get_or_insert(conf_path);
     }
     let conf = Conf::load(first_conf.as_deref().expect("two confs")).expect("conf");
-    let seeder = Seeder::new(&conf).expect("seeder");
-    let manager = seeder.manager(&conf, "scale-bench");
-    seeder
-        .run(manager.put_membership("bench", "acme", "member"))
-        .expect("member");
-    let created = seeder
-        .run(manager.create_token(
-            NewToken {
-                user: "bench".into(),
-                org: "acme".into(),
-                name: "scale".into(),
-                expires: None,
-                permissions: None,
-            },
-            patgate::proxy::unix_now(),
-        ))
-        .expect("token");
+    let created = Seeder::new(&conf)
+        .expect("seeder")
+        .member_with_pat(&conf, "scale-bench", ("bench", "acme", "member"), "scale")
+        .expect("member and PAT");
     Gateways {
         processes,
         ports,
@@ -349,18 +326,7 @@ fn measure(
 }
 
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let env_number = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim_end_matches('s').parse().ok())
-            .unwrap_or(default)
-    };
-    let (seconds, reps) = if benching {
-        (env_number("DURATION", 10) as u32, env_number("REPS", 3))
-    } else {
-        (1, 1)
-    };
+    let (seconds, reps) = run_settings(10, 3);
     let nginx = Nginx::start("1");
     println!("scale: warm PAT through 1 gateway (wrk -t1 -c32) and 2 gateways (wrk -t1 -c16 each, summed); gateways on CPU 0, wrk + Redis + nginx upstream on CPU 1; {seconds} s runs, median of {reps}");
     println!("| Redis | freshness | gateways | req/s | p99 ms | non-2xx | socket errors | Redis commands / request | Redis CPU µs / request |");

@@ -106,23 +106,8 @@ impl Verifier<'_> {
                 .liveness(token.prefix())
                 .await
                 .map_err(|e| unavailable(&e, token.prefix()))?;
-            match live {
-                None => return Err(invalid(InvalidReason::Unknown)),
-                Some(Liveness {
-                    revoked: Some(revoked_ms),
-                    ..
-                }) => {
-                    self.cache.remove(&digest);
-                    let lag_ms = unix_now_ms().saturating_sub(revoked_ms);
-                    metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
-                    return Err(invalid(InvalidReason::Revoked));
-                }
-                Some(live) if live.hash == record.hash && record.kind == Kind::ApiKey => {
-                    metrics::CACHE_HITS.inc();
-                    return self.api_key_may_act(record, require, now);
-                }
-                // The stored hash changed: check the secret afresh.
-                Some(_) => {}
+            if record.kind == Kind::ApiKey && self.still_matches(&digest, record, live)? {
+                return self.api_key_may_act(record, require, now);
             }
         }
         let record = self.load(token).await?;
@@ -140,6 +125,35 @@ impl Verifier<'_> {
             },
         );
         self.api_key_may_act(&record, require, now)
+    }
+
+    /// Whether the remembered match of the token with `digest` still counts against the live
+    /// state: denied if the record is gone or revoked (a revocation of a credential verified
+    /// here before is observed once as revocation lag, and forgotten); `false` if the stored
+    /// hash changed (check the secret afresh); `true` if it is the hash it was matched with.
+    fn still_matches(
+        &self,
+        digest: &Digest,
+        record: &CredentialRecord,
+        live: Option<Liveness>,
+    ) -> Step<bool> {
+        match live {
+            None => Err(invalid(InvalidReason::Unknown)),
+            Some(Liveness {
+                revoked: Some(revoked_ms),
+                ..
+            }) => {
+                self.cache.remove(digest);
+                let lag_ms = unix_now_ms().saturating_sub(revoked_ms);
+                metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
+                Err(invalid(InvalidReason::Revoked))
+            }
+            Some(live) if live.hash == record.hash => {
+                metrics::CACHE_HITS.inc();
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+        }
     }
 
     /// An API key acts with its fixed role until it expires.
@@ -170,25 +184,9 @@ impl Verifier<'_> {
                 .liveness_and_access(token.prefix(), user, org)
                 .await
                 .map_err(|e| unavailable(&e, token.prefix()))?;
-            match live {
-                None => return Err(invalid(InvalidReason::Unknown)),
-                Some(Liveness {
-                    revoked: Some(revoked_ms),
-                    ..
-                }) => {
-                    // Verified here before and revoked since: the lag is known once.
-                    self.cache.remove(&digest);
-                    let lag_ms = unix_now_ms().saturating_sub(revoked_ms);
-                    metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
-                    return Err(invalid(InvalidReason::Revoked));
-                }
-                Some(live) if live.hash == record.hash => {
-                    metrics::CACHE_HITS.inc();
-                    check_expiry(record, now)?;
-                    return self.owner_may_act(record, access, require);
-                }
-                // The stored hash changed: this token must be verified afresh.
-                Some(_) => {}
+            if self.still_matches(&digest, record, live)? {
+                check_expiry(record, now)?;
+                return self.owner_may_act(record, access, require);
             }
         }
         let record = self.load(token).await?;

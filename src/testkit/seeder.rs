@@ -2,7 +2,7 @@
 //! [`Manager`](crate::manage::Manager) rules as the CLI, on its own current-thread runtime.
 
 use crate::conf::Conf;
-use crate::manage::{Actor, Manager};
+use crate::manage::{Actor, Created, ManageError, Manager, NewToken};
 use crate::store::Store;
 use std::future::Future;
 
@@ -35,6 +35,32 @@ impl Seeder {
                 org: None,
             },
         }
+    }
+
+    /// Makes `user` a member of `org` with `role` and creates a PAT of theirs named `name`
+    /// (no expiry), as `actor` in the audit trail.
+    ///
+    /// # Errors
+    /// What the manager refuses (policy) or Redis errors.
+    pub fn member_with_pat(
+        &self,
+        conf: &Conf,
+        actor: &str,
+        (user, org, role): (&str, &str, &str),
+        name: &str,
+    ) -> Result<Created, ManageError> {
+        let manager = self.manager(conf, actor);
+        self.run(manager.put_membership(user, org, role))?;
+        self.run(manager.create_token(
+            NewToken {
+                user: user.into(),
+                org: org.into(),
+                name: name.into(),
+                expires: None,
+                permissions: None,
+            },
+            crate::auth::unix_now(),
+        ))
     }
 
     /// Runs `future` to completion on the seeder's runtime.

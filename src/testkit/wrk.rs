@@ -83,6 +83,35 @@ impl Load {
     }
 }
 
+/// Pins every thread of process `pid` to `cpu` (`taskset -a -p -c`).
+///
+/// # Panics
+/// When taskset is missing or refuses (a bench cannot measure what it meant to).
+pub fn pin(pid: u32, cpu: &str) {
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpu, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux)");
+    assert!(pinned.success(), "taskset failed for pid {pid}");
+}
+
+/// A bench's run length and repetitions: `DURATION` (seconds, default `seconds`) and `REPS`
+/// (default `reps`) under `cargo bench`; one 1-second run under `cargo test --benches`, which
+/// only checks that the harness works.
+pub fn run_settings(seconds: u32, reps: usize) -> (u32, usize) {
+    if !std::env::args().any(|a| a == "--bench") {
+        return (1, 1);
+    }
+    let number = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim_end_matches('s').parse::<usize>().ok())
+    };
+    let seconds = number("DURATION").map_or(seconds, |s| u32::try_from(s).unwrap_or(seconds));
+    (seconds, number("REPS").unwrap_or(reps))
+}
+
 /// Waits for a wrk started by [`Load::spawn`] and parses its report (zeros where a figure is
 /// missing, so a failed run shows as no throughput).
 pub fn finish(child: Child) -> Report {
