@@ -423,6 +423,9 @@ pub struct Store {
     reads: Option<Arc<ReadBatcher>>,
     /// Tracked mode's parsed records, kept coherent by Redis's invalidation pushes (live.rs).
     live: Option<Arc<LiveCache>>,
+    /// Tracked mode: an untracked connection for reads while the heartbeat has suspended the
+    /// cache (made lazily, dialled on first use).
+    untracked: Option<Connection>,
     keys: Keys,
     timeout: Duration,
 }
@@ -442,6 +445,7 @@ impl Store {
             conn: Connection::open(&strict, None)?,
             reads: None,
             live: None,
+            untracked: None,
             keys: Keys::new(&conf.key_prefix),
             timeout: conf.timeout,
         })
@@ -463,13 +467,25 @@ impl Store {
             .then(|| Arc::new(LiveCache::new(tracked_entries, &keys)));
         let invalidator = live.as_ref().map(|live| Invalidator(Arc::clone(live)));
         let conn = Connection::open(conf, invalidator)?;
+        if let Some(live) = &live {
+            tokio::spawn(live::heartbeat(
+                Arc::downgrade(live),
+                conn.clone(),
+                conf.timeout,
+            ));
+        }
         let reads = live
             .is_none()
             .then(|| Arc::new(ReadBatcher::start(conn.clone(), conf.timeout)));
+        let untracked = match live {
+            Some(_) => Some(Connection::open(conf, None)?),
+            None => None,
+        };
         Ok(Store {
             conn,
             reads,
             live,
+            untracked,
             keys,
             timeout: conf.timeout,
         })
@@ -510,10 +526,20 @@ impl Store {
         }
         let ticket = live.ticket();
         let key = self.keys.credential(prefix);
-        let fields: HashMap<String, String> = self.bounded(self.conn.clone().hgetall(&key)).await?;
+        let fields: HashMap<String, String> =
+            self.bounded(self.live_reader(live).hgetall(&key)).await?;
         let cached = Arc::new(live::parse_credential(&key, prefix, fields)?);
         live.fill_credential(ticket, prefix, Arc::clone(&cached));
         Ok(cached)
+    }
+
+    /// Tracked mode: the connection a fill reads over: the tracked one (so Redis tracks the
+    /// key), or the untracked one while the cache is suspended.
+    fn live_reader(&self, live: &LiveCache) -> Connection {
+        match &self.untracked {
+            Some(untracked) if live.is_suspended() => untracked.clone(),
+            _ => self.conn.clone(),
+        }
     }
 
     /// Tracked mode: the user record, from the live cache or read and cached.
@@ -527,7 +553,7 @@ impl Store {
         }
         let ticket = live.ticket();
         let fields: HashMap<String, String> = self
-            .bounded(self.conn.clone().hgetall(self.keys.user(user)))
+            .bounded(self.live_reader(live).hgetall(self.keys.user(user)))
             .await?;
         let cached = Arc::new(live::parse_user(fields));
         live.fill_user(ticket, user, Arc::clone(&cached));

@@ -414,3 +414,48 @@ fn connections_killed_while_requests_flow_never_forward_unverified_and_recover()
 fn env_timeout_ms() -> u64 {
     Options::default().timeout_ms
 }
+
+#[test]
+fn tracked_mode_stops_serving_its_cache_when_redis_goes_silent() {
+    let env = Env::start_with(Options {
+        freshness: "tracked",
+        ..Options::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    for _ in 0..3 {
+        env.get_bearer("/v1/repos", &token).echoed();
+    }
+    // A stopped Redis keeps the connection open and sends nothing: no invalidation, no
+    // disconnection. Warm requests would be served from the cache forever; the heartbeat
+    // must notice within its period + deadline, and requests then fail closed.
+    let forwarded = env.upstream.count();
+    env.redis.stop().expect("SIGSTOP");
+    let stopped = Instant::now();
+    let mut refused = None;
+    while stopped.elapsed() < Duration::from_secs(5) {
+        let response = env.get_bearer("/v1/repos", &token);
+        if response.status == 503 {
+            refused = Some(stopped.elapsed());
+            break;
+        }
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let served_after_stop = env.upstream.count() - forwarded;
+    env.redis.resume().expect("SIGCONT");
+    let refused = refused.unwrap_or_else(|| {
+        panic!(
+            "still served from the cache 5 s after Redis stopped\n{}",
+            env.log()
+        )
+    });
+    println!(
+        "tracked: cache dropped {refused:?} after Redis stopped ({served_after_stop} requests served from it meanwhile)"
+    );
+    // Heartbeat period 500 ms + deadline max(timeout, 200 ms) + the request's own deadline.
+    assert!(refused < Duration::from_millis(2500), "took {refused:?}");
+    assert!(env
+        .log()
+        .contains("did not answer a heartbeat; cache dropped"));
+    let resumed = Instant::now();
+    recovery_time(&env, &token, resumed, 200, "SIGSTOP under tracked");
+}

@@ -15,15 +15,34 @@
 //! - Redis tracks keys per connection and remembers a key once read, also a key that does
 //!   not exist, so an absent record is cached as absent and its creation invalidates it.
 //!
+//! - A connection can also die silently (a partition, a stopped server): no invalidation and
+//!   no `Disconnection` arrive, and warm requests send nothing that would notice. So a
+//!   heartbeat ([`heartbeat`]) sends `PING` on the same connection every [`HEARTBEAT`]; one
+//!   that fails or takes longer than its deadline suspends the cache (dropped, no lookups, no
+//!   fills; reads go over a second, untracked connection, because redis-rs's own reply cache
+//!   on the tracked one would be as stale) until a `PING` is answered again. A `PONG` also
+//!   proves every push Redis sent before it has reached the connection. Stale service is thus bounded by the heartbeat
+//!   period plus its deadline, and requests meanwhile read Redis (and fail closed if it does
+//!   not answer).
+//!
 //! The lag this leaves (an invalidation travels from Redis to this cache after the writer got
 //! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
 
+use super::connection::Connection;
 use super::{CredentialRecord, Keys, StoreError, UserStatus};
 use redis::aio::AsyncPushSender;
 use redis::{PushInfo, PushKind, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+/// How often tracked mode proves its invalidation connection alive (see the module docs).
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// The least time a heartbeat `PING` is given before the connection counts as silent (the
+/// store's own deadline when that is longer), so a busy moment does not drop the cache.
+pub const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(200);
 
 /// A credential record as cached: `None` when the key does not exist.
 #[derive(Debug)]
@@ -70,6 +89,8 @@ pub struct LiveCache {
     users: quick_cache::sync::Cache<String, Arc<CachedUser>>,
     /// Bumped by every invalidation; a fill lands only if it did not move.
     generation: AtomicU64,
+    /// The heartbeat found the connection silent: nothing is served or filled.
+    suspended: AtomicBool,
     /// Taken shared by fills (check + insert), exclusively by invalidations (bump + remove).
     gate: RwLock<()>,
     credential_key_prefix: String,
@@ -91,6 +112,7 @@ impl LiveCache {
             credentials: quick_cache::sync::Cache::new(entries),
             users: quick_cache::sync::Cache::new(entries),
             generation: AtomicU64::new(0),
+            suspended: AtomicBool::new(false),
             gate: RwLock::new(()),
             credential_key_prefix: keys.credential(""),
             user_key_prefix: keys.user(""),
@@ -98,14 +120,49 @@ impl LiveCache {
         }
     }
 
-    /// The cached credential record for `prefix`.
+    /// The cached credential record for `prefix` (none while suspended).
     pub fn credential(&self, prefix: &str) -> Option<Arc<CachedCredential>> {
+        if self.suspended.load(Ordering::Acquire) {
+            return None;
+        }
         self.credentials.get(prefix)
     }
 
-    /// The cached user record for `user`.
+    /// The cached user record for `user` (none while suspended).
     pub fn user(&self, user: &str) -> Option<Arc<CachedUser>> {
+        if self.suspended.load(Ordering::Acquire) {
+            return None;
+        }
         self.users.get(user)
+    }
+
+    /// The connection went silent: drop everything and serve nothing until [`resume`].
+    ///
+    /// [`resume`]: LiveCache::resume
+    pub fn suspend(&self) {
+        if !self.suspended.swap(true, Ordering::AcqRel) {
+            log::warn!(
+                "redis.freshness tracked: the invalidation connection did not answer a heartbeat; \
+                 cache dropped, every request reads Redis until it answers again"
+            );
+        }
+        self.clear();
+    }
+
+    /// The connection answered a heartbeat: cache again. Fills started while suspended read
+    /// over another connection (whose keys Redis does not track for this one), so they are
+    /// discarded: resuming moves the generation.
+    pub fn resume(&self) {
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        if self.suspended.swap(false, Ordering::AcqRel) {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            log::info!("redis.freshness tracked: the invalidation connection answers again");
+        }
+    }
+
+    /// Whether the heartbeat has suspended the cache.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
     }
 
     /// Taken before a fill's read is sent.
@@ -127,7 +184,9 @@ impl LiveCache {
 
     fn fill(&self, ticket: FillTicket, insert: impl FnOnce()) {
         let _shared = self.gate.read().unwrap_or_else(PoisonError::into_inner);
-        if self.generation.load(Ordering::Acquire) == ticket.0 {
+        if self.generation.load(Ordering::Acquire) == ticket.0
+            && !self.suspended.load(Ordering::Acquire)
+        {
             insert();
         } else {
             self.stats.discarded_fills.fetch_add(1, Ordering::Relaxed);
@@ -166,6 +225,29 @@ impl LiveCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Sends `PING` on `conn` every [`HEARTBEAT`] (deadline: the longer of `timeout` and
+/// [`HEARTBEAT_DEADLINE`]) and suspends or resumes `live` by the answer; returns when the
+/// cache is dropped (its store is gone).
+pub async fn heartbeat(live: Weak<LiveCache>, mut conn: Connection, timeout: Duration) {
+    let deadline = timeout.max(HEARTBEAT_DEADLINE);
+    let mut ticker = tokio::time::interval(HEARTBEAT);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<()>(&mut conn);
+        let answered = matches!(tokio::time::timeout(deadline, ping).await, Ok(Ok(())));
+        let Some(live) = live.upgrade() else {
+            return;
+        };
+        if answered {
+            live.resume();
+        } else {
+            live.suspend();
+        }
     }
 }
 
@@ -297,6 +379,29 @@ mod tests {
             cache.fill_user(ticket, "bob", user("admin"));
             assert!(cache.user("bob").is_none(), "a fill from before the push");
         }
+    }
+
+    #[test]
+    fn a_suspended_cache_serves_and_keeps_nothing_until_resumed() {
+        let cache = cache();
+        cache.fill_user(cache.ticket(), "alice", user("admin"));
+        let ticket = cache.ticket();
+        cache.suspend();
+        assert!(cache.is_suspended() && cache.user("alice").is_none());
+        cache.fill_user(cache.ticket(), "bob", user("admin"));
+        assert!(cache.is_empty(), "no fill lands while suspended");
+        let during = cache.ticket();
+        cache.resume();
+        assert!(cache.user("alice").is_none(), "dropped, not hidden");
+        cache.fill_user(ticket, "carol", user("admin"));
+        assert!(
+            cache.user("carol").is_none(),
+            "a fill from before the suspension"
+        );
+        cache.fill_user(during, "erin", user("admin"));
+        assert!(cache.user("erin").is_none(), "a fill read while suspended");
+        cache.fill_user(cache.ticket(), "dave", user("admin"));
+        assert!(cache.user("dave").is_some());
     }
 
     #[test]
