@@ -4,6 +4,9 @@
 //! after, and every token is then presented again to check that the warm pass needs no
 //! bcrypt (the pool has one thread, so 100,000 cold verifications would take far longer).
 //!
+//! `FRESHNESS=tracked` runs the gateway in tracked mode, where it also keeps the parsed
+//! credential records (and their owners') in memory.
+//!
 //! `cargo bench --bench cache_rss` (`TOKENS=n` to change); under `cargo test --benches` it
 //! runs with 500 tokens.
 
@@ -65,13 +68,18 @@ fn main() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(if benching { 100_000 } else { 500 });
+    let freshness = std::env::var("FRESHNESS").unwrap_or_else(|_| "strict".into());
+    assert!(
+        matches!(freshness.as_str(), "strict" | "tracked"),
+        "FRESHNESS must be strict or tracked"
+    );
     let redis = RedisServer::start().expect("redis-server");
     let upstream = Upstream::start().expect("upstream");
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port().expect("port");
     let conf_path = dir.path().join("patgate.yaml");
     let text = format!(
-        "listen: 127.0.0.1:{port}\nredis: {{url: '{}', timeout_ms: 1000}}\n\
+        "listen: 127.0.0.1:{port}\nredis: {{url: '{}', timeout_ms: 1000, freshness: {freshness}}}\n\
          verify: {{bcrypt_cost: 4, pool_threads: 1, cache_entries: {n}}}\n\
          server: {{threads: 1, pid_file: '{d}/p.pid', upgrade_sock: '{d}/u.sock'}}\n\
          roles: [{{name: member, permissions: [repos:read]}}, {{name: admin, permissions: ['*']}}]\n\
@@ -148,14 +156,16 @@ fn main() {
     let warm = Instant::now();
     let ok_warm = present_all(port, &tokens);
     let warm_time = warm.elapsed();
+    let after_warm = rss_kib(pid);
     drop(gateway);
 
-    println!("| credentials | cold pass | warm pass | RSS before | RSS after cold pass | limit |");
-    println!("|---|---|---|---|---|---|");
+    println!("| freshness | credentials | cold pass | warm pass | RSS before | RSS after cold pass | after warm pass | limit |");
+    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| {n} | {ok_cold} x 200 in {cold_time:.1?} | {ok_warm} x 200 in {warm_time:.1?} | {:.1} MiB | {:.1} MiB | 64 MiB |",
+        "| {freshness} | {n} | {ok_cold} x 200 in {cold_time:.1?} | {ok_warm} x 200 in {warm_time:.1?} | {:.1} MiB | {:.1} MiB | {:.1} MiB | 64 MiB |",
         before as f64 / 1024.0,
-        after as f64 / 1024.0
+        after as f64 / 1024.0,
+        after_warm as f64 / 1024.0
     );
     assert_eq!(ok_cold, n, "every token verifies");
     assert_eq!(ok_warm, n, "every token is still valid");
