@@ -581,13 +581,34 @@ impl Store {
             .await
     }
 
+    /// The credential record for `prefix` as the request path needs it: shared (in tracked
+    /// mode the cached copy itself) and without its label, which no request uses.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout, Redis error or a corrupt record.
+    pub async fn credential_for_request(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<Arc<CredentialRecord>>, StoreError> {
+        if let Some(live) = &self.live {
+            return Ok(self.live_credential(live, prefix).await?.record.clone());
+        }
+        Ok(self.credential(prefix).await?.map(|record| {
+            Arc::new(CredentialRecord {
+                name: String::new(),
+                ..record
+            })
+        }))
+    }
+
     /// The credential record for `prefix`, if any.
     ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn credential(&self, prefix: &str) -> Result<Option<CredentialRecord>, StoreError> {
         if let Some(live) = &self.live {
-            return Ok(self.live_credential(live, prefix).await?.record.clone());
+            let cached = self.live_credential(live, prefix).await?;
+            return Ok(cached.record.as_deref().cloned());
         }
         let key = self.keys.credential(prefix);
         let fields: HashMap<String, String> = match &self.reads {

@@ -114,10 +114,6 @@ impl Verifier<'_> {
         if !sha256_matches(token.hash_input(), &record.hash) {
             return Err(invalid(InvalidReason::WrongSecret));
         }
-        let record = Arc::new(CredentialRecord {
-            name: String::new(),
-            ..record
-        });
         self.cache.insert(
             digest,
             Verified {
@@ -223,11 +219,12 @@ impl Verifier<'_> {
         self.allow(record, role, require)
     }
 
-    /// Reads the record for the token's prefix and checks kind and revocation.
-    async fn load(&self, token: &Token<'_>) -> Step<CredentialRecord> {
+    /// Reads the record for the token's prefix and checks kind and revocation. The record
+    /// is shared with the verified cache (and, in tracked mode, the record cache): one copy.
+    async fn load(&self, token: &Token<'_>) -> Step<Arc<CredentialRecord>> {
         let record = self
             .store
-            .credential(token.prefix())
+            .credential_for_request(token.prefix())
             .await
             .map_err(|e| unavailable(&e, token.prefix()))?;
         checked(record, token)
@@ -239,20 +236,16 @@ impl Verifier<'_> {
         &self,
         token: &Token<'_>,
         digest: Digest,
-        record: &CredentialRecord,
+        record: &Arc<CredentialRecord>,
     ) -> Step<()> {
         let hash: Arc<str> = record.hash.as_str().into();
         let check = self.pool.verify(token.hash_input(), &record.hash);
         match self.cache.single_flight(digest, hash.clone(), check).await {
             Ok(true) => {
-                let remembered = CredentialRecord {
-                    name: String::new(),
-                    ..record.clone()
-                };
                 self.cache.insert(
                     digest,
                     Verified {
-                        record: Arc::new(remembered),
+                        record: Arc::clone(record),
                     },
                 );
                 Ok(())
@@ -294,7 +287,10 @@ fn owner(record: &CredentialRecord) -> Step<&str> {
 }
 
 /// A record that exists, is of the token's kind, and is not revoked.
-fn checked(record: Option<CredentialRecord>, token: &Token<'_>) -> Step<CredentialRecord> {
+fn checked(
+    record: Option<Arc<CredentialRecord>>,
+    token: &Token<'_>,
+) -> Step<Arc<CredentialRecord>> {
     let record = record.ok_or(invalid(InvalidReason::Unknown))?;
     if record.kind != token.kind {
         return Err(invalid(InvalidReason::Unknown));

@@ -47,8 +47,9 @@ pub const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(200);
 /// A credential record as cached: `None` when the key does not exist.
 #[derive(Debug)]
 pub struct CachedCredential {
-    /// The parsed record.
-    pub record: Option<CredentialRecord>,
+    /// The parsed record, without its label (the request path never needs it), shared with
+    /// the verified-secret cache.
+    pub record: Option<Arc<CredentialRecord>>,
     /// `revoked_ms` (Redis server time of the revocation), when the record has it.
     pub revoked_ms: Option<u64>,
 }
@@ -269,7 +270,10 @@ pub fn parse_credential(
     let revoked_ms = fields.get("revoked_ms").and_then(|ms| ms.parse().ok());
     let record = CredentialRecord::from_fields(key, prefix, fields)?;
     Ok(CachedCredential {
-        record: Some(record),
+        record: Some(Arc::new(CredentialRecord {
+            name: String::new(),
+            ..record
+        })),
         revoked_ms,
     })
 }
