@@ -403,7 +403,7 @@ pub struct RedisConf {
     pub key_prefix: String,
     /// Per-operation deadline; past it the request fails closed with 503.
     pub timeout: Duration,
-    /// Strict (read every request) or tracked (client-side cache with invalidations), as
+    /// Strict (read every request) or tracked (record cache kept coherent by invalidations), as
     /// written; see [`RedisConf::effective_freshness`] for what the gateway does.
     pub freshness: Freshness,
 }

@@ -92,12 +92,12 @@ pub static REDIS_SECONDS: Lazy<Histogram> = Lazy::new(|| {
 pub static TRACKED_INVALIDATIONS: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
         "patgate_tracked_invalidations",
-        "Invalidations pushed by Redis and applied to the client-side cache since start (tracked mode)."
+        "Invalidations pushed by Redis and applied to the record cache since start (tracked mode; flushes and dropped connections count one each)."
     )
     .expect("registered once")
 });
 
-/// The gateway's store, whose client-side cache statistics are read at render time.
+/// The gateway's store, whose record-cache counters are read at render time.
 static TRACKED_STORE: once_cell::sync::OnceCell<crate::store::Store> =
     once_cell::sync::OnceCell::new();
 

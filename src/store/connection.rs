@@ -1,13 +1,13 @@
 //! The connection behind [`super::Store`]: one type over the three Redis topologies, so every
 //! typed operation is written once against redis-rs's `aio::ConnectionLike`.
 //!
-//! - **One server**: redis-rs's `ConnectionManager` (lazy, reconnects after a drop; RESP3 and
-//!   a client-side cache in tracked mode).
+//! - **One server**: redis-rs's `ConnectionManager` (lazy, reconnects after a drop; in tracked
+//!   mode RESP3 with `CLIENT TRACKING`, its pushes going to live.rs's record cache).
 //! - **Cluster**: redis-rs's async `ClusterConnection`. The crate routes each command to the
 //!   node owning its key's slot, follows `MOVED`/`ASK`, refreshes the slot map after a
-//!   failover, and in tracked mode gives every node connection its own cache epoch. It refuses
-//!   a pipeline whose keys span slots (CrossSlot, before anything is sent), so the store
-//!   never builds one in cluster mode (see [`Connection::is_cluster`]).
+//!   failover, and in tracked mode forwards every node connection's pushes to the record
+//!   cache. It refuses a pipeline whose keys span slots (CrossSlot, before anything is sent),
+//!   so the store never builds one in cluster mode (see [`Connection::is_cluster`]).
 //! - **Sentinel**: redis-rs finds the primary through the Sentinels (`SENTINEL MASTERS`, then
 //!   `ROLE` on the candidate); [`SentinelConnection`] keeps one multiplexed connection to it
 //!   and forgets it after a connection error, a timeout or a `READONLY`/`MASTERDOWN` reply,
