@@ -13,7 +13,7 @@
 
 use crate::support::certs::Ca;
 use crate::support::{
-    conf_text, eventually, get_bearer_on, patgate_bin, run_cli, Cli, Options, Response,
+    conf_text, eventually, get_bearer_on, patgate_bin, run_cli, Cli, CliFor, Options, Response,
 };
 use patgate::testkit::cluster::RedisCluster;
 use patgate::testkit::free_port;
@@ -148,31 +148,15 @@ impl Fleet {
     }
 
     fn member(&self, user: &str, org: &str, role: &str) {
-        self.cli(&["user", "put", user, "--org", org, "--role", role])
-            .expect_ok();
+        CliFor(&self.conf_path).member(user, org, role);
     }
 
     fn pat(&self, user: &str, org: &str) -> String {
-        let args = [
-            "token", "create", "--user", user, "--org", org, "--name", "test",
-        ];
-        self.cli(&args).expect_ok().stdout.trim().to_string()
+        CliFor(&self.conf_path).pat_with(user, org, &[])
     }
 
     fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
-        let args = [
-            "apikey",
-            "create",
-            "--org",
-            org,
-            "--role",
-            role,
-            "--created-by",
-            admin,
-            "--name",
-            "ci",
-        ];
-        self.cli(&args).expect_ok().stdout.trim().to_string()
+        CliFor(&self.conf_path).apikey(org, role, admin)
     }
 
     fn logs(&self) -> String {

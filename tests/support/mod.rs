@@ -208,6 +208,42 @@ pub fn patgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_patgate")
 }
 
+/// The CLI seeding steps every harness needs, against the conf at the given path.
+pub struct CliFor<'a>(pub &'a std::path::Path);
+
+impl CliFor<'_> {
+    /// Puts `user` in `org` with `role`.
+    pub fn member(&self, user: &str, org: &str, role: &str) {
+        run_cli(self.0, &["user", "put", user, "--org", org, "--role", role]).expect_ok();
+    }
+
+    /// Creates a PAT with extra CLI args; returns the token.
+    pub fn pat_with(&self, user: &str, org: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "token", "create", "--user", user, "--org", org, "--name", "test",
+        ];
+        args.extend_from_slice(extra);
+        run_cli(self.0, &args).expect_ok().stdout.trim().to_string()
+    }
+
+    /// Creates an API key; `admin` must be an admin of `org`.
+    pub fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
+        let args = [
+            "apikey",
+            "create",
+            "--org",
+            org,
+            "--role",
+            role,
+            "--created-by",
+            admin,
+            "--name",
+            "ci",
+        ];
+        run_cli(self.0, &args).expect_ok().stdout.trim().to_string()
+    }
+}
+
 /// Runs `patgate -c <conf_path> <args>` to completion (logging at `warn`).
 pub fn run_cli(conf_path: &std::path::Path, args: &[&str]) -> Cli {
     let output = Command::new(patgate_bin())
@@ -310,18 +346,12 @@ impl Env {
 
     /// Puts `user` in `org` with `role`.
     pub fn member(&self, user: &str, org: &str, role: &str) {
-        self.cli(&["user", "put", user, "--org", org, "--role", role])
-            .expect_ok();
+        CliFor(&self.conf_path).member(user, org, role);
     }
 
     /// Creates a PAT with extra CLI args; returns the token.
     pub fn pat_with(&self, user: &str, org: &str, extra: &[&str]) -> String {
-        let mut args = vec![
-            "token", "create", "--user", user, "--org", org, "--name", "test",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.cli(&args).expect_ok();
-        out.stdout.trim().to_string()
+        CliFor(&self.conf_path).pat_with(user, org, extra)
     }
 
     /// Makes `user` a member of `org` with `role` and gives them a PAT.
@@ -332,21 +362,7 @@ impl Env {
 
     /// Creates an API key; `admin` must be an admin of `org`.
     pub fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
-        let out = self
-            .cli(&[
-                "apikey",
-                "create",
-                "--org",
-                org,
-                "--role",
-                role,
-                "--created-by",
-                admin,
-                "--name",
-                "ci",
-            ])
-            .expect_ok();
-        out.stdout.trim().to_string()
+        CliFor(&self.conf_path).apikey(org, role, admin)
     }
 
     /// Sends a request with `Connection: close` and reads the whole response.
