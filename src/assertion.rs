@@ -28,12 +28,12 @@ pub fn signed_string(
 ) -> String {
     format!(
         "{VERSION}\n{timestamp}\n{method}\n{path_and_query}\n{}\n{}\n{}\n{}\n{}\n{}",
-        identity.kind.as_str(),
-        identity.prefix,
-        identity.user.as_deref().unwrap_or(""),
-        identity.org,
-        identity.role,
-        identity.permissions.join(" "),
+        identity.kind().as_str(),
+        identity.prefix(),
+        identity.user().unwrap_or(""),
+        identity.org(),
+        identity.role(),
+        identity.permissions(),
     )
 }
 
@@ -59,17 +59,9 @@ pub fn assertion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Kind;
 
     fn identity() -> Identity {
-        Identity {
-            kind: Kind::Pat,
-            prefix: "pat_abcdef".into(),
-            user: Some("alice".into()),
-            org: "acme".into(),
-            role: "member".into(),
-            permissions: vec!["repos:read".into(), "repos:write".into()],
-        }
+        crate::identity::sample(Some("alice"), "member", "repos:read repos:write")
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl Authenticator {
         match verdict {
             Verdict::Allow(identity) => {
                 if let Some(recorder) = self.recorder() {
-                    recorder.used(&identity.prefix, client, unix_now());
+                    recorder.used(identity.prefix(), client, unix_now());
                 }
             }
             Verdict::Deny(Denial::AuthUnavailable) => {}

@@ -19,7 +19,7 @@
 //! binding to the live hash, bounded by [`NEGATIVE_ENTRIES`].
 
 use crate::hasher::PoolError;
-use crate::store::CredentialRecord;
+use crate::store::PackedRecord;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -42,8 +42,8 @@ pub type Digest = [u8; 32];
 /// warm request reads only what can change: the live hash, `revoked`, and the owner's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// The record as read when the secret was verified (its `name` dropped to save memory).
-    pub record: Arc<CredentialRecord>,
+    /// The record as read when the secret was verified, packed (store/packed.rs).
+    pub record: Arc<PackedRecord>,
 }
 
 type Flight = Arc<OnceCell<Result<bool, PoolError>>>;
@@ -220,20 +220,26 @@ mod tests {
 
     fn verified(hash: &str) -> Verified {
         Verified {
-            record: Arc::new(CredentialRecord {
-                prefix: "pat_abcdef".into(),
-                kind: crate::token::Kind::Pat,
-                hash: hash.into(),
-                user: Some("alice".into()),
-                created_by: None,
-                org: "acme".into(),
-                role: None,
-                name: String::new(),
-                permissions: None,
-                created: 0,
-                expires: None,
-                revoked: None,
-            }),
+            record: Arc::new(
+                PackedRecord::pack(
+                    "k",
+                    &crate::store::CredentialRecord {
+                        prefix: "pat_abcdef".into(),
+                        kind: crate::token::Kind::Pat,
+                        hash: hash.into(),
+                        user: Some("alice".into()),
+                        created_by: None,
+                        org: "acme".into(),
+                        role: None,
+                        name: String::new(),
+                        permissions: None,
+                        created: 0,
+                        expires: None,
+                        revoked: None,
+                    },
+                )
+                .expect("packs"),
+            ),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::limiter::Limits;
 use crate::permissions::{is_identifier, Roles};
 use crate::routes::{Access, HostMatch, Route, RouteTable};
 use crate::tls::{CaBundle, DownstreamTls, UpstreamTls};
+use bytes::Bytes;
 use redis::IntoConnectionInfo;
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -456,18 +457,19 @@ pub struct Policy {
 pub struct IdentityHeaderNames {
     /// The prefix, lowercased, for stripping client-sent headers.
     pub prefix_lower: String,
-    /// `<prefix>Credential-Type`.
-    pub credential_type: String,
+    /// `<prefix>Credential-Type`. The six identity header names are kept as shared buffers
+    /// in the operator's spelling, so setting one on a request copies nothing.
+    pub credential_type: Bytes,
     /// `<prefix>Token-Prefix`.
-    pub token_prefix: String,
+    pub token_prefix: Bytes,
     /// `<prefix>User`.
-    pub user: String,
+    pub user: Bytes,
     /// `<prefix>Org`.
-    pub org: String,
+    pub org: Bytes,
     /// `<prefix>Role`.
-    pub role: String,
+    pub role: Bytes,
     /// `<prefix>Permissions`.
-    pub permissions: String,
+    pub permissions: Bytes,
     /// `<prefix>Required-Permissions`: on 403 responses, what the route requires.
     pub required_permissions: String,
     /// `<prefix>Assertion`: the signed identity on `sign_identity` routes.
@@ -478,14 +480,15 @@ pub struct IdentityHeaderNames {
 
 impl IdentityHeaderNames {
     fn new(prefix: &str) -> IdentityHeaderNames {
+        let name = |suffix: &str| Bytes::from(format!("{prefix}{suffix}"));
         IdentityHeaderNames {
             prefix_lower: prefix.to_ascii_lowercase(),
-            credential_type: format!("{prefix}Credential-Type"),
-            token_prefix: format!("{prefix}Token-Prefix"),
-            user: format!("{prefix}User"),
-            org: format!("{prefix}Org"),
-            role: format!("{prefix}Role"),
-            permissions: format!("{prefix}Permissions"),
+            credential_type: name("Credential-Type"),
+            token_prefix: name("Token-Prefix"),
+            user: name("User"),
+            org: name("Org"),
+            role: name("Role"),
+            permissions: name("Permissions"),
             required_permissions: format!("{prefix}Required-Permissions"),
             assertion: format!("{prefix}Assertion"),
             signing_key: None,

@@ -7,9 +7,69 @@
 //! the route says `forward_credentials: true`.
 
 use crate::conf::IdentityHeaderNames;
-use crate::verify::Identity;
-use http::HeaderName;
+use crate::store::PackedRecord;
+use crate::token::Kind;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
+
+/// Who is calling, as sent upstream: the verified credential (shared with the caches), the
+/// role in effect for this request and its effective permissions. Every value is a ready
+/// header value, so setting the identity headers copies no string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    credential: Arc<PackedRecord>,
+    role: HeaderValue,
+    permissions: HeaderValue,
+}
+
+impl Identity {
+    /// `credential` acting with `role` and `permissions` (sorted, space-separated), as made
+    /// by [`crate::permissions::Roles::header_values`].
+    pub fn new(credential: Arc<PackedRecord>, role: HeaderValue, permissions: HeaderValue) -> Self {
+        Identity {
+            credential,
+            role,
+            permissions,
+        }
+    }
+
+    /// PAT or API key.
+    pub fn kind(&self) -> Kind {
+        self.credential.kind()
+    }
+
+    /// The credential's public prefix.
+    pub fn prefix(&self) -> &str {
+        self.credential.prefix()
+    }
+
+    /// The PAT owner (none for API keys).
+    pub fn user(&self) -> Option<&str> {
+        self.credential.user()
+    }
+
+    /// The org the credential acts in.
+    pub fn org(&self) -> &str {
+        self.credential.org()
+    }
+
+    /// The role in effect for this request.
+    pub fn role(&self) -> &str {
+        self.role.to_str().unwrap_or_default()
+    }
+
+    /// Effective permissions, sorted and space-separated (the header's value).
+    pub fn permissions(&self) -> &str {
+        self.permissions.to_str().unwrap_or_default()
+    }
+
+    /// Whether the effective permissions include `permission`.
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions().split(' ').any(|p| p == permission)
+    }
+}
 
 /// Removes every header under the identity prefix, and the credential headers unless kept.
 pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_credentials: bool) {
@@ -29,36 +89,54 @@ pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_cred
     }
 }
 
-/// The identity headers as (name, value) pairs; a PAT-less identity has no user header.
-fn pairs<'a>(names: &'a IdentityHeaderNames, identity: &'a Identity) -> Vec<(&'a str, String)> {
-    let mut pairs = vec![
-        (
-            names.credential_type.as_str(),
-            identity.kind.as_str().to_string(),
-        ),
-        (names.token_prefix.as_str(), identity.prefix.clone()),
-        (names.org.as_str(), identity.org.clone()),
-        (names.role.as_str(), identity.role.clone()),
-        (names.permissions.as_str(), identity.permissions.join(" ")),
-    ];
-    if let Some(user) = &identity.user {
-        pairs.push((names.user.as_str(), user.clone()));
-    }
-    pairs
+/// The identity headers as (name, value) pairs; an identity without a user has no user
+/// header. `None` if a stored value is not a valid header value (ids are validated at
+/// creation, so this means a record written by hand with control characters).
+fn pairs(
+    names: &IdentityHeaderNames,
+    identity: &Identity,
+) -> Option<[Option<(Bytes, HeaderValue)>; 6]> {
+    let credential = &identity.credential;
+    let user = match credential.user() {
+        Some(_) => Some((names.user.clone(), credential.user_value()?)),
+        None => None,
+    };
+    Some([
+        Some((
+            names.credential_type.clone(),
+            HeaderValue::from_static(identity.kind().as_str()),
+        )),
+        Some((names.token_prefix.clone(), credential.prefix_value()?)),
+        Some((names.org.clone(), credential.org_value()?)),
+        Some((names.role.clone(), identity.role.clone())),
+        Some((names.permissions.clone(), identity.permissions.clone())),
+        user,
+    ])
+}
+
+fn invalid_value() -> Box<pingora::Error> {
+    pingora::Error::explain(
+        pingora::ErrorType::InvalidHTTPHeader,
+        "a stored identity value is not a valid header value",
+    )
 }
 
 /// Sets the identity headers for a verified request. Call [`strip`] first.
 ///
 /// # Errors
-/// A value is not a valid header value (ids are validated at creation, so this means a record
-/// written by hand with control characters); the caller fails the request.
+/// A value is not a valid header value (a record written by hand with control characters);
+/// the caller fails the request.
 pub fn inject(
     request: &mut RequestHeader,
     names: &IdentityHeaderNames,
     identity: &Identity,
 ) -> pingora::Result<()> {
-    for (name, value) in pairs(names, identity) {
-        request.insert_header(name.to_string(), value)?;
+    for (name, value) in pairs(names, identity)
+        .ok_or_else(invalid_value)?
+        .into_iter()
+        .flatten()
+    {
+        request.insert_header(name, value)?;
     }
     Ok(())
 }
@@ -73,16 +151,52 @@ pub fn set_on_response(
     names: &IdentityHeaderNames,
     identity: &Identity,
 ) -> pingora::Result<()> {
-    for (name, value) in pairs(names, identity) {
-        response.insert_header(name.to_string(), value)?;
+    for (name, value) in pairs(names, identity)
+        .ok_or_else(invalid_value)?
+        .into_iter()
+        .flatten()
+    {
+        response.insert_header(name, value)?;
     }
     Ok(())
+}
+
+/// An identity for unit tests: `pat_abcdef` in `acme`, owned by `user` (an API key when
+/// `None`).
+#[cfg(test)]
+pub(crate) fn sample(
+    user: Option<&str>,
+    role: &'static str,
+    permissions: &'static str,
+) -> Identity {
+    let record = crate::store::CredentialRecord {
+        prefix: "pat_abcdef".into(),
+        kind: if user.is_some() {
+            Kind::Pat
+        } else {
+            Kind::ApiKey
+        },
+        hash: "$2b$04$hash".into(),
+        user: user.map(Into::into),
+        created_by: None,
+        org: "acme".into(),
+        role: user.is_none().then(|| role.to_string()),
+        name: String::new(),
+        permissions: None,
+        created: 0,
+        expires: None,
+        revoked: None,
+    };
+    Identity::new(
+        Arc::new(PackedRecord::pack("k", &record).expect("packs")),
+        HeaderValue::from_static(role),
+        HeaderValue::from_static(permissions),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Kind;
 
     fn names() -> IdentityHeaderNames {
         let conf = crate::conf::Conf::parse(
@@ -135,14 +249,7 @@ mod tests {
         let mut req = request(&[("X-Auth-User", "mallory")]);
         let names = names();
         strip(&mut req, &names, false);
-        let identity = Identity {
-            kind: Kind::Pat,
-            prefix: "pat_abcdef".into(),
-            user: Some("alice".into()),
-            org: "acme".into(),
-            role: "member".into(),
-            permissions: vec!["repos:read".into(), "repos:write".into()],
-        };
+        let identity = sample(Some("alice"), "member", "repos:read repos:write");
         inject(&mut req, &names, &identity).expect("valid values");
         let get = |n: &str| {
             req.headers

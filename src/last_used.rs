@@ -6,8 +6,13 @@
 //! [`LAST_USED_CLIENTS`] distinct client addresses) that [`Coalescer::due`] hands out when the
 //! interval has passed. Pure and clock-injected; recorder.rs does the writing. The table is
 //! bounded: when it is full, new credentials are not stamped (counted, never blocking).
+//!
+//! Memory: the table holds a slot for every credential used within the interval (100,000
+//! busy credentials are 100,000 slots), so a slot is 40 bytes: the prefix inline as
+//! `[u8; 10]` and the pending stamp boxed, allocated only while uses are being merged.
 
 use crate::store::LAST_USED_CLIENTS;
+use crate::token::PREFIX_LEN;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -24,10 +29,28 @@ pub struct Use {
     pub clients: Vec<IpAddr>,
 }
 
+/// A credential's prefix, inline (every well-formed prefix is [`PREFIX_LEN`] bytes).
+type Key = [u8; PREFIX_LEN];
+
+/// Uses merged inside a window, waiting for it to end.
+#[derive(Debug, Default)]
+struct Pending {
+    at: u64,
+    clients: Vec<IpAddr>,
+}
+
 #[derive(Debug)]
 struct Slot {
     written: Instant,
-    pending: Option<(u64, Vec<IpAddr>)>,
+    pending: Option<Box<Pending>>,
+}
+
+fn use_of(key: &Key, at: u64, clients: Vec<IpAddr>) -> Use {
+    Use {
+        prefix: String::from_utf8_lossy(key).into_owned(),
+        at,
+        clients,
+    }
 }
 
 /// Per-credential write windows of one gateway instance.
@@ -35,7 +58,7 @@ struct Slot {
 pub struct Coalescer {
     interval: Duration,
     max_tracked: usize,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<Key, Slot>>,
 }
 
 fn remember(clients: &mut Vec<IpAddr>, client: Option<IpAddr>) {
@@ -58,7 +81,8 @@ impl Coalescer {
     }
 
     /// Records a use of `prefix` by `client` at `now` (`unix` seconds); returns the write to
-    /// make now, if this use opens a new window. `Err(())` when the table is full.
+    /// make now, if this use opens a new window. `Err(())` when the table is full (or the
+    /// prefix is not a well-formed one, which a verified credential always has).
     #[allow(clippy::result_unit_err)]
     pub fn touch(
         &self,
@@ -67,30 +91,32 @@ impl Coalescer {
         now: Instant,
         unix: u64,
     ) -> Result<Option<Use>, ()> {
+        let key: Key = prefix.as_bytes().try_into().map_err(|_| ())?;
         let Ok(mut slots) = self.slots.lock() else {
             return Err(());
         };
-        if let Some(slot) = slots.get_mut(prefix) {
+        if let Some(slot) = slots.get_mut(&key) {
             if now < slot.written + self.interval {
-                let (at, clients) = slot.pending.get_or_insert_with(|| (unix, Vec::new()));
-                *at = (*at).max(unix);
-                remember(clients, client);
+                let pending = slot.pending.get_or_insert_with(|| {
+                    Box::new(Pending {
+                        at: unix,
+                        clients: Vec::new(),
+                    })
+                });
+                pending.at = pending.at.max(unix);
+                remember(&mut pending.clients, client);
                 return Ok(None);
             }
             slot.written = now;
-            let (_, mut clients) = slot.pending.take().unwrap_or_default();
+            let mut clients = slot.pending.take().map(|p| p.clients).unwrap_or_default();
             remember(&mut clients, client);
-            return Ok(Some(Use {
-                prefix: prefix.to_string(),
-                at: unix,
-                clients,
-            }));
+            return Ok(Some(use_of(&key, unix, clients)));
         }
         if slots.len() >= self.max_tracked {
             return Err(());
         }
         slots.insert(
-            prefix.to_string(),
+            key,
             Slot {
                 written: now,
                 pending: None,
@@ -98,11 +124,7 @@ impl Coalescer {
         );
         let mut clients = Vec::new();
         remember(&mut clients, client);
-        Ok(Some(Use {
-            prefix: prefix.to_string(),
-            at: unix,
-            clients,
-        }))
+        Ok(Some(use_of(&key, unix, clients)))
     }
 
     /// The pending stamps whose window has passed at `now`; forgets quiet credentials.
@@ -115,13 +137,9 @@ impl Coalescer {
             if now < slot.written + self.interval {
                 continue;
             }
-            if let Some((at, clients)) = slot.pending.take() {
+            if let Some(pending) = slot.pending.take() {
                 slot.written = now;
-                due.push(Use {
-                    prefix: prefix.clone(),
-                    at,
-                    clients,
-                });
+                due.push(use_of(prefix, pending.at, pending.clients));
             }
         }
         let interval = self.interval;
@@ -222,5 +240,17 @@ mod tests {
             c.touch("pat_bbbbbb", ip(1), t0 + Duration::from_secs(61), 1061),
             Ok(Some(_))
         ));
+    }
+
+    #[test]
+    fn a_slot_is_forty_bytes_and_a_malformed_prefix_is_refused() {
+        assert!(std::mem::size_of::<(Key, Slot)>() <= 40);
+        let c = Coalescer::new(Duration::from_secs(60), 100);
+        assert_eq!(c.touch("pat_short", ip(1), Instant::now(), 1000), Err(()));
+        assert_eq!(
+            c.touch("pat_aaaaaa", ip(1), Instant::now(), 1000)
+                .map(|u| u.is_some()),
+            Ok(true)
+        );
     }
 }

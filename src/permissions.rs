@@ -5,6 +5,7 @@
 //! The *known* permissions are those any role names plus the conf's top-level `permissions:`
 //! list; a route or a credential naming anything else is a typo and is refused.
 
+use http::HeaderValue;
 use std::collections::{BTreeSet, HashMap};
 
 /// What one role grants.
@@ -23,6 +24,10 @@ pub struct Role {
     pub name: String,
     /// What it grants.
     pub grants: Grants,
+    /// The name as an identity header value, made once.
+    name_value: HeaderValue,
+    /// What it grants, listed as the permissions header value (`*` expanded), made once.
+    listed_value: HeaderValue,
 }
 
 /// Why the `roles:`/`permissions:` part of a conf is refused.
@@ -48,6 +53,8 @@ pub struct Roles {
     ordered: Vec<Role>,
     rank: HashMap<String, usize>,
     known: BTreeSet<String>,
+    /// Every known permission as the permissions header value.
+    all_value: HeaderValue,
 }
 
 /// A credential's effective permissions on one request.
@@ -93,7 +100,14 @@ impl Roles {
                 }
             }
             let grants = if all { Grants::All } else { Grants::Some(set) };
-            ordered.push(Role { name, grants });
+            let name_value =
+                HeaderValue::from_str(&name).map_err(|_| RolesError::BadRoleName(name.clone()))?;
+            ordered.push(Role {
+                name,
+                grants,
+                name_value,
+                listed_value: HeaderValue::from_static(""),
+            });
         }
         for permission in extra {
             if !is_permission(&permission) {
@@ -101,10 +115,18 @@ impl Roles {
             }
             known.insert(permission);
         }
+        let all_value = joined(&known)?;
+        for role in &mut ordered {
+            role.listed_value = match &role.grants {
+                Grants::All => all_value.clone(),
+                Grants::Some(set) => joined(set)?,
+            };
+        }
         Ok(Roles {
             ordered,
             rank,
             known,
+            all_value,
         })
     }
 
@@ -163,6 +185,39 @@ impl Roles {
             Effective::Some(set) => set.iter().cloned().collect(),
         }
     }
+
+    /// The identity header values of `role` with `effective` permissions: its name and the
+    /// sorted, space-separated list. A conf role without narrowing reuses the values made when
+    /// the conf was loaded (no allocation); a narrowed list, or a role name the conf does not
+    /// define, is built here. `None` if a stored role name is not a valid header value.
+    pub fn header_values(
+        &self,
+        role: &str,
+        effective: &Effective,
+    ) -> Option<(HeaderValue, HeaderValue)> {
+        let defined = self.get(role);
+        let name = match defined {
+            Some(defined) => defined.name_value.clone(),
+            None => HeaderValue::from_str(role).ok()?,
+        };
+        let listed = match (effective, defined) {
+            (Effective::All, _) => self.all_value.clone(),
+            (Effective::Role(_), Some(defined)) => defined.listed_value.clone(),
+            (Effective::Role(set), None) => joined(set).ok()?,
+            (Effective::Some(set), _) => joined(set).ok()?,
+        };
+        Some((name, listed))
+    }
+}
+
+/// `permissions` sorted and space-separated, as a header value.
+fn joined(permissions: &BTreeSet<String>) -> Result<HeaderValue, RolesError> {
+    let text = permissions
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    HeaderValue::from_str(&text).map_err(|_| RolesError::BadPermission(text))
 }
 
 impl Effective<'_> {
@@ -225,6 +280,36 @@ mod tests {
             strings(&["billing:read"]),
         )
         .expect("valid roles")
+    }
+
+    #[test]
+    fn header_values_match_the_listing_for_every_kind_of_grant() {
+        let roles = sample();
+        let narrowing = strings(&["repos:write", "billing:read"]);
+        for (role, narrowing) in [
+            ("viewer", None),
+            ("admin", None),
+            ("member", Some(&narrowing[..])),
+            ("admin", Some(&narrowing[..])),
+            ("owner", None),
+        ] {
+            let effective = roles.effective(role, narrowing);
+            let (name, listed) = roles.header_values(role, &effective).expect("valid values");
+            assert_eq!(name, role);
+            assert_eq!(
+                listed,
+                roles.listed(&effective).join(" ").as_str(),
+                "{role}"
+            );
+        }
+        let all = roles.effective("admin", None);
+        assert_eq!(
+            roles.header_values("admin", &all).map(|v| v.1),
+            Some(HeaderValue::from_static(
+                "billing:read repos:read repos:write"
+            ))
+        );
+        assert_eq!(roles.header_values("bad\nname", &all), None);
     }
 
     #[test]

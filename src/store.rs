@@ -31,6 +31,9 @@
 mod batch;
 mod connection;
 pub mod live;
+mod packed;
+
+pub use packed::PackedRecord;
 
 use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
@@ -520,7 +523,7 @@ impl Store {
         &self,
         live: &LiveCache,
         prefix: &str,
-    ) -> Result<Arc<live::CachedCredential>, StoreError> {
+    ) -> Result<live::CachedCredential, StoreError> {
         if let Some(hit) = live.credential(prefix) {
             return Ok(hit);
         }
@@ -528,8 +531,8 @@ impl Store {
         let key = self.keys.credential(prefix);
         let fields: HashMap<String, String> =
             self.bounded(self.live_reader(live).hgetall(&key)).await?;
-        let cached = Arc::new(live::parse_credential(&key, prefix, fields)?);
-        live.fill_credential(ticket, prefix, Arc::clone(&cached));
+        let cached = live::parse_credential(&key, prefix, fields)?;
+        live.fill_credential(ticket, prefix, cached.clone());
         Ok(cached)
     }
 
@@ -581,49 +584,53 @@ impl Store {
             .await
     }
 
-    /// The credential record for `prefix` as the request path needs it: shared (in tracked
-    /// mode the cached copy itself) and without its label, which no request uses.
+    /// The credential record for `prefix` as the request path needs it: packed, and shared
+    /// (in tracked mode the cached copy itself) with the verified-secret cache.
     ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn credential_for_request(
         &self,
         prefix: &str,
-    ) -> Result<Option<Arc<CredentialRecord>>, StoreError> {
+    ) -> Result<Option<Arc<PackedRecord>>, StoreError> {
         if let Some(live) = &self.live {
             return Ok(self.live_credential(live, prefix).await?.record.clone());
         }
-        Ok(self.credential(prefix).await?.map(|record| {
-            Arc::new(CredentialRecord {
-                name: String::new(),
-                ..record
-            })
-        }))
+        let key = self.keys.credential(prefix);
+        match self.read_credential(&key, prefix).await? {
+            Some(record) => Ok(Some(Arc::new(PackedRecord::pack(&key, &record)?))),
+            None => Ok(None),
+        }
     }
 
-    /// The credential record for `prefix`, if any.
+    /// The credential record for `prefix`, if any, read from Redis (also in tracked mode,
+    /// whose cache keeps only what the request path needs).
     ///
     /// # Errors
     /// [`StoreError`] on timeout, Redis error or a corrupt record.
     pub async fn credential(&self, prefix: &str) -> Result<Option<CredentialRecord>, StoreError> {
-        if let Some(live) = &self.live {
-            let cached = self.live_credential(live, prefix).await?;
-            return Ok(cached.record.as_deref().cloned());
-        }
-        let key = self.keys.credential(prefix);
+        self.read_credential(&self.keys.credential(prefix), prefix)
+            .await
+    }
+
+    async fn read_credential(
+        &self,
+        key: &str,
+        prefix: &str,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
         let fields: HashMap<String, String> = match &self.reads {
             Some(reads) => {
                 let mut hgetall = redis::cmd("HGETALL");
-                hgetall.arg(&key);
+                hgetall.arg(key);
                 let replied = self.timed(reads.read(&[hgetall])).await?;
                 decode(replied.get(0)?)?
             }
-            None => self.bounded(self.conn.clone().hgetall(&key)).await?,
+            None => self.bounded(self.conn.clone().hgetall(key)).await?,
         };
         if fields.is_empty() {
             return Ok(None);
         }
-        CredentialRecord::from_fields(&key, prefix, fields).map(Some)
+        CredentialRecord::from_fields(key, prefix, fields).map(Some)
     }
 
     /// What can change about a credential already known to this instance (its stored hash

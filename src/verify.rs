@@ -28,26 +28,11 @@ use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
 use crate::metrics;
 use crate::permissions::Roles;
-use crate::store::{CredentialRecord, Liveness, Store, StoreError, UserAccess, UserStatus};
+use crate::store::{Liveness, PackedRecord, Store, StoreError, UserAccess, UserStatus};
 use crate::token::{Kind, Token};
 use std::sync::Arc;
 
-/// Who is calling, as sent upstream in the identity headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// PAT or API key.
-    pub kind: Kind,
-    /// The credential's public prefix.
-    pub prefix: String,
-    /// The PAT owner (none for API keys).
-    pub user: Option<String>,
-    /// The org the credential acts in.
-    pub org: String,
-    /// The role in effect for this request.
-    pub role: String,
-    /// Effective permissions, sorted.
-    pub permissions: Vec<String>,
-}
+pub use crate::identity::Identity;
 
 /// The outcome of verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,12 +91,12 @@ impl Verifier<'_> {
                 .liveness(token.prefix())
                 .await
                 .map_err(|e| unavailable(&e, token.prefix()))?;
-            if record.kind == Kind::ApiKey && self.still_matches(&digest, record, live)? {
+            if record.kind() == Kind::ApiKey && self.still_matches(&digest, record, live)? {
                 return self.api_key_may_act(record, require, now);
             }
         }
         let record = self.load(token).await?;
-        if !sha256_matches(token.hash_input(), &record.hash) {
+        if !sha256_matches(token.hash_input(), record.hash()) {
             return Err(invalid(InvalidReason::WrongSecret));
         }
         self.cache.insert(
@@ -130,7 +115,7 @@ impl Verifier<'_> {
     fn still_matches(
         &self,
         digest: &Digest,
-        record: &CredentialRecord,
+        record: &PackedRecord,
         live: Option<Liveness>,
     ) -> Step<bool> {
         match live {
@@ -144,7 +129,7 @@ impl Verifier<'_> {
                 metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
                 Err(invalid(InvalidReason::Revoked))
             }
-            Some(live) if live.hash == record.hash => {
+            Some(live) if live.hash == record.hash() => {
                 metrics::CACHE_HITS.inc();
                 Ok(true)
             }
@@ -155,12 +140,12 @@ impl Verifier<'_> {
     /// An API key acts with its fixed role until it expires.
     fn api_key_may_act(
         &self,
-        record: &CredentialRecord,
+        record: &Arc<PackedRecord>,
         require: &[String],
         now: u64,
     ) -> Step<Identity> {
         check_expiry(record, now)?;
-        let role = record.role.clone().ok_or(invalid(InvalidReason::Unknown))?;
+        let role = record.role().ok_or(invalid(InvalidReason::Unknown))?;
         self.allow(record, role, require)
     }
 
@@ -174,7 +159,7 @@ impl Verifier<'_> {
         let digest = self.cache.digest(token.hash_input());
         if let Some(seen) = self.cache.get(&digest) {
             let record = &seen.record;
-            let (user, org) = (owner(record)?, record.org.as_str());
+            let (user, org) = (owner(record)?, record.org());
             let (live, access) = self
                 .store
                 .liveness_and_access(token.prefix(), user, org)
@@ -188,7 +173,7 @@ impl Verifier<'_> {
         let record = self.load(token).await?;
         if self
             .negative
-            .is_refuted(&digest, &record.hash, tokio::time::Instant::now())
+            .is_refuted(&digest, record.hash(), tokio::time::Instant::now())
         {
             metrics::NEGATIVE_HITS.inc();
             return Err(invalid(InvalidReason::WrongSecret));
@@ -198,9 +183,9 @@ impl Verifier<'_> {
         check_expiry(&record, now)?;
         let access = self
             .store
-            .access(owner(&record)?, &record.org)
+            .access(owner(&record)?, record.org())
             .await
-            .map_err(|e| unavailable(&e, &record.prefix))?;
+            .map_err(|e| unavailable(&e, record.prefix()))?;
         self.owner_may_act(&record, access, require)
     }
 
@@ -208,7 +193,7 @@ impl Verifier<'_> {
     /// permissions (narrowed) cover the route.
     fn owner_may_act(
         &self,
-        record: &CredentialRecord,
+        record: &Arc<PackedRecord>,
         access: UserAccess,
         require: &[String],
     ) -> Step<Identity> {
@@ -216,12 +201,12 @@ impl Verifier<'_> {
             return Err(invalid(InvalidReason::AccountInactive));
         }
         let role = access.role.ok_or(Denial::NoOrgAccess)?;
-        self.allow(record, role, require)
+        self.allow(record, &role, require)
     }
 
     /// Reads the record for the token's prefix and checks kind and revocation. The record
     /// is shared with the verified cache (and, in tracked mode, the record cache): one copy.
-    async fn load(&self, token: &Token<'_>) -> Step<Arc<CredentialRecord>> {
+    async fn load(&self, token: &Token<'_>) -> Step<Arc<PackedRecord>> {
         let record = self
             .store
             .credential_for_request(token.prefix())
@@ -236,10 +221,10 @@ impl Verifier<'_> {
         &self,
         token: &Token<'_>,
         digest: Digest,
-        record: &Arc<CredentialRecord>,
+        record: &Arc<PackedRecord>,
     ) -> Step<()> {
-        let hash: Arc<str> = record.hash.as_str().into();
-        let check = self.pool.verify(token.hash_input(), &record.hash);
+        let hash: Arc<str> = record.hash().into();
+        let check = self.pool.verify(token.hash_input(), record.hash());
         match self.cache.single_flight(digest, hash.clone(), check).await {
             Ok(true) => {
                 self.cache.insert(
@@ -261,48 +246,42 @@ impl Verifier<'_> {
     }
 
     /// Scope check, then the identity sent upstream.
-    fn allow(&self, record: &CredentialRecord, role: String, require: &[String]) -> Step<Identity> {
-        let effective = self.roles.effective(&role, record.permissions.as_deref());
+    /// The identity's header values come ready from the conf's role table (built here only
+    /// for a narrowed list or a role the conf does not define); the credential's own values
+    /// are slices of the shared record.
+    fn allow(&self, record: &Arc<PackedRecord>, role: &str, require: &[String]) -> Step<Identity> {
+        let effective = self.roles.effective(role, record.permissions());
         let missing = effective.missing(require);
         if !missing.is_empty() {
             return Err(Denial::InsufficientScope { missing });
         }
-        Ok(Identity {
-            kind: record.kind,
-            prefix: record.prefix.clone(),
-            user: record.user.clone(),
-            org: record.org.clone(),
-            permissions: self.roles.listed(&effective),
-            role,
-        })
+        let (role, permissions) = self
+            .roles
+            .header_values(role, &effective)
+            .ok_or(invalid(InvalidReason::Unknown))?;
+        Ok(Identity::new(Arc::clone(record), role, permissions))
     }
 }
 
 /// A PAT's owner (a PAT record without one is corrupt, and refused).
-fn owner(record: &CredentialRecord) -> Step<&str> {
-    record
-        .user
-        .as_deref()
-        .ok_or(invalid(InvalidReason::Unknown))
+fn owner(record: &PackedRecord) -> Step<&str> {
+    record.user().ok_or(invalid(InvalidReason::Unknown))
 }
 
 /// A record that exists, is of the token's kind, and is not revoked.
-fn checked(
-    record: Option<Arc<CredentialRecord>>,
-    token: &Token<'_>,
-) -> Step<Arc<CredentialRecord>> {
+fn checked(record: Option<Arc<PackedRecord>>, token: &Token<'_>) -> Step<Arc<PackedRecord>> {
     let record = record.ok_or(invalid(InvalidReason::Unknown))?;
-    if record.kind != token.kind {
+    if record.kind() != token.kind {
         return Err(invalid(InvalidReason::Unknown));
     }
-    if record.revoked.is_some() {
+    if record.revoked().is_some() {
         return Err(invalid(InvalidReason::Revoked));
     }
     Ok(record)
 }
 
-fn check_expiry(record: &CredentialRecord, now: u64) -> Step<()> {
-    match record.expires {
+fn check_expiry(record: &PackedRecord, now: u64) -> Step<()> {
+    match record.expires() {
         Some(expires) if now >= expires => Err(invalid(InvalidReason::Expired)),
         _ => Ok(()),
     }

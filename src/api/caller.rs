@@ -27,18 +27,18 @@ pub struct Caller {
 impl Caller {
     /// The caller with `identity`, ranked by its role in `conf`.
     pub fn new(identity: Identity, conf: &Conf) -> Caller {
-        let rank = conf.roles.rank(&identity.role).unwrap_or(0);
+        let rank = conf.roles.rank(identity.role()).unwrap_or(0);
         Caller { identity, rank }
     }
 
     /// The org every call acts in.
     pub fn org(&self) -> &str {
-        &self.identity.org
+        self.identity.org()
     }
 
     /// The PAT owner (none for API keys).
     pub fn user(&self) -> Option<&str> {
-        self.identity.user.as_deref()
+        self.identity.user()
     }
 
     /// As named in the audit trail: the user, or the API key's prefix.
@@ -46,15 +46,15 @@ impl Caller {
         Actor {
             name: self
                 .identity
-                .user
-                .clone()
-                .unwrap_or_else(|| self.identity.prefix.clone()),
-            org: Some(self.identity.org.clone()),
+                .user()
+                .unwrap_or(self.identity.prefix())
+                .to_string(),
+            org: Some(self.identity.org().to_string()),
         }
     }
 
     fn has(&self, permission: &str) -> bool {
-        self.identity.permissions.iter().any(|p| p == permission)
+        self.identity.has_permission(permission)
     }
 
     /// The caller may administer its org.
@@ -118,7 +118,7 @@ impl Caller {
         match conf.roles.rank(role) {
             Some(rank) if rank > self.rank => Err(ApiError::Forbidden(format!(
                 "{what} role {role:?} is above your role {:?}",
-                self.identity.role
+                self.identity.role()
             ))),
             _ => Ok(()),
         }
@@ -155,12 +155,12 @@ impl Caller {
         role: &str,
         conf: &Conf,
     ) -> Result<Option<Vec<String>>, ApiError> {
-        let own = &self.identity.permissions;
+        let identity = &self.identity;
         match requested {
             Some(list) => {
                 if let Some(lacking) = list
                     .iter()
-                    .find(|p| conf.roles.is_known(p) && !own.contains(p))
+                    .find(|p| conf.roles.is_known(p) && !identity.has_permission(p))
                 {
                     return Err(ApiError::Forbidden(format!(
                         "your credential lacks {lacking:?}, so it cannot grant it"
@@ -170,11 +170,13 @@ impl Caller {
             }
             None => {
                 let granted = conf.roles.listed(&conf.roles.effective(role, None));
-                if granted.iter().all(|p| own.contains(p)) {
+                if granted.iter().all(|p| identity.has_permission(p)) {
                     Ok(None)
                 } else {
-                    let within: Vec<String> =
-                        granted.into_iter().filter(|p| own.contains(p)).collect();
+                    let within: Vec<String> = granted
+                        .into_iter()
+                        .filter(|p| identity.has_permission(p))
+                        .collect();
                     if within.is_empty() {
                         return Err(ApiError::Forbidden(
                             "your credential shares no permission with that role".into(),

@@ -29,7 +29,8 @@
 //! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
 
 use super::connection::Connection;
-use super::{CredentialRecord, Keys, StoreError, UserStatus};
+use super::{CredentialRecord, Keys, PackedRecord, StoreError, UserStatus};
+use crate::token::PREFIX_LEN;
 use redis::aio::AsyncPushSender;
 use redis::{PushInfo, PushKind, Value};
 use std::collections::HashMap;
@@ -44,12 +45,14 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// store's own deadline when that is longer), so a busy moment does not drop the cache.
 pub const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(200);
 
-/// A credential record as cached: `None` when the key does not exist.
-#[derive(Debug)]
+/// A credential record as cached: `None` when the key does not exist. Held by value (a
+/// reference count and a number), under the prefix inline, so an entry costs no allocation
+/// besides the shared record.
+#[derive(Debug, Clone)]
 pub struct CachedCredential {
-    /// The parsed record, without its label (the request path never needs it), shared with
-    /// the verified-secret cache.
-    pub record: Option<Arc<CredentialRecord>>,
+    /// The parsed record, packed as the request path needs it, shared with the
+    /// verified-secret cache.
+    pub record: Option<Arc<PackedRecord>>,
     /// `revoked_ms` (Redis server time of the revocation), when the record has it.
     pub revoked_ms: Option<u64>,
 }
@@ -58,9 +61,9 @@ impl CachedCredential {
     /// The hash and revocation, as a strict read would give them.
     pub fn liveness(&self) -> Option<super::Liveness> {
         self.record.as_ref().map(|record| super::Liveness {
-            hash: record.hash.clone(),
+            hash: record.hash().to_string(),
             revoked: record
-                .revoked
+                .revoked()
                 .map(|seconds| self.revoked_ms.unwrap_or(seconds * 1000)),
         })
     }
@@ -86,7 +89,7 @@ pub struct LiveStats {
 
 /// The cache (see the module docs).
 pub struct LiveCache {
-    credentials: quick_cache::sync::Cache<String, Arc<CachedCredential>>,
+    credentials: quick_cache::sync::Cache<PrefixKey, CachedCredential>,
     users: quick_cache::sync::Cache<String, Arc<CachedUser>>,
     /// Bumped by every invalidation; a fill lands only if it did not move.
     generation: AtomicU64,
@@ -98,6 +101,14 @@ pub struct LiveCache {
     user_key_prefix: String,
     /// Counters.
     pub stats: LiveStats,
+}
+
+/// A credential prefix, inline: every well-formed prefix is [`PREFIX_LEN`] bytes (a request
+/// with another length never reaches the store).
+type PrefixKey = [u8; PREFIX_LEN];
+
+fn prefix_key(prefix: &str) -> Option<PrefixKey> {
+    prefix.as_bytes().try_into().ok()
 }
 
 /// Where a fill stands: the generation it started at.
@@ -122,11 +133,11 @@ impl LiveCache {
     }
 
     /// The cached credential record for `prefix` (none while suspended).
-    pub fn credential(&self, prefix: &str) -> Option<Arc<CachedCredential>> {
+    pub fn credential(&self, prefix: &str) -> Option<CachedCredential> {
         if self.suspended.load(Ordering::Acquire) {
             return None;
         }
-        self.credentials.get(prefix)
+        self.credentials.get(&prefix_key(prefix)?)
     }
 
     /// The cached user record for `user` (none while suspended).
@@ -172,10 +183,11 @@ impl LiveCache {
     }
 
     /// Caches `credential` for `prefix` unless an invalidation was applied since `ticket`.
-    pub fn fill_credential(&self, ticket: FillTicket, prefix: &str, value: Arc<CachedCredential>) {
-        self.fill(ticket, || {
-            self.credentials.insert(prefix.to_string(), value)
-        });
+    pub fn fill_credential(&self, ticket: FillTicket, prefix: &str, value: CachedCredential) {
+        let Some(key) = prefix_key(prefix) else {
+            return;
+        };
+        self.fill(ticket, || self.credentials.insert(key, value));
     }
 
     /// Caches `user` unless an invalidation was applied since `ticket`.
@@ -203,7 +215,9 @@ impl LiveCache {
             return;
         };
         if let Some(prefix) = key.strip_prefix(&self.credential_key_prefix) {
-            self.credentials.remove(prefix);
+            if let Some(prefix) = prefix_key(prefix) {
+                self.credentials.remove(&prefix);
+            }
         } else if let Some(user) = key.strip_prefix(&self.user_key_prefix) {
             self.users.remove(user);
         }
@@ -270,10 +284,7 @@ pub fn parse_credential(
     let revoked_ms = fields.get("revoked_ms").and_then(|ms| ms.parse().ok());
     let record = CredentialRecord::from_fields(key, prefix, fields)?;
     Ok(CachedCredential {
-        record: Some(Arc::new(CredentialRecord {
-            name: String::new(),
-            ..record
-        })),
+        record: Some(Arc::new(PackedRecord::pack(key, &record)?)),
         revoked_ms,
     })
 }

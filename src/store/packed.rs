@@ -1,0 +1,235 @@
+//! [`PackedRecord`]: a credential record as the request path keeps it in memory.
+//!
+//! The verified-secret cache holds one per credential verified on this instance (100,000
+//! credentials are 100,000 records), and tracked mode's record cache shares the same copy.
+//! So it keeps only what a request reads (no label, creator or creation time), its strings in
+//! one buffer, and its times as `NonZeroU64`: 96 bytes plus the strings, against about 350 for
+//! a [`CredentialRecord`] with five separate string allocations.
+//!
+//! The buffer is a [`Bytes`], so the identity headers sent upstream (prefix, user, org) are
+//! slices of it: a reference count, not a copy, per request.
+
+use super::{CredentialRecord, StoreError};
+use crate::token::Kind;
+use bytes::Bytes;
+use http::HeaderValue;
+use std::num::NonZeroU64;
+use std::ops::Range;
+
+/// What the request path needs of a credential record (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedRecord {
+    /// `prefix`, `hash`, `org`, `user` and `role`, one after the other.
+    text: Bytes,
+    /// Where `hash`, `org`, `user` and `role` end in `text` (`prefix` ends where `hash` starts).
+    ends: [u16; 4],
+    prefix_len: u8,
+    kind: Kind,
+    expires: Option<NonZeroU64>,
+    revoked: Option<NonZeroU64>,
+    permissions: Option<Box<[String]>>,
+}
+
+impl PackedRecord {
+    /// Packs `record` (read from `key`); its label, creator and creation time are left out.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a field is too long to pack (a prefix over 255 bytes or
+    /// all strings together over 64 KiB), which patgate never writes.
+    pub fn pack(key: &str, record: &CredentialRecord) -> Result<PackedRecord, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            key: key.to_string(),
+            problem: "fields too long".to_string(),
+        };
+        let parts = [
+            record.hash.as_str(),
+            record.org.as_str(),
+            record.user.as_deref().unwrap_or(""),
+            record.role.as_deref().unwrap_or(""),
+        ];
+        let mut text = String::with_capacity(
+            record.prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>(),
+        );
+        text.push_str(&record.prefix);
+        let prefix_len = u8::try_from(text.len()).map_err(|_| corrupt())?;
+        let mut ends = [0u16; 4];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            text.push_str(part);
+            *end = u16::try_from(text.len()).map_err(|_| corrupt())?;
+        }
+        Ok(PackedRecord {
+            text: Bytes::from(text),
+            ends,
+            prefix_len,
+            kind: record.kind,
+            expires: record.expires.and_then(NonZeroU64::new),
+            // A revocation at time 0 is still a revocation.
+            revoked: record
+                .revoked
+                .map(|at| NonZeroU64::new(at).unwrap_or(NonZeroU64::MIN)),
+            permissions: record.permissions.clone().map(Vec::into_boxed_slice),
+        })
+    }
+
+    fn range(&self, part: usize) -> Range<usize> {
+        let start = match part {
+            0 => usize::from(self.prefix_len),
+            _ => usize::from(self.ends[part - 1]),
+        };
+        start..usize::from(self.ends[part])
+    }
+
+    fn str(&self, range: Range<usize>) -> &str {
+        // Every range lies between whole strings that were pushed into `text`.
+        std::str::from_utf8(&self.text[range]).unwrap_or_default()
+    }
+
+    fn value(&self, range: Range<usize>) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.text.slice(range)).ok()
+    }
+
+    /// The public 10-character prefix.
+    pub fn prefix(&self) -> &str {
+        self.str(0..usize::from(self.prefix_len))
+    }
+
+    /// bcrypt (PAT) or hex SHA-256 (API key) of prefix + secret.
+    pub fn hash(&self) -> &str {
+        self.str(self.range(0))
+    }
+
+    /// The org it acts in.
+    pub fn org(&self) -> &str {
+        self.str(self.range(1))
+    }
+
+    /// The owning user (PATs only).
+    pub fn user(&self) -> Option<&str> {
+        Some(self.str(self.range(2))).filter(|u| !u.is_empty())
+    }
+
+    /// The fixed role (API keys only).
+    pub fn role(&self) -> Option<&str> {
+        Some(self.str(self.range(3))).filter(|r| !r.is_empty())
+    }
+
+    /// PAT or API key.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Expiry time, if any.
+    pub fn expires(&self) -> Option<u64> {
+        self.expires.map(NonZeroU64::get)
+    }
+
+    /// Revocation time, if revoked.
+    pub fn revoked(&self) -> Option<u64> {
+        self.revoked.map(NonZeroU64::get)
+    }
+
+    /// The optional narrowing list.
+    pub fn permissions(&self) -> Option<&[String]> {
+        self.permissions.as_deref()
+    }
+
+    /// The prefix as a header value, sharing this record's buffer.
+    pub fn prefix_value(&self) -> Option<HeaderValue> {
+        self.value(0..usize::from(self.prefix_len))
+    }
+
+    /// The org as a header value, sharing this record's buffer (`None` if it is not a valid
+    /// header value: a record written by hand with control characters).
+    pub fn org_value(&self) -> Option<HeaderValue> {
+        self.value(self.range(1))
+    }
+
+    /// The owning user as a header value, sharing this record's buffer (`None` for API keys,
+    /// or if it is not a valid header value).
+    pub fn user_value(&self) -> Option<HeaderValue> {
+        self.user()?;
+        self.value(self.range(2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: Kind, user: Option<&str>, role: Option<&str>) -> CredentialRecord {
+        CredentialRecord {
+            prefix: "pat_abcdef".into(),
+            kind,
+            hash: "$2b$04$abcdefghijklmnopqrstuuvwxyz".into(),
+            user: user.map(Into::into),
+            created_by: Some("root".into()),
+            org: "acme".into(),
+            role: role.map(Into::into),
+            name: "laptop".into(),
+            permissions: Some(vec!["repos:read".into()]),
+            created: 1_700_000_000,
+            expires: Some(1_800_000_000),
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn a_pat_reads_back_what_was_packed() {
+        let packed =
+            PackedRecord::pack("k", &record(Kind::Pat, Some("alice"), None)).expect("packs");
+        assert_eq!(packed.prefix(), "pat_abcdef");
+        assert_eq!(packed.hash(), "$2b$04$abcdefghijklmnopqrstuuvwxyz");
+        assert_eq!(packed.org(), "acme");
+        assert_eq!(packed.user(), Some("alice"));
+        assert_eq!(packed.role(), None);
+        assert_eq!(packed.kind(), Kind::Pat);
+        assert_eq!(packed.expires(), Some(1_800_000_000));
+        assert_eq!(packed.revoked(), None);
+        assert_eq!(packed.permissions(), Some(&["repos:read".to_string()][..]));
+        assert_eq!(packed.user_value(), Some(HeaderValue::from_static("alice")));
+        assert_eq!(packed.org_value(), Some(HeaderValue::from_static("acme")));
+        assert_eq!(
+            packed.prefix_value(),
+            Some(HeaderValue::from_static("pat_abcdef"))
+        );
+    }
+
+    #[test]
+    fn an_api_key_has_a_role_and_no_user() {
+        let packed =
+            PackedRecord::pack("k", &record(Kind::ApiKey, None, Some("viewer"))).expect("packs");
+        assert_eq!(packed.user(), None);
+        assert_eq!(packed.user_value(), None);
+        assert_eq!(packed.role(), Some("viewer"));
+        assert_eq!(packed.org(), "acme");
+    }
+
+    #[test]
+    fn a_revocation_at_time_zero_still_counts_and_fields_too_long_are_corrupt() {
+        let mut revoked = record(Kind::Pat, Some("alice"), None);
+        revoked.revoked = Some(0);
+        let packed = PackedRecord::pack("k", &revoked).expect("packs");
+        assert!(packed.revoked().is_some());
+        let mut huge = record(Kind::Pat, Some("alice"), None);
+        huge.org = "o".repeat(70_000);
+        assert!(matches!(
+            PackedRecord::pack("k", &huge),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn a_control_character_gives_no_header_value() {
+        let mut odd = record(Kind::Pat, Some("al\nice"), None);
+        odd.org = "ac\u{7f}me".into();
+        let packed = PackedRecord::pack("k", &odd).expect("packs");
+        assert_eq!(packed.user(), Some("al\nice"));
+        assert_eq!(packed.user_value(), None);
+        assert_eq!(packed.org_value(), None);
+    }
+
+    #[test]
+    fn it_stays_small() {
+        assert!(std::mem::size_of::<PackedRecord>() <= 96);
+    }
+}
