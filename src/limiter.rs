@@ -7,6 +7,7 @@
 //! of live windows, new keys are not tracked (the limiter degrades, authentication does not).
 //! Callers pass the clock in, so tests need no sleeps.
 
+use crate::token::PREFIX_LEN;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -16,7 +17,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Client(IpAddr),
-    Prefix(String),
+    /// A well-formed prefix, inline (checked on every request: no allocation).
+    Prefix([u8; PREFIX_LEN]),
+}
+
+impl Key {
+    fn prefix(prefix: &str) -> Option<Key> {
+        prefix.as_bytes().try_into().ok().map(Key::Prefix)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +79,7 @@ impl FailureLimiter {
         };
         let by_client =
             client.and_then(|ip| over(Key::Client(ip), self.limits.failures_per_client));
-        let by_prefix =
-            prefix.and_then(|p| over(Key::Prefix(p.to_string()), self.limits.failures_per_prefix));
+        let by_prefix = prefix.and_then(|p| over(Key::prefix(p)?, self.limits.failures_per_prefix));
         by_client.max(by_prefix)
     }
 
@@ -81,12 +88,9 @@ impl FailureLimiter {
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        for key in [
-            client.map(Key::Client),
-            prefix.map(|p| Key::Prefix(p.to_string())),
-        ]
-        .into_iter()
-        .flatten()
+        for key in [client.map(Key::Client), prefix.and_then(Key::prefix)]
+            .into_iter()
+            .flatten()
         {
             self.bump(&mut windows, key, now);
         }
