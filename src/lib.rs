@@ -12,7 +12,8 @@
 //!                           (401 missing_credential, 400 ambiguous_credential)
 //!                limits     client / prefix over its failure limit → 429   limiter.rs
 //!             4. verify     parse + checksum (no Redis)                      token.rs
-//!                           credential record by prefix  (Redis)             store.rs
+//!                           credential record by prefix  (Redis), kept      store.rs
+//!                             packed: one buffer, shared by the caches     store/packed.rs
 //!                           secret: bcrypt on the pool / SHA-256             hasher.rs
 //!                             (verified / negative cache, same live hash)   cache.rs
 //!                           expiry; PAT owner's live status + role (Redis)   verify.rs
@@ -22,7 +23,9 @@
 //!          ──► upstream_peer            route's next upstream (round-robin); TLS with SNI and
 //!                                       a verified certificate on upstream_tls routes  tls.rs
 //!          ──► upstream_request_filter  5. strip client X-Auth-* (+ credential)  identity.rs
-//!                                       6. set X-Auth-* from the Identity
+//!                                       6. set X-Auth-* from the Identity (values
+//!                                          are slices of the packed record or made
+//!                                          once per conf role: nothing copied)
 //!          ──► upstream ──► logging     one line per request, prefix only, never a secret
 //! ```
 //!
