@@ -237,6 +237,7 @@ mod tests {
                         expires: None,
                         revoked: None,
                     },
+                    None,
                 )
                 .expect("packs"),
             ),

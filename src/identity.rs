@@ -188,7 +188,7 @@ pub(crate) fn sample(
         revoked: None,
     };
     Identity::new(
-        Arc::new(PackedRecord::pack("k", &record).expect("packs")),
+        Arc::new(PackedRecord::pack("k", &record, None).expect("packs")),
         HeaderValue::from_static(role),
         HeaderValue::from_static(permissions),
     )

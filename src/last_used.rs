@@ -64,6 +64,9 @@ pub struct Coalescer {
 fn remember(clients: &mut Vec<IpAddr>, client: Option<IpAddr>) {
     let Some(client) = client else { return };
     clients.retain(|c| *c != client);
+    // Grown one at a time: most credentials are used from one address, and a table of
+    // 100,000 pending stamps should not hold room for four more each.
+    clients.reserve_exact(1);
     clients.push(client);
     if clients.len() > LAST_USED_CLIENTS {
         clients.remove(0);

@@ -598,7 +598,7 @@ impl Store {
         }
         let key = self.keys.credential(prefix);
         match self.read_credential(&key, prefix).await? {
-            Some(record) => Ok(Some(Arc::new(PackedRecord::pack(&key, &record)?))),
+            Some(record) => Ok(Some(Arc::new(PackedRecord::pack(&key, &record, None)?))),
             None => Ok(None),
         }
     }

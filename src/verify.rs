@@ -274,7 +274,7 @@ fn checked(record: Option<Arc<PackedRecord>>, token: &Token<'_>) -> Step<Arc<Pac
     if record.kind() != token.kind {
         return Err(invalid(InvalidReason::Unknown));
     }
-    if record.revoked().is_some() {
+    if record.revoked_ms().is_some() {
         return Err(invalid(InvalidReason::Revoked));
     }
     Ok(record)

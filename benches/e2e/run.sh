@@ -436,7 +436,29 @@ label() {
   esac
 }
 
+# proxy_pid ID: the process serving a target (none for (a)).
+proxy_pid() {
+  case "$1" in
+    b) echo "$NGX_PID" ;;
+    c | d | e | h) echo "$PG_PID" ;;
+    f) echo "$PGT_PID" ;;
+    g) echo "$PGC_PID" ;;
+  esac
+}
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+# cpu_ticks PID: user + system CPU ticks of PID (all its threads) and of its child processes
+# (nginx's workers), read from /proc.
+cpu_ticks() {
+  local pid="$1" total=0 p
+  [ -n "$pid" ] || { echo 0; return; }
+  for p in "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
 # run_target ID DURATION OUTFILE [REP]: one wrk run against a target.
+# Sets RUN_TICKS: CPU ticks the target's proxy process used during the run.
 run_target() {
   local id="$1" dur="$2" out="$3" rep="${4:-}"
   local cpu="$CLIENT_CPU" script="$HERE/report.lua" url extra=() args=()
@@ -457,6 +479,9 @@ run_target() {
       fi
       ;;
   esac
+  local pid ticks0
+  pid="$(proxy_pid "$id")"
+  ticks0="$(cpu_ticks "$pid")"
   pinned "$cpu"
   ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$dur" --latency --timeout "$TIMEOUT" -s "$script" \
     ${extra[@]+"${extra[@]}"} "$url" ${args[@]+"${args[@]}"} >"$out" 2>&1 &
@@ -464,6 +489,7 @@ run_target() {
   local rc=0
   wait "$WRK_PID" || rc=$?
   WRK_PID=""
+  RUN_TICKS=$(($(cpu_ticks "$pid") - ticks0))
   [ "$rc" -eq 0 ] || die "wrk failed against $(label "$id") ($url)" "$out"
   grep -q '^E2E_RESULT ' "$out" || die "no result line from wrk against $(label "$id")" "$out"
 }
@@ -487,11 +513,12 @@ for ((r = 1; r <= REPS; r++)); do
     p50="$(field p50_us "$out")" p99="$(field p99_us "$out")" bad="$(field status_errors "$out")"
     sockerr=$(($(field connect "$out") + $(field read "$out") + $(field write "$out") + $(field timeout "$out")))
     rps="$(awk -v n="$req" -v d="$dur_us" 'BEGIN { if (d > 0) printf "%.1f", n * 1e6 / d; else print 0 }')"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$r" "$rps" "$p50" "$p99" "$bad" "$sockerr" >>"$TMP/results.tsv"
+    cpu_us="$(awk -v t="$RUN_TICKS" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$r" "$rps" "$p50" "$p99" "$bad" "$sockerr" "$cpu_us" >>"$TMP/results.tsv"
     if [ "$id" = g ]; then
       printf '%s\t%s\n' "$r" "$(grep '^E2E_COLD ' "$out")" >>"$TMP/cold.tsv"
     fi
-    log "rep $r/$REPS $(label "$id"): $rps req/s, p50 $(awk -v u="$p50" 'BEGIN{printf "%.2f", u/1000}') ms, p99 $(awk -v u="$p99" 'BEGIN{printf "%.2f", u/1000}') ms, non-2xx $bad, socket errors $sockerr"
+    log "rep $r/$REPS $(label "$id"): $rps req/s, p50 $(awk -v u="$p50" 'BEGIN{printf "%.2f", u/1000}') ms, p99 $(awk -v u="$p99" 'BEGIN{printf "%.2f", u/1000}') ms, non-2xx $bad, socket errors $sockerr, proxy CPU $cpu_us µs/request"
   done
 done
 
@@ -546,17 +573,24 @@ echo "- load: \`wrk -t1 -c$CONNS -d$DURATION --latency --timeout $TIMEOUT\` per 
 echo "- pinning: $PINNING"
 echo "- patgate: release build, server.threads 1, verify.pool_threads 1, redis.timeout_ms 200, bcrypt cost 10 (warm PAT) / 6 (cold PATs)${CACHE_ENTRIES:+, verify.cache_entries $CACHE_ENTRIES}; upstream: nginx \`return 200 \"ok\"\`"
 echo
-echo "| target | req/s (median) | req/s range | p50 ms | p99 ms | non-2xx | socket errors | vs patgate \`auth: none\` | vs nginx proxy_pass |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+C_CPU="$(med c 8)"
+echo "| target | req/s (median) | req/s range | p50 ms | p99 ms | non-2xx | socket errors | vs patgate \`auth: none\` | vs nginx proxy_pass | proxy CPU µs/req (median) | CPU above \`auth: none\` |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for id in a b c d e f g h; do
   if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then
-    echo "| $(label f) | skipped | | | | | | | |"
+    echo "| $(label f) | skipped | | | | | | | | | |"
     continue
   fi
   rps="$(med "$id" 3)"
-  echo "| $(label "$id") | $(fmt_rps "$rps") | $(range "$id") | $(fmt_ms "$(med "$id" 4)") | $(fmt_ms "$(med "$id" 5)") | $(total "$id" 6) | $(total "$id" 7) | $(ratio "$rps" "$C_RPS") | $(ratio "$rps" "$B_RPS") |"
+  cpu="$(med "$id" 8)"
+  if [ "$id" = a ]; then cpu_cell="–" above="–"; else
+    cpu_cell="$(awk -v v="$cpu" 'BEGIN { printf "%.1f", v }')"
+    above="$(awk -v v="$cpu" -v c="$C_CPU" 'BEGIN { printf "%+.1f µs", v - c }')"
+  fi
+  echo "| $(label "$id") | $(fmt_rps "$rps") | $(range "$id") | $(fmt_ms "$(med "$id" 4)") | $(fmt_ms "$(med "$id" 5)") | $(total "$id" 6) | $(total "$id" 7) | $(ratio "$rps" "$C_RPS") | $(ratio "$rps" "$B_RPS") | $cpu_cell | $above |"
 done
 echo
+echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. The proxy core is saturated in every run, so this is what a request costs it, and it drifts less with the VM's speed than req/s. For (g) it includes the bcrypt pool thread (same CPU)."
 echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g) and (h) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
 echo "- (h): request n presents token n mod $WARM_TOKENS (each verified once beforehand, each with its own owner), so requests batched together read different keys; its wrk runs a Lua request() per request, which costs the client (not the proxy) some CPU."
 echo "- (g): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d)."

@@ -45,16 +45,14 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// store's own deadline when that is longer), so a busy moment does not drop the cache.
 pub const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(200);
 
-/// A credential record as cached: `None` when the key does not exist. Held by value (a
-/// reference count and a number), under the prefix inline, so an entry costs no allocation
-/// besides the shared record.
+/// A credential record as cached: `None` when the key does not exist. Held by value (one
+/// pointer), under the prefix inline, so an entry costs no allocation besides the shared
+/// record (whose revocation time keeps `revoked_ms`).
 #[derive(Debug, Clone)]
 pub struct CachedCredential {
     /// The parsed record, packed as the request path needs it, shared with the
     /// verified-secret cache.
     pub record: Option<Arc<PackedRecord>>,
-    /// `revoked_ms` (Redis server time of the revocation), when the record has it.
-    pub revoked_ms: Option<u64>,
 }
 
 impl CachedCredential {
@@ -62,9 +60,7 @@ impl CachedCredential {
     pub fn liveness(&self) -> Option<super::Liveness> {
         self.record.as_ref().map(|record| super::Liveness {
             hash: record.hash().to_string(),
-            revoked: record
-                .revoked()
-                .map(|seconds| self.revoked_ms.unwrap_or(seconds * 1000)),
+            revoked: record.revoked_ms(),
         })
     }
 }
@@ -276,16 +272,12 @@ pub fn parse_credential(
     fields: HashMap<String, String>,
 ) -> Result<CachedCredential, StoreError> {
     if fields.is_empty() {
-        return Ok(CachedCredential {
-            record: None,
-            revoked_ms: None,
-        });
+        return Ok(CachedCredential { record: None });
     }
     let revoked_ms = fields.get("revoked_ms").and_then(|ms| ms.parse().ok());
     let record = CredentialRecord::from_fields(key, prefix, fields)?;
     Ok(CachedCredential {
-        record: Some(Arc::new(PackedRecord::pack(key, &record)?)),
-        revoked_ms,
+        record: Some(Arc::new(PackedRecord::pack(key, &record, revoked_ms)?)),
     })
 }
 

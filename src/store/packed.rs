@@ -26,17 +26,23 @@ pub struct PackedRecord {
     prefix_len: u8,
     kind: Kind,
     expires: Option<NonZeroU64>,
-    revoked: Option<NonZeroU64>,
+    /// In unix milliseconds (`revoked_ms`, else `revoked` × 1000).
+    revoked_ms: Option<NonZeroU64>,
     permissions: Option<Box<[String]>>,
 }
 
 impl PackedRecord {
-    /// Packs `record` (read from `key`); its label, creator and creation time are left out.
+    /// Packs `record` (read from `key`, with its `revoked_ms` field if read); its label,
+    /// creator and creation time are left out.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when a field is too long to pack (a prefix over 255 bytes or
     /// all strings together over 64 KiB), which patgate never writes.
-    pub fn pack(key: &str, record: &CredentialRecord) -> Result<PackedRecord, StoreError> {
+    pub fn pack(
+        key: &str,
+        record: &CredentialRecord,
+        revoked_ms: Option<u64>,
+    ) -> Result<PackedRecord, StoreError> {
         let corrupt = || StoreError::Corrupt {
             key: key.to_string(),
             problem: "fields too long".to_string(),
@@ -64,9 +70,10 @@ impl PackedRecord {
             kind: record.kind,
             expires: record.expires.and_then(NonZeroU64::new),
             // A revocation at time 0 is still a revocation.
-            revoked: record
-                .revoked
-                .map(|at| NonZeroU64::new(at).unwrap_or(NonZeroU64::MIN)),
+            revoked_ms: record.revoked.map(|seconds| {
+                NonZeroU64::new(revoked_ms.unwrap_or(seconds.saturating_mul(1000)))
+                    .unwrap_or(NonZeroU64::MIN)
+            }),
             permissions: record.permissions.clone().map(Vec::into_boxed_slice),
         })
     }
@@ -123,9 +130,9 @@ impl PackedRecord {
         self.expires.map(NonZeroU64::get)
     }
 
-    /// Revocation time, if revoked.
-    pub fn revoked(&self) -> Option<u64> {
-        self.revoked.map(NonZeroU64::get)
+    /// Revocation time in unix milliseconds, if revoked.
+    pub fn revoked_ms(&self) -> Option<u64> {
+        self.revoked_ms.map(NonZeroU64::get)
     }
 
     /// The optional narrowing list.
@@ -176,7 +183,7 @@ mod tests {
     #[test]
     fn a_pat_reads_back_what_was_packed() {
         let packed =
-            PackedRecord::pack("k", &record(Kind::Pat, Some("alice"), None)).expect("packs");
+            PackedRecord::pack("k", &record(Kind::Pat, Some("alice"), None), None).expect("packs");
         assert_eq!(packed.prefix(), "pat_abcdef");
         assert_eq!(packed.hash(), "$2b$04$abcdefghijklmnopqrstuuvwxyz");
         assert_eq!(packed.org(), "acme");
@@ -184,7 +191,7 @@ mod tests {
         assert_eq!(packed.role(), None);
         assert_eq!(packed.kind(), Kind::Pat);
         assert_eq!(packed.expires(), Some(1_800_000_000));
-        assert_eq!(packed.revoked(), None);
+        assert_eq!(packed.revoked_ms(), None);
         assert_eq!(packed.permissions(), Some(&["repos:read".to_string()][..]));
         assert_eq!(packed.user_value(), Some(HeaderValue::from_static("alice")));
         assert_eq!(packed.org_value(), Some(HeaderValue::from_static("acme")));
@@ -196,8 +203,8 @@ mod tests {
 
     #[test]
     fn an_api_key_has_a_role_and_no_user() {
-        let packed =
-            PackedRecord::pack("k", &record(Kind::ApiKey, None, Some("viewer"))).expect("packs");
+        let packed = PackedRecord::pack("k", &record(Kind::ApiKey, None, Some("viewer")), None)
+            .expect("packs");
         assert_eq!(packed.user(), None);
         assert_eq!(packed.user_value(), None);
         assert_eq!(packed.role(), Some("viewer"));
@@ -205,15 +212,20 @@ mod tests {
     }
 
     #[test]
-    fn a_revocation_at_time_zero_still_counts_and_fields_too_long_are_corrupt() {
+    fn revocations_keep_milliseconds_even_at_time_zero_and_fields_too_long_are_corrupt() {
         let mut revoked = record(Kind::Pat, Some("alice"), None);
+        revoked.revoked = Some(1_700_000_000);
+        let packed = PackedRecord::pack("k", &revoked, Some(1_700_000_000_123)).expect("packs");
+        assert_eq!(packed.revoked_ms(), Some(1_700_000_000_123));
+        let packed = PackedRecord::pack("k", &revoked, None).expect("packs");
+        assert_eq!(packed.revoked_ms(), Some(1_700_000_000_000));
         revoked.revoked = Some(0);
-        let packed = PackedRecord::pack("k", &revoked).expect("packs");
-        assert!(packed.revoked().is_some());
+        let packed = PackedRecord::pack("k", &revoked, None).expect("packs");
+        assert!(packed.revoked_ms().is_some());
         let mut huge = record(Kind::Pat, Some("alice"), None);
         huge.org = "o".repeat(70_000);
         assert!(matches!(
-            PackedRecord::pack("k", &huge),
+            PackedRecord::pack("k", &huge, None),
             Err(StoreError::Corrupt { .. })
         ));
     }
@@ -222,7 +234,7 @@ mod tests {
     fn a_control_character_gives_no_header_value() {
         let mut odd = record(Kind::Pat, Some("al\nice"), None);
         odd.org = "ac\u{7f}me".into();
-        let packed = PackedRecord::pack("k", &odd).expect("packs");
+        let packed = PackedRecord::pack("k", &odd, None).expect("packs");
         assert_eq!(packed.user(), Some("al\nice"));
         assert_eq!(packed.user_value(), None);
         assert_eq!(packed.org_value(), None);
