@@ -51,6 +51,7 @@ pub mod assertion;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod causes;
 pub mod cli;
 pub mod commands;
 pub mod conf;

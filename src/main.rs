@@ -17,13 +17,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let mut message = format!("patgate: {error}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("patgate: {}", patgate::causes::with_causes(error.as_ref()));
             ExitCode::FAILURE
         }
     }

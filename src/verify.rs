@@ -24,6 +24,7 @@
 //! [`Denial::Overloaded`]; only a completed pipeline yields [`Verdict::Allow`].
 
 use crate::cache::{Digest, NegativeCache, Verified, VerifiedCache};
+use crate::causes::with_causes;
 use crate::denial::{Denial, InvalidReason};
 use crate::hasher::{sha256_matches, BcryptPool, PoolError};
 use crate::metrics;
@@ -310,22 +311,6 @@ fn unavailable(error: &StoreError, prefix: &str) -> Denial {
         with_causes(error)
     );
     Denial::AuthUnavailable
-}
-
-/// `error` and each of its sources, joined with ": ", skipping a source whose text the
-/// previous message already ends with (a redis-rs I/O error displays its source).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
