@@ -265,4 +265,13 @@ mod tests {
             Some("repos:read repos:write")
         );
     }
+
+    #[test]
+    fn a_stored_value_that_is_not_a_header_value_fails_before_anything_is_set() {
+        let mut req = request(&[("Accept", "*/*")]);
+        let identity = sample(Some("al\nice"), "member", "repos:read");
+        assert!(inject(&mut req, &names(), &identity).is_err());
+        let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept"], "no identity header half-set");
+    }
 }
