@@ -107,10 +107,7 @@ fn main() {
                         let manager = Manager {
                             store: &store,
                             conf,
-                            actor: patgate::manage::Actor {
-                                name: "bench".into(),
-                                org: None,
-                            },
+                            actor: patgate::manage::Actor::named("bench"),
                         };
                         let user = format!("user{w}");
                         manager

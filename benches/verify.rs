@@ -42,10 +42,7 @@ fn pipeline(c: &mut Criterion) {
         let manager = Manager {
             store: &store,
             conf: &conf,
-            actor: patgate::manage::Actor {
-                name: "bench".into(),
-                org: None,
-            },
+            actor: patgate::manage::Actor::named("bench"),
         };
         manager
             .put_membership("bench", "acme", "admin")

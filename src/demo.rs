@@ -67,10 +67,7 @@ fn seed(conf: &Conf) -> Result<String, ManageError> {
         let manager = Manager {
             store: &store,
             conf,
-            actor: Actor {
-                name: "demo".into(),
-                org: None,
-            },
+            actor: Actor::named("demo"),
         };
         manager.put_membership("alice", "acme", "member").await?;
         let created = manager

@@ -90,13 +90,18 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An actor outside any org (an operator, a tool, a test), named `name` in the audit trail.
+    pub fn named(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            org: None,
+        }
+    }
+
     /// The operator at the command line: `cli:$USER`.
     pub fn cli() -> Actor {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        Actor {
-            name: format!("cli:{user}"),
-            org: None,
-        }
+        Actor::named(format!("cli:{user}"))
     }
 }
 

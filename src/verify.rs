@@ -354,10 +354,7 @@ mod tests {
             let manager = Manager {
                 store: &store,
                 conf: &conf,
-                actor: crate::manage::Actor {
-                    name: "test".into(),
-                    org: None,
-                },
+                actor: crate::manage::Actor::named("test"),
             };
             manager
                 .put_membership("alice", "acme", "member")
@@ -489,10 +486,7 @@ mod tests {
         let manager = Manager {
             store: &f.store,
             conf: &f.conf,
-            actor: crate::manage::Actor {
-                name: "test".into(),
-                org: None,
-            },
+            actor: crate::manage::Actor::named("test"),
         };
         manager
             .put_membership("root", "acme", "admin")

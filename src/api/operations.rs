@@ -173,10 +173,7 @@ pub async fn leaks(
     let manager = Manager {
         store,
         conf: auth.conf(),
-        actor: Actor {
-            name: format!("leak-report:{reporter}"),
-            org: None,
-        },
+        actor: Actor::named(format!("leak-report:{reporter}")),
     };
     let mut revoked = BTreeSet::new();
     let mut malformed = 0;

@@ -30,10 +30,7 @@ impl Seeder {
         Manager {
             store: &self.store,
             conf,
-            actor: Actor {
-                name: actor.to_string(),
-                org: None,
-            },
+            actor: Actor::named(actor),
         }
     }
 
