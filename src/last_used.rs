@@ -8,13 +8,16 @@
 //! bounded: when it is full, new credentials are not stamped (counted, never blocking).
 //!
 //! Memory: the table holds a slot for every credential used within the interval (100,000
-//! busy credentials are 100,000 slots), so a slot is 40 bytes: the prefix inline as
-//! `[u8; 10]` and the pending stamp boxed, allocated only while uses are being merged.
+//! busy credentials are 100,000 slots), so a slot with its key is 40 bytes and allocates
+//! nothing: the prefix inline as `[u8; 10]`, times as `u32` seconds, and the first client of
+//! the pending uses inline. Only a credential used from several addresses within one window
+//! keeps the others in a side table.
 
 use crate::store::LAST_USED_CLIENTS;
 use crate::token::PREFIX_LEN;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,17 +35,41 @@ pub struct Use {
 /// A credential's prefix, inline (every well-formed prefix is [`PREFIX_LEN`] bytes).
 type Key = [u8; PREFIX_LEN];
 
-/// Uses merged inside a window, waiting for it to end.
-#[derive(Debug, Default)]
-struct Pending {
-    at: u64,
-    clients: Vec<IpAddr>,
-}
-
+/// One credential's write window.
 #[derive(Debug)]
 struct Slot {
-    written: Instant,
-    pending: Option<Box<Pending>>,
+    /// When the window opened (the last write), in whole seconds after the coalescer's
+    /// epoch, rounded up: a window never lasts less than the interval (at most 1 s more).
+    written: u32,
+    /// Unix seconds of the latest use merged since the last write; `None` while nothing is
+    /// pending. (`u32` holds unix seconds until 2106.)
+    pending_at: Option<NonZeroU32>,
+    /// The oldest distinct client of the pending uses.
+    client: Option<IpAddr>,
+    /// Whether the pending uses had more distinct clients (kept in [`Table::more`]).
+    more: bool,
+}
+
+/// The slots, and the clients beyond the first of credentials used from several addresses.
+#[derive(Debug, Default)]
+struct Table {
+    slots: HashMap<Key, Slot>,
+    more: HashMap<Key, Vec<IpAddr>>,
+}
+
+/// The pending clients `first` and, if `more`, the rest from `more_table`, oldest first,
+/// taken out of the table.
+fn take_clients(
+    more_table: &mut HashMap<Key, Vec<IpAddr>>,
+    key: &Key,
+    first: Option<IpAddr>,
+    more: bool,
+) -> Vec<IpAddr> {
+    let mut clients: Vec<IpAddr> = first.into_iter().collect();
+    if more {
+        clients.extend(more_table.remove(key).unwrap_or_default());
+    }
+    clients
 }
 
 fn use_of(key: &Key, at: u64, clients: Vec<IpAddr>) -> Use {
@@ -56,31 +83,50 @@ fn use_of(key: &Key, at: u64, clients: Vec<IpAddr>) -> Use {
 /// Per-credential write windows of one gateway instance.
 #[derive(Debug)]
 pub struct Coalescer {
-    interval: Duration,
+    /// The window, in whole seconds (rounded up).
+    interval: u32,
+    /// The monotonic instant that slot times count from.
+    epoch: Instant,
     max_tracked: usize,
-    slots: Mutex<HashMap<Key, Slot>>,
+    table: Mutex<Table>,
 }
 
 fn remember(clients: &mut Vec<IpAddr>, client: Option<IpAddr>) {
     let Some(client) = client else { return };
     clients.retain(|c| *c != client);
-    // Grown one at a time: most credentials are used from one address, and a table of
-    // 100,000 pending stamps should not hold room for four more each.
-    clients.reserve_exact(1);
     clients.push(client);
     if clients.len() > LAST_USED_CLIENTS {
         clients.remove(0);
     }
 }
 
+/// Unix seconds as a pending time (saturating; 0 is stored as 1, a time no request has).
+fn pending_time(unix: u64) -> NonZeroU32 {
+    NonZeroU32::new(u32::try_from(unix).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
+}
+
 impl Coalescer {
-    /// Windows of `interval`, for at most `max_tracked` credentials at once.
-    pub fn new(interval: Duration, max_tracked: usize) -> Coalescer {
+    /// Windows of `interval`, for at most `max_tracked` credentials at once, on a clock that
+    /// counts from `epoch` (any instant not after the first `touch`).
+    pub fn new(interval: Duration, max_tracked: usize, epoch: Instant) -> Coalescer {
+        let whole = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
         Coalescer {
-            interval,
+            interval: u32::try_from(whole).unwrap_or(u32::MAX),
+            epoch,
             max_tracked,
-            slots: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         }
+    }
+
+    /// Whole seconds from the epoch to `now`, rounded down (`up`: rounded up).
+    fn seconds(&self, now: Instant, up: bool) -> u32 {
+        let since = now.saturating_duration_since(self.epoch);
+        let whole = since.as_secs() + u64::from(up && since.subsec_nanos() > 0);
+        u32::try_from(whole).unwrap_or(u32::MAX)
+    }
+
+    fn window_open(&self, slot: &Slot, now: u32) -> bool {
+        now < slot.written.saturating_add(self.interval)
     }
 
     /// Records a use of `prefix` by `client` at `now` (`unix` seconds); returns the write to
@@ -95,58 +141,78 @@ impl Coalescer {
         unix: u64,
     ) -> Result<Option<Use>, ()> {
         let key: Key = prefix.as_bytes().try_into().map_err(|_| ())?;
-        let Ok(mut slots) = self.slots.lock() else {
+        let (now_down, now_up) = (self.seconds(now, false), self.seconds(now, true));
+        let Ok(mut guard) = self.table.lock() else {
             return Err(());
         };
-        if let Some(slot) = slots.get_mut(&key) {
-            if now < slot.written + self.interval {
-                let pending = slot.pending.get_or_insert_with(|| {
-                    Box::new(Pending {
-                        at: unix,
-                        clients: Vec::new(),
-                    })
-                });
-                pending.at = pending.at.max(unix);
-                remember(&mut pending.clients, client);
+        let table = &mut *guard;
+        if let Some(slot) = table.slots.get_mut(&key) {
+            if self.window_open(slot, now_down) {
+                let at = pending_time(unix);
+                slot.pending_at = Some(slot.pending_at.map_or(at, |pending| pending.max(at)));
+                let Some(client) = client else {
+                    return Ok(None);
+                };
+                // The common case: one address, already the only pending client.
+                if slot.client.is_none() || (slot.client == Some(client) && !slot.more) {
+                    slot.client = Some(client);
+                    return Ok(None);
+                }
+                let mut clients = take_clients(&mut table.more, &key, slot.client, slot.more);
+                remember(&mut clients, Some(client));
+                slot.client = clients.first().copied();
+                slot.more = clients.len() > 1;
+                if slot.more {
+                    clients.remove(0);
+                    table.more.insert(key, clients);
+                }
                 return Ok(None);
             }
-            slot.written = now;
-            let mut clients = slot.pending.take().map(|p| p.clients).unwrap_or_default();
+            let (client_before, more) = (slot.client.take(), slot.more);
+            slot.written = now_up;
+            slot.pending_at = None;
+            slot.more = false;
+            let mut clients = take_clients(&mut table.more, &key, client_before, more);
             remember(&mut clients, client);
             return Ok(Some(use_of(&key, unix, clients)));
         }
-        if slots.len() >= self.max_tracked {
+        if table.slots.len() >= self.max_tracked {
             return Err(());
         }
-        slots.insert(
+        table.slots.insert(
             key,
             Slot {
-                written: now,
-                pending: None,
+                written: now_up,
+                pending_at: None,
+                client: None,
+                more: false,
             },
         );
-        let mut clients = Vec::new();
-        remember(&mut clients, client);
-        Ok(Some(use_of(&key, unix, clients)))
+        Ok(Some(use_of(&key, unix, client.into_iter().collect())))
     }
 
     /// The pending stamps whose window has passed at `now`; forgets quiet credentials.
     pub fn due(&self, now: Instant) -> Vec<Use> {
-        let Ok(mut slots) = self.slots.lock() else {
+        let (now_down, now_up) = (self.seconds(now, false), self.seconds(now, true));
+        let Ok(mut guard) = self.table.lock() else {
             return Vec::new();
         };
+        let table = &mut *guard;
         let mut due = Vec::new();
-        for (prefix, slot) in slots.iter_mut() {
-            if now < slot.written + self.interval {
+        for (key, slot) in &mut table.slots {
+            if self.window_open(slot, now_down) {
                 continue;
             }
-            if let Some(pending) = slot.pending.take() {
-                slot.written = now;
-                due.push(use_of(prefix, pending.at, pending.clients));
+            if let Some(at) = slot.pending_at.take() {
+                slot.written = now_up;
+                let more = std::mem::take(&mut slot.more);
+                let clients = take_clients(&mut table.more, key, slot.client.take(), more);
+                due.push(use_of(key, u64::from(at.get()), clients));
             }
         }
-        let interval = self.interval;
-        slots.retain(|_, slot| slot.pending.is_some() || now < slot.written + interval);
+        table
+            .slots
+            .retain(|_, slot| slot.pending_at.is_some() || self.window_open(slot, now_down));
         due
     }
 }
@@ -161,8 +227,8 @@ mod tests {
 
     #[test]
     fn many_uses_in_one_window_make_one_write_then_one_more() {
-        let c = Coalescer::new(Duration::from_secs(60), 100);
         let t0 = Instant::now();
+        let c = Coalescer::new(Duration::from_secs(60), 100, t0);
         let first = c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
         assert_eq!(
             first,
@@ -192,8 +258,8 @@ mod tests {
 
     #[test]
     fn a_use_after_a_quiet_window_is_written_at_once_with_what_was_pending() {
-        let c = Coalescer::new(Duration::from_secs(60), 100);
         let t0 = Instant::now();
+        let c = Coalescer::new(Duration::from_secs(60), 100, t0);
         c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
         assert_eq!(
             c.touch("pat_aaaaaa", ip(2), t0 + Duration::from_secs(10), 1010),
@@ -212,8 +278,8 @@ mod tests {
 
     #[test]
     fn clients_are_distinct_newest_last_and_at_most_five() {
-        let c = Coalescer::new(Duration::from_secs(60), 100);
         let t0 = Instant::now();
+        let c = Coalescer::new(Duration::from_secs(60), 100, t0);
         c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
         for last in [2, 3, 2, 4, 5, 6, 7, 3] {
             c.touch("pat_aaaaaa", ip(last), t0, 1000).expect("room");
@@ -234,8 +300,8 @@ mod tests {
 
     #[test]
     fn a_full_table_refuses_new_credentials_and_quiet_ones_are_forgotten() {
-        let c = Coalescer::new(Duration::from_secs(60), 1);
         let t0 = Instant::now();
+        let c = Coalescer::new(Duration::from_secs(60), 1, t0);
         assert!(c.touch("pat_aaaaaa", ip(1), t0, 1000).is_ok());
         assert_eq!(c.touch("pat_bbbbbb", ip(1), t0, 1000), Err(()));
         c.due(t0 + Duration::from_secs(61));
@@ -248,12 +314,57 @@ mod tests {
     #[test]
     fn a_slot_is_forty_bytes_and_a_malformed_prefix_is_refused() {
         assert!(std::mem::size_of::<(Key, Slot)>() <= 40);
-        let c = Coalescer::new(Duration::from_secs(60), 100);
+        let c = Coalescer::new(Duration::from_secs(60), 100, Instant::now());
         assert_eq!(c.touch("pat_short", ip(1), Instant::now(), 1000), Err(()));
         assert_eq!(
             c.touch("pat_aaaaaa", ip(1), Instant::now(), 1000)
                 .map(|u| u.is_some()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn a_window_opened_mid_second_lasts_at_least_the_interval() {
+        let t0 = Instant::now();
+        let c = Coalescer::new(Duration::from_secs(60), 100, t0);
+        let opened = t0 + Duration::from_millis(500);
+        c.touch("pat_aaaaaa", ip(1), opened, 1000).expect("room");
+        c.touch("pat_aaaaaa", ip(1), opened, 1000).expect("room");
+        assert!(c.due(opened + Duration::from_millis(59_999)).is_empty());
+        assert_eq!(c.due(opened + Duration::from_millis(60_500)).len(), 1);
+    }
+
+    #[test]
+    fn only_several_addresses_use_the_side_table_and_it_is_emptied_when_written() {
+        let t0 = Instant::now();
+        let c = Coalescer::new(Duration::from_secs(60), 100, t0);
+        c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
+        c.touch("pat_aaaaaa", ip(2), t0, 1001).expect("room");
+        c.touch("pat_aaaaaa", ip(2), t0, 1002).expect("room");
+        c.touch("pat_aaaaaa", None, t0, 1003).expect("room");
+        c.touch("pat_bbbbbb", ip(1), t0, 1000).expect("room");
+        c.touch("pat_bbbbbb", ip(1), t0, 1001).expect("room");
+        assert_eq!(c.table.lock().expect("table").more.len(), 0);
+        c.touch("pat_aaaaaa", ip(3), t0, 1004).expect("room");
+        c.touch("pat_aaaaaa", ip(2), t0, 1004).expect("room");
+        assert_eq!(c.table.lock().expect("table").more.len(), 1);
+        let mut due = c.due(t0 + Duration::from_secs(60));
+        due.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        assert_eq!(
+            due,
+            vec![
+                Use {
+                    prefix: "pat_aaaaaa".into(),
+                    at: 1004,
+                    clients: vec![IpAddr::from([127, 0, 0, 3]), IpAddr::from([127, 0, 0, 2])]
+                },
+                Use {
+                    prefix: "pat_bbbbbb".into(),
+                    at: 1001,
+                    clients: vec![IpAddr::from([127, 0, 0, 1])]
+                }
+            ]
+        );
+        assert_eq!(c.table.lock().expect("table").more.len(), 0);
     }
 }

@@ -40,7 +40,7 @@ impl Recorder {
         record_denied: bool,
     ) -> Recorder {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        let coalescer = Arc::new(Coalescer::new(interval, max_tracked));
+        let coalescer = Arc::new(Coalescer::new(interval, max_tracked, Instant::now()));
         let writer = Writer {
             store,
             coalescer: Arc::clone(&coalescer),

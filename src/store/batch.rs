@@ -28,7 +28,7 @@
 
 use super::connection::Connection;
 use super::StoreError;
-use redis::{Cmd, RedisError, Value};
+use redis::{Arg, Cmd, RedisError, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,8 +42,9 @@ type Replies = Result<Vec<Result<Value, RedisError>>, StoreError>;
 /// The batch being filled.
 struct Batch {
     commands: Vec<Cmd>,
-    /// Packed command → its position in `commands` (the dedup table).
-    positions: HashMap<Vec<u8>, usize>,
+    /// Fingerprint of a command's arguments → its position in `commands` (the dedup table;
+    /// a fingerprint shared by two different commands only costs the dedup of the second).
+    positions: HashMap<u64, usize>,
     /// Where the replies are published, once, for every request of this batch.
     done: watch::Sender<Option<Arc<Replies>>>,
 }
@@ -56,6 +57,38 @@ impl Batch {
             done: watch::channel(None).0,
         }
     }
+
+    /// Adds `cmd` unless the batch already holds the same command; its position either way.
+    fn add(&mut self, cmd: Cmd) -> usize {
+        let fingerprint = fingerprint(&cmd);
+        let next = self.commands.len();
+        let position = *self.positions.entry(fingerprint).or_insert(next);
+        match self.commands.get(position) {
+            Some(held) if position != next && held.args_iter().eq(cmd.args_iter()) => position,
+            _ => {
+                self.commands.push(cmd);
+                next
+            }
+        }
+    }
+}
+
+/// A hash of `cmd`'s arguments (FNV-1a), computed in place: no packing, no allocation.
+///
+/// Not keyed, so a client could craft commands with equal fingerprints; that only costs
+/// them their dedup ([`Batch::add`] compares the arguments), while the table itself hashes
+/// the fingerprint with std's keyed hasher, so it cannot be made to degrade.
+fn fingerprint(cmd: &Cmd) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mix = |hash: u64, byte: u8| (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+    cmd.args_iter().fold(OFFSET, |hash, arg| match arg {
+        // The length first, so that ("ab", "c") and ("a", "bc") differ.
+        Arg::Simple(bytes) => bytes
+            .iter()
+            .fold(mix(hash, bytes.len() as u8), |hash, &byte| mix(hash, byte)),
+        _ => mix(hash, 0xff),
+    })
 }
 
 struct Shared {
@@ -71,13 +104,13 @@ pub struct ReadBatcher {
     shared: Arc<Shared>,
 }
 
-/// The replies to one request's commands, in the order it gave them.
-pub struct Replied {
+/// The replies to one request's `N` commands, in the order it gave them.
+pub struct Replied<const N: usize> {
     replies: Arc<Replies>,
-    positions: Vec<usize>,
+    positions: [usize; N],
 }
 
-impl Replied {
+impl<const N: usize> Replied<N> {
     /// The reply to the request's `n`th command (`Nil` if the batch answered short).
     ///
     /// # Errors
@@ -109,12 +142,15 @@ impl ReadBatcher {
         ReadBatcher { shared }
     }
 
-    /// Sends `commands` with the next batch and waits for their replies (at most the
+    /// Sends `commands` (moved into the batch) with the next batch and waits for their replies (at most the
     /// deadline; the batch has the same one).
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
-    pub async fn read(&self, commands: &[Cmd]) -> Result<Replied, StoreError> {
+    pub async fn read<const N: usize>(
+        &self,
+        commands: [Cmd; N],
+    ) -> Result<Replied<N>, StoreError> {
         let (positions, mut answered, first) = {
             let mut guard = self
                 .shared
@@ -123,20 +159,7 @@ impl ReadBatcher {
                 .unwrap_or_else(PoisonError::into_inner);
             let batch = &mut *guard;
             let first = batch.commands.is_empty();
-            let positions = commands
-                .iter()
-                .map(|cmd| {
-                    let next = batch.commands.len();
-                    let position = *batch
-                        .positions
-                        .entry(cmd.get_packed_command())
-                        .or_insert(next);
-                    if position == next {
-                        batch.commands.push(cmd.clone());
-                    }
-                    position
-                })
-                .collect();
+            let positions = commands.map(|cmd| batch.add(cmd));
             (positions, batch.done.subscribe(), first)
         };
         if first {
@@ -269,6 +292,24 @@ mod tests {
             .arg(value)
             .query(&mut conn)
             .expect("hset");
+    }
+
+    #[test]
+    fn a_batch_sends_a_command_once_and_never_merges_different_ones() {
+        let hmget = |key: &str| {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(key).arg("hash");
+            cmd
+        };
+        let mut batch = super::Batch::new();
+        assert_eq!(batch.add(hmget("a")), 0);
+        assert_eq!(batch.add(hmget("b")), 1);
+        assert_eq!(batch.add(hmget("a")), 0);
+        // A fingerprint that collides with another command's only costs the dedup.
+        batch.positions.insert(super::fingerprint(&hmget("c")), 0);
+        assert_eq!(batch.add(hmget("c")), 2);
+        assert_eq!(batch.add(hmget("c")), 3);
+        assert_eq!(batch.commands.len(), 4);
     }
 
     #[tokio::test]
