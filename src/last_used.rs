@@ -8,10 +8,10 @@
 //! bounded: when it is full, new credentials are not stamped (counted, never blocking).
 //!
 //! Memory: the table holds a slot for every credential used within the interval (100,000
-//! busy credentials are 100,000 slots), so a slot with its key is 40 bytes and allocates
-//! nothing: the prefix inline as `[u8; 10]`, times as `u32` seconds, and the first client of
-//! the pending uses inline. Only a credential used from several addresses within one window
-//! keeps the others in a side table.
+//! busy credentials are 100,000 slots), so a slot with its key is 28 bytes and allocates
+//! nothing: the prefix inline as `[u8; 10]`, times as `u32` seconds, and the pending uses'
+//! client inline when it is one IPv4 address. Only a credential used from several addresses
+//! (or from IPv6) within one window keeps its client list in a side table.
 
 use crate::store::LAST_USED_CLIENTS;
 use crate::token::PREFIX_LEN;
@@ -44,32 +44,51 @@ struct Slot {
     /// Unix seconds of the latest use merged since the last write; `None` while nothing is
     /// pending. (`u32` holds unix seconds until 2106.)
     pending_at: Option<NonZeroU32>,
-    /// The oldest distinct client of the pending uses.
-    client: Option<IpAddr>,
-    /// Whether the pending uses had more distinct clients (kept in [`Table::more`]).
-    more: bool,
+    /// The clients of the pending uses.
+    clients: Clients,
 }
 
-/// The slots, and the clients beyond the first of credentials used from several addresses.
+/// Where a slot's pending clients are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clients {
+    /// None yet.
+    None,
+    /// Exactly one, an IPv4 address: inline (the common case).
+    One([u8; 4]),
+    /// In [`Table::listed`]: several, or an IPv6 address.
+    Listed,
+}
+
+/// The slots, and the client lists of slots whose clients are [`Clients::Listed`].
 #[derive(Debug, Default)]
 struct Table {
     slots: HashMap<Key, Slot>,
-    more: HashMap<Key, Vec<IpAddr>>,
+    listed: HashMap<Key, Vec<IpAddr>>,
 }
 
-/// The pending clients `first` and, if `more`, the rest from `more_table`, oldest first,
-/// taken out of the table.
+/// The pending clients `clients` of `key`, oldest first, taken out of `listed`.
 fn take_clients(
-    more_table: &mut HashMap<Key, Vec<IpAddr>>,
+    listed: &mut HashMap<Key, Vec<IpAddr>>,
     key: &Key,
-    first: Option<IpAddr>,
-    more: bool,
+    clients: Clients,
 ) -> Vec<IpAddr> {
-    let mut clients: Vec<IpAddr> = first.into_iter().collect();
-    if more {
-        clients.extend(more_table.remove(key).unwrap_or_default());
+    match clients {
+        Clients::None => Vec::new(),
+        Clients::One(v4) => vec![IpAddr::from(v4)],
+        Clients::Listed => listed.remove(key).unwrap_or_default(),
     }
-    clients
+}
+
+/// Keeps `clients` for `key`: inline if it is one IPv4 address, else in `listed`.
+fn keep_clients(listed: &mut HashMap<Key, Vec<IpAddr>>, key: Key, clients: Vec<IpAddr>) -> Clients {
+    match clients.as_slice() {
+        [] => Clients::None,
+        [IpAddr::V4(v4)] => Clients::One(v4.octets()),
+        _ => {
+            listed.insert(key, clients);
+            Clients::Listed
+        }
+    }
 }
 
 fn use_of(key: &Key, at: u64, clients: Vec<IpAddr>) -> Use {
@@ -150,29 +169,28 @@ impl Coalescer {
             if self.window_open(slot, now_down) {
                 let at = pending_time(unix);
                 slot.pending_at = Some(slot.pending_at.map_or(at, |pending| pending.max(at)));
-                let Some(client) = client else {
-                    return Ok(None);
-                };
-                // The common case: one address, already the only pending client.
-                if slot.client.is_none() || (slot.client == Some(client) && !slot.more) {
-                    slot.client = Some(client);
-                    return Ok(None);
+                // The common cases, without touching the side table: no address, or one IPv4
+                // address that is the only pending client (or the first).
+                match (slot.clients, client) {
+                    (_, None) => return Ok(None),
+                    (Clients::One(held), Some(IpAddr::V4(v4))) if held == v4.octets() => {
+                        return Ok(None);
+                    }
+                    (Clients::None, Some(IpAddr::V4(v4))) => {
+                        slot.clients = Clients::One(v4.octets());
+                        return Ok(None);
+                    }
+                    _ => {}
                 }
-                let mut clients = take_clients(&mut table.more, &key, slot.client, slot.more);
-                remember(&mut clients, Some(client));
-                slot.client = clients.first().copied();
-                slot.more = clients.len() > 1;
-                if slot.more {
-                    clients.remove(0);
-                    table.more.insert(key, clients);
-                }
+                let mut clients = take_clients(&mut table.listed, &key, slot.clients);
+                remember(&mut clients, client);
+                slot.clients = keep_clients(&mut table.listed, key, clients);
                 return Ok(None);
             }
-            let (client_before, more) = (slot.client.take(), slot.more);
+            let mut clients = take_clients(&mut table.listed, &key, slot.clients);
             slot.written = now_up;
             slot.pending_at = None;
-            slot.more = false;
-            let mut clients = take_clients(&mut table.more, &key, client_before, more);
+            slot.clients = Clients::None;
             remember(&mut clients, client);
             return Ok(Some(use_of(&key, unix, clients)));
         }
@@ -184,8 +202,7 @@ impl Coalescer {
             Slot {
                 written: now_up,
                 pending_at: None,
-                client: None,
-                more: false,
+                clients: Clients::None,
             },
         );
         Ok(Some(use_of(&key, unix, client.into_iter().collect())))
@@ -205,8 +222,8 @@ impl Coalescer {
             }
             if let Some(at) = slot.pending_at.take() {
                 slot.written = now_up;
-                let more = std::mem::take(&mut slot.more);
-                let clients = take_clients(&mut table.more, key, slot.client.take(), more);
+                let clients = take_clients(&mut table.listed, key, slot.clients);
+                slot.clients = Clients::None;
                 due.push(use_of(key, u64::from(at.get()), clients));
             }
         }
@@ -312,8 +329,8 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_forty_bytes_and_a_malformed_prefix_is_refused() {
-        assert!(std::mem::size_of::<(Key, Slot)>() <= 40);
+    fn a_slot_is_twenty_eight_bytes_and_a_malformed_prefix_is_refused() {
+        assert!(std::mem::size_of::<(Key, Slot)>() <= 28);
         let c = Coalescer::new(Duration::from_secs(60), 100, Instant::now());
         assert_eq!(c.touch("pat_short", ip(1), Instant::now(), 1000), Err(()));
         assert_eq!(
@@ -335,19 +352,24 @@ mod tests {
     }
 
     #[test]
-    fn only_several_addresses_use_the_side_table_and_it_is_emptied_when_written() {
+    fn only_several_or_ipv6_addresses_use_the_side_table_and_it_is_emptied_when_written() {
         let t0 = Instant::now();
         let c = Coalescer::new(Duration::from_secs(60), 100, t0);
+        let listed = || c.table.lock().expect("table").listed.len();
+        let v6: IpAddr = "2001:db8::1".parse().expect("address");
         c.touch("pat_aaaaaa", ip(1), t0, 1000).expect("room");
         c.touch("pat_aaaaaa", ip(2), t0, 1001).expect("room");
         c.touch("pat_aaaaaa", ip(2), t0, 1002).expect("room");
         c.touch("pat_aaaaaa", None, t0, 1003).expect("room");
         c.touch("pat_bbbbbb", ip(1), t0, 1000).expect("room");
         c.touch("pat_bbbbbb", ip(1), t0, 1001).expect("room");
-        assert_eq!(c.table.lock().expect("table").more.len(), 0);
+        assert_eq!(listed(), 0);
         c.touch("pat_aaaaaa", ip(3), t0, 1004).expect("room");
         c.touch("pat_aaaaaa", ip(2), t0, 1004).expect("room");
-        assert_eq!(c.table.lock().expect("table").more.len(), 1);
+        assert_eq!(listed(), 1);
+        c.touch("pat_cccccc", Some(v6), t0, 1000).expect("room");
+        c.touch("pat_cccccc", Some(v6), t0, 1005).expect("room");
+        assert_eq!(listed(), 2);
         let mut due = c.due(t0 + Duration::from_secs(60));
         due.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         assert_eq!(
@@ -362,9 +384,14 @@ mod tests {
                     prefix: "pat_bbbbbb".into(),
                     at: 1001,
                     clients: vec![IpAddr::from([127, 0, 0, 1])]
+                },
+                Use {
+                    prefix: "pat_cccccc".into(),
+                    at: 1005,
+                    clients: vec![v6]
                 }
             ]
         );
-        assert_eq!(c.table.lock().expect("table").more.len(), 0);
+        assert_eq!(listed(), 0);
     }
 }

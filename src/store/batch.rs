@@ -147,10 +147,7 @@ impl ReadBatcher {
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
-    pub async fn read<const N: usize>(
-        &self,
-        commands: [Cmd; N],
-    ) -> Result<Replied<N>, StoreError> {
+    pub async fn read<const N: usize>(&self, commands: [Cmd; N]) -> Result<Replied<N>, StoreError> {
         let (positions, mut answered, first) = {
             let mut guard = self
                 .shared
