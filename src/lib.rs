@@ -30,7 +30,9 @@
 //! ```
 //!
 //! Fail closed: Redis errors and timeouts answer 503 `auth_unavailable`, a full bcrypt queue
-//! 503 `overloaded`; only a completed pipeline forwards a protected request.
+//! 503 `overloaded`; only a completed pipeline forwards a protected request. After a timeout
+//! the connection gets a `PING`, and is replaced if that goes unanswered too (a connection
+//! that died silently; store/connection.rs).
 //!
 //! Steps 3-4 live in auth.rs's `Authenticator`, shared with the management API; it also
 //! notes each use (last_used.rs) and each denial (audit.rs) for recorder.rs, which writes them

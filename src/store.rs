@@ -71,6 +71,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether Redis did not answer in time (the store's deadline or redis-rs's own response
+    /// timeout, whichever fired first).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Redis(e) => e.is_timeout(),
+            StoreError::Corrupt { .. } => false,
+        }
+    }
+
     /// A short fixed word for logs and metric labels.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -526,6 +536,14 @@ impl Store {
             Ok(result) => result.map_err(StoreError::Redis),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
+        if outcome.as_ref().is_err_and(StoreError::is_timeout) {
+            // Which of the two connections the operation used is not known here; a probe of
+            // one that answers costs a PING.
+            self.conn.suspect();
+            if let Some(untracked) = &self.untracked {
+                untracked.suspect();
+            }
+        }
         crate::metrics::REDIS_SECONDS.observe(started.elapsed().as_secs_f64());
         outcome
     }

@@ -1,4 +1,5 @@
 use crate::support::{eventually, Env, Options, Response};
+use patgate::testkit::relay::Relay;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -458,4 +459,98 @@ fn tracked_mode_stops_serving_its_cache_when_redis_goes_silent() {
         .contains("did not answer a heartbeat; cache dropped"));
     let resumed = Instant::now();
     recovery_time(&env, &token, resumed, 200, "SIGSTOP under tracked");
+}
+
+/// The gateway's Redis connections go through a relay; the relay then silences every
+/// connection open at that moment (as a partition or a dropped NAT entry would: nothing
+/// closes, nothing answers). redis-rs's manager reconnects only after an error, so without
+/// the probe-and-replace of connection.rs every request would answer 503 until TCP gave up,
+/// many minutes later. A credential revoked meanwhile (its invalidation sent to the silent
+/// connection) must be refused once service returns, never served from the old cache.
+fn a_silent_connection_is_replaced_and_nothing_stale_survives(freshness: &'static str) {
+    let mut env = Env::start_with(Options {
+        freshness,
+        ..Options::default()
+    });
+    let redis_addr = std::net::SocketAddr::from(([127, 0, 0, 1], env.redis.port()));
+    let relay = Relay::start(redis_addr).expect("relay");
+    let conf = std::fs::read_to_string(&env.conf_path).expect("conf");
+    let direct = format!("127.0.0.1:{}/", env.redis.port());
+    assert!(conf.contains(&direct), "{conf}");
+    let relayed = conf.replace(&direct, &format!("127.0.0.1:{}/", relay.addr().port()));
+    std::fs::write(&env.conf_path, relayed).expect("write conf");
+    env.respawn_gateway();
+
+    let token = env.user_with_pat("alice", "acme", "member");
+    let revoked = env.user_with_pat("bob", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    env.get_bearer("/v1/repos", &revoked).echoed();
+    relay.silence();
+    // The CLI connects anew, so this write reaches Redis; its invalidation does not reach
+    // the gateway's silent connection.
+    env.cli(&["token", "revoke", &revoked[..10]]).expect_ok();
+    let silenced = Instant::now();
+    let mut statuses = Vec::new();
+    let mut back_after = None;
+    eventually(
+        Duration::from_secs(10),
+        "service over a new connection",
+        || {
+            let response = env.get_bearer("/v1/repos", &token);
+            if response.status == 200 && statuses.contains(&503) && back_after.is_none() {
+                back_after = Some(silenced.elapsed());
+            }
+            statuses.push(response.status);
+            response.status == 200 && silenced.elapsed() > Duration::from_millis(1500)
+        },
+        || env.log(),
+    );
+    // Strict: the request's deadline (200 ms), then a PING with the same deadline, then the
+    // next request goes over the new connection.
+    if let Some(back_after) = back_after {
+        assert!(
+            back_after < Duration::from_secs(3),
+            "{freshness}: back after {back_after:?}"
+        );
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{freshness}: only 200 (tracked's bounded stale window) or 503 (fail closed): {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503) || freshness == "tracked",
+        "{freshness}: strict must fail closed while the connection is silent: {statuses:?}"
+    );
+    eprintln!("{freshness}: first 200 after a 503 {back_after:?} after the silence; answers: {statuses:?}");
+    env.get_bearer("/v1/repos", &revoked)
+        .assert_denied(401, "invalid_token");
+    assert!(
+        env.log()
+            .contains("did not answer a PING after a timeout; replaced it"),
+        "{}",
+        env.log()
+    );
+    if freshness == "tracked" {
+        // Not merely served over the untracked connection: the cache is back in use, on a
+        // new tracked connection that answers the heartbeat.
+        eventually(
+            Duration::from_secs(10),
+            "the tracked cache to resume on the new connection",
+            || {
+                env.log()
+                    .contains("the invalidation connection answers again")
+            },
+            || env.log(),
+        );
+    }
+}
+
+#[test]
+fn strict_replaces_a_silent_connection() {
+    a_silent_connection_is_replaced_and_nothing_stale_survives("strict");
+}
+
+#[test]
+fn tracked_replaces_a_silent_connection_and_drops_what_it_cached() {
+    a_silent_connection_is_replaced_and_nothing_stale_survives("tracked");
 }

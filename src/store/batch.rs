@@ -18,7 +18,8 @@
 //! hot credential's reads once per batch instead of once per request.
 //!
 //! Failure: each batch has the store's deadline; a timeout or a connection error fails every
-//! request of that batch (503 upstream of here), and the next batch tries again. An error
+//! request of that batch (503 upstream of here), and the next batch tries again (after a
+//! timeout, on a new connection if the old one no longer answers a `PING`: connection.rs). An error
 //! reply to one command (e.g. `WRONGTYPE` on a corrupt key) fails only the requests that
 //! asked for it.
 //!
@@ -219,6 +220,9 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
                 Ok(replies) => replies,
                 Err(_) => Err(StoreError::Timeout(timeout)),
             };
+            if replies.as_ref().is_err_and(StoreError::is_timeout) {
+                conn.suspect();
+            }
             batch.done.send_replace(Some(Arc::new(replies)));
         });
     }

@@ -2,7 +2,13 @@
 //! typed operation is written once against redis-rs's `aio::ConnectionLike`.
 //!
 //! - **One server**: redis-rs's `ConnectionManager` (lazy, reconnects after a drop; in tracked
-//!   mode RESP3 with `CLIENT TRACKING`, its pushes going to live.rs's record cache).
+//!   mode RESP3 with `CLIENT TRACKING`, its pushes going to live.rs's record cache), inside a
+//!   [`SingleConnection`] that replaces it when it goes silent: the manager reconnects only
+//!   after an error, and a connection that simply stops answering (a partition, a dropped NAT
+//!   entry) gives none until TCP gives up, many minutes later. After an operation times out,
+//!   [`Connection::suspect`] sends a `PING`; unanswered within the deadline, the manager is
+//!   replaced by a new one (at most once per [`REPLACE_INTERVAL`]), and in tracked mode the
+//!   record cache is dropped with it, since invalidations sent to the old connection are lost.
 //! - **Cluster**: redis-rs's async `ClusterConnection`. The crate routes each command to the
 //!   node owning its key's slot, follows `MOVED`/`ASK`, refreshes the slot map after a
 //!   failover, and in tracked mode forwards every node connection's pushes to the record
@@ -19,6 +25,7 @@
 //! attempt cannot outlive it either.
 
 use super::live::Invalidator;
+use super::live::{LiveCache, HEARTBEAT_DEADLINE};
 use crate::conf::{RedisConf, Topology};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -31,9 +38,13 @@ use redis::{
     RedisResult, ServerErrorKind, TlsMode, Value,
 };
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The least time between two replacements of a silent connection (see [`SingleConnection`]),
+/// so a Redis that is stalled rather than gone is not flooded with new connections.
+pub const REPLACE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Entries of redis-rs's own client-side cache on a tracked connection (see
 /// [`Connection::open`]).
@@ -43,7 +54,7 @@ const REDIS_RS_CACHE_ENTRIES: usize = 1024;
 #[derive(Clone)]
 pub enum Connection {
     /// `redis.url`.
-    Single(ConnectionManager),
+    Single(SingleConnection),
     /// `redis.cluster`.
     Cluster(ClusterConnection),
     /// `redis.sentinel`.
@@ -69,6 +80,9 @@ impl Connection {
             let size = NonZeroUsize::new(REDIS_RS_CACHE_ENTRIES).expect("non-zero");
             CacheConfig::new().set_size(size)
         };
+        let live = tracking
+            .as_ref()
+            .map(|invalidator| Arc::clone(&invalidator.0));
         match &conf.topology {
             Topology::Single { url } => {
                 let mut config = ConnectionManagerConfig::new()
@@ -94,8 +108,11 @@ impl Connection {
                     Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
                     None => redis::Client::open(info)?,
                 };
-                Ok(Connection::Single(ConnectionManager::new_lazy_with_config(
-                    client, config,
+                Ok(Connection::Single(SingleConnection::new(
+                    client,
+                    config,
+                    conf.timeout.max(HEARTBEAT_DEADLINE),
+                    live,
                 )?))
             }
             Topology::Cluster { nodes } => {
@@ -130,6 +147,15 @@ impl Connection {
             Topology::Sentinel { nodes, master_name } => Ok(Connection::Sentinel(
                 SentinelConnection::new(nodes, master_name, certificates, conf.timeout)?,
             )),
+        }
+    }
+
+    /// An operation on this connection timed out: check that it still answers, and replace it
+    /// if not (one server; see [`SingleConnection::suspect`]). A Sentinel connection is
+    /// already forgotten after a timeout, and a cluster's node connections are redis-rs's.
+    pub fn suspect(&self) {
+        if let Connection::Single(conn) = self {
+            conn.suspect();
         }
     }
 
@@ -217,6 +243,154 @@ impl ConnectionLike for Connection {
             Connection::Cluster(conn) => conn.get_db(),
             Connection::Sentinel(conn) => conn.get_db(),
         }
+    }
+}
+
+/// One server: a `ConnectionManager`, replaced when it goes silent (see the module docs).
+#[derive(Clone)]
+pub struct SingleConnection {
+    shared: Arc<SingleShared>,
+}
+
+struct SingleShared {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// The manager in use and its generation (so a late verdict cannot replace a newer one).
+    current: Mutex<(u64, ConnectionManager)>,
+    /// A `PING` probe is under way.
+    probing: AtomicBool,
+    /// When the manager was last replaced.
+    replaced: Mutex<Option<Instant>>,
+    /// How long the probe waits for `PONG`.
+    probe_deadline: Duration,
+    /// Tracked mode: the cache fed by this connection's invalidations.
+    live: Option<Arc<LiveCache>>,
+}
+
+impl SingleConnection {
+    fn new(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        probe_deadline: Duration,
+        live: Option<Arc<LiveCache>>,
+    ) -> RedisResult<SingleConnection> {
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        Ok(SingleConnection {
+            shared: Arc::new(SingleShared {
+                client,
+                config,
+                current: Mutex::new((0, manager)),
+                probing: AtomicBool::new(false),
+                replaced: Mutex::new(None),
+                probe_deadline,
+                live,
+            }),
+        })
+    }
+
+    fn current(&self) -> (u64, ConnectionManager) {
+        self.shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Which connection is in use: 0 for the first, one more per replacement.
+    pub fn generation(&self) -> u64 {
+        self.current().0
+    }
+
+    /// Sends `PING` on the current connection (one probe at a time, on a task of its own)
+    /// and replaces the connection if no `PONG` comes within the deadline. Called after an
+    /// operation timed out; a connection that answers is kept, so a slow command costs one
+    /// `PING`. Outside a Tokio runtime it does nothing.
+    pub fn suspect(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.shared.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        runtime.spawn(async move {
+            let (generation, mut conn) = this.current();
+            let ping = redis::cmd("PING");
+            let probe = ping.query_async::<()>(&mut conn);
+            let answered = matches!(
+                tokio::time::timeout(this.shared.probe_deadline, probe).await,
+                Ok(Ok(()))
+            );
+            if !answered {
+                this.replace(generation);
+            }
+            this.shared.probing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Puts a new (lazy) manager in place of connection `generation` if it is still in use
+    /// and the last replacement is at least [`REPLACE_INTERVAL`] old; in tracked mode drops
+    /// the cache after the swap, so a fill read over the old connection is discarded too.
+    fn replace(&self, generation: u64) {
+        let mut replaced = self
+            .shared
+            .replaced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if replaced.is_some_and(|at| at.elapsed() < REPLACE_INTERVAL) {
+            return;
+        }
+        let fresh = match ConnectionManager::new_lazy_with_config(
+            self.shared.client.clone(),
+            self.shared.config.clone(),
+        ) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                log::warn!("redis: could not set up a replacement connection: {e}");
+                return;
+            }
+        };
+        {
+            let mut current = self
+                .shared
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if current.0 != generation {
+                return;
+            }
+            *current = (generation + 1, fresh);
+        }
+        *replaced = Some(Instant::now());
+        if let Some(live) = &self.shared.live {
+            live.clear();
+        }
+        log::warn!(
+            "redis: the connection did not answer a PING after a timeout; replaced it \
+             (connection {})",
+            generation + 1
+        );
+    }
+}
+
+impl ConnectionLike for SingleConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let (_, mut conn) = self.current();
+        Box::pin(async move { conn.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let (_, mut conn) = self.current();
+        Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.current().1.get_db()
     }
 }
 

@@ -258,6 +258,7 @@ pub async fn heartbeat(live: Weak<LiveCache>, mut conn: Connection, timeout: Dur
             live.resume();
         } else {
             live.suspend();
+            conn.suspect();
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Real processes for the demo, the integration tests and the benches: a private
 //! `redis-server` on a free loopback port (alone, as a Redis Cluster, or as a primary and a
 //! replica under three Sentinels; each plain or TLS only), and an upstream that echoes what it
-//! received.
+//! received, and a TCP relay that can go silent (a connection dying without a word).
 //! Nothing here is a fake: the tests talk to the same Redis and HTTP a deployment does.
 
 pub mod cluster;
 pub mod gateway;
 pub mod redis;
+pub mod relay;
 pub mod seeder;
 pub mod sentinel;
 pub mod upstream;
