@@ -136,23 +136,8 @@ server:
   threads: 1
   pid_file: $TMP/patgate-$2.pid
   upgrade_sock: $TMP/patgate-$2.sock
-roles:
-  - name: viewer
-    permissions: [repos:read]
-  - name: member
-    permissions: [repos:read, repos:write]
-  - name: admin
-    permissions: ["*"]
-routes:
-  - name: open
-    path_prefix: /open
-    upstream: 127.0.0.1:$UP_PORT
-    auth: none
-  - name: api
-    path_prefix: /api
-    upstream: 127.0.0.1:$UP_PORT
-    require: [repos:read]
 EOF
+  sed "s|@UPSTREAM_PORT@|$UP_PORT|g" "$HERE/roles-and-routes.yaml.in" >>"$1"
 }
 write_conf "$TMP/strict.yaml" "$PG_PORT" ""
 write_conf "$TMP/tracked.yaml" "$PGT_PORT" "  freshness: tracked"
