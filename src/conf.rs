@@ -107,6 +107,8 @@ struct RedisFile {
     timeout_ms: u64,
     #[serde(default)]
     freshness: Freshness,
+    #[serde(default = "default_heartbeat_ms")]
+    heartbeat_ms: u64,
     #[serde(default)]
     ca_file: Option<PathBuf>,
 }
@@ -322,6 +324,10 @@ fn default_key_prefix() -> String {
     "patgate:".into()
 }
 
+fn default_heartbeat_ms() -> u64 {
+    500
+}
+
 fn default_timeout_ms() -> u64 {
     50
 }
@@ -407,6 +413,10 @@ pub struct RedisConf {
     /// Strict (read every request) or tracked (record cache kept coherent by invalidations), as
     /// written; see [`RedisConf::effective_freshness`] for what the gateway does.
     pub freshness: Freshness,
+    /// Tracked mode: how often the invalidation connection is proven alive with a `PING`
+    /// (`redis.heartbeat_ms`); with its deadline, the bound on stale service when that
+    /// connection goes silent.
+    pub heartbeat: Duration,
 }
 
 impl RedisConf {
@@ -798,6 +808,7 @@ impl Builder<'_> {
             key_prefix,
             timeout_ms,
             freshness,
+            heartbeat_ms,
             ca_file,
         } = redis;
         let (topology, tls) = self.topology(url, cluster, sentinel)?;
@@ -824,12 +835,14 @@ impl Builder<'_> {
             ));
         }
         self.in_range("redis.timeout_ms", timeout_ms, 1..=60_000)?;
+        self.in_range("redis.heartbeat_ms", heartbeat_ms, 50..=10_000)?;
         Ok(RedisConf {
             topology,
             ca,
             key_prefix,
             timeout: Duration::from_millis(timeout_ms),
             freshness,
+            heartbeat: Duration::from_millis(heartbeat_ms),
         })
     }
 
@@ -1579,6 +1592,25 @@ routes:
     /// BASE with its `redis.url` line replaced by `redis_lines` (indented under `redis:`).
     fn with_redis(redis_lines: &str) -> String {
         BASE.replace("  url: redis://127.0.0.1:6379/0\n", redis_lines)
+    }
+
+    #[test]
+    fn the_heartbeat_is_half_a_second_by_default_and_bounded() {
+        assert_eq!(
+            parse(BASE).expect("valid").redis.heartbeat,
+            Duration::from_millis(500)
+        );
+        let set = with_redis("  url: redis://127.0.0.1:6379/0\n  heartbeat_ms: 100\n");
+        assert_eq!(
+            parse(&set).expect("valid").redis.heartbeat,
+            Duration::from_millis(100)
+        );
+        for bad in ["10", "20000"] {
+            let text = with_redis(&format!(
+                "  url: redis://127.0.0.1:6379/0\n  heartbeat_ms: {bad}\n"
+            ));
+            assert!(error(&text).contains("redis.heartbeat_ms"), "{bad}");
+        }
     }
 
     #[test]

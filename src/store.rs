@@ -497,6 +497,7 @@ impl Store {
             tokio::spawn(live::heartbeat(
                 Arc::downgrade(live),
                 conn.clone(),
+                conf.heartbeat,
                 conf.timeout,
             ));
         }

@@ -17,7 +17,8 @@
 //!
 //! - A connection can also die silently (a partition, a stopped server): no invalidation and
 //!   no `Disconnection` arrive, and warm requests send nothing that would notice. So a
-//!   heartbeat ([`heartbeat`]) sends `PING` on the same connection every [`HEARTBEAT`]; one
+//!   heartbeat ([`heartbeat`]) sends `PING` on the same connection every `redis.heartbeat_ms`
+//!   (default 500 ms); one
 //!   that fails or takes longer than its deadline suspends the cache (dropped, no lookups, no
 //!   fills; reads go over a second, untracked connection, because redis-rs's own reply cache
 //!   on the tracked one would be as stale) until a `PING` is answered again. A `PONG` also
@@ -37,9 +38,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
-
-/// How often tracked mode proves its invalidation connection alive (see the module docs).
-pub const HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// The least time a heartbeat `PING` is given before the connection counts as silent (the
 /// store's own deadline when that is longer), so a busy moment does not drop the cache.
@@ -239,12 +237,17 @@ impl LiveCache {
     }
 }
 
-/// Sends `PING` on `conn` every [`HEARTBEAT`] (deadline: the longer of `timeout` and
+/// Sends `PING` on `conn` every `period` (deadline: the longer of `timeout` and
 /// [`HEARTBEAT_DEADLINE`]) and suspends or resumes `live` by the answer; returns when the
 /// cache is dropped (its store is gone).
-pub async fn heartbeat(live: Weak<LiveCache>, mut conn: Connection, timeout: Duration) {
+pub async fn heartbeat(
+    live: Weak<LiveCache>,
+    mut conn: Connection,
+    period: Duration,
+    timeout: Duration,
+) {
     let deadline = timeout.max(HEARTBEAT_DEADLINE);
-    let mut ticker = tokio::time::interval(HEARTBEAT);
+    let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
