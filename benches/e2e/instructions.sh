@@ -39,35 +39,14 @@ PROXY_CPU="${PROXY_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 BIN="$ROOT/target/release/patgate"
 
-log() { printf 'instructions: %s\n' "$*" >&2; }
-die() {
-  printf '\ninstructions: FAILED: %s\n' "$1" >&2
-  shift
-  local f
-  for f in "$@"; do
-    [ -s "$f" ] && { printf -- '--- last lines of %s ---\n' "$f" >&2; tail -n 30 "$f" >&2; }
-  done
-  exit 1
-}
+BENCH_NAME=instructions
+# shellcheck source=benches/e2e/common.sh
+. "$HERE/common.sh"
+
 [[ "$SECONDS_PER_TARGET" =~ ^[1-9][0-9]*$ ]] || die "SECONDS_PER_TARGET must be a positive integer"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-missing=()
-have valgrind || missing+=(valgrind)
-have wrk || missing+=(wrk)
-have nginx || missing+=(nginx)
-have redis-server || missing+=(redis-server)
-have curl || missing+=(curl)
-have taskset || missing+=(util-linux)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]} (apt)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin"
+install_missing valgrind wrk nginx redis-server curl taskset=util-linux
 if [ "$SKIP_BUILD" != 1 ]; then
   log "cargo build --release"
   cargo build --release --quiet

@@ -68,21 +68,9 @@ START_TIMEOUT="${START_TIMEOUT:-30}"
 
 BIN="$ROOT/target/release/patgate"
 
-log() { printf 'e2e: %s\n' "$*" >&2; }
-
-# die MESSAGE [LOGFILE...]: the message, the tail of each log, then exit (the trap cleans up).
-die() {
-  printf '\ne2e: FAILED: %s\n' "$1" >&2
-  shift
-  local f
-  for f in "$@"; do
-    if [ -s "$f" ]; then
-      printf -- '--- last lines of %s ---\n' "$f" >&2
-      tail -n 40 "$f" >&2
-    fi
-  done
-  exit 1
-}
+BENCH_NAME=e2e
+# shellcheck source=benches/e2e/common.sh
+. "$HERE/common.sh"
 
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
 [[ "$COLD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "COLD_TOKENS must be a positive integer (got '$COLD_TOKENS')"
@@ -96,28 +84,7 @@ fi
 # ---------------------------------------------------------------------------------------
 # 1. Tools and build
 # ---------------------------------------------------------------------------------------
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
-missing=()
-have wrk || missing+=(wrk)
-have nginx || missing+=(nginx)
-have cmake || missing+=(cmake)
-have redis-server || missing+=(redis-server)
-have curl || missing+=(curl)
-have taskset || missing+=(util-linux)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]} (apt)"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "need root or sudo to install ${missing[*]}"
-    sudo="sudo"
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  # If Debian starts its own nginx or redis service, it is left alone: everything below
-  # uses private instances on free loopback ports.
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
+install_missing wrk nginx cmake redis-server curl taskset=util-linux
 
 if [ "$SKIP_BUILD" = 1 ]; then
   log "SKIP_BUILD=1: using the existing $BIN"
