@@ -521,7 +521,10 @@ fn a_silent_connection_is_replaced_and_nothing_stale_survives(freshness: &'stati
         statuses.contains(&503) || freshness == "tracked",
         "{freshness}: strict must fail closed while the connection is silent: {statuses:?}"
     );
-    eprintln!("{freshness}: first 200 after a 503 {back_after:?} after the silence; answers: {statuses:?}");
+    eprintln!(
+        "{freshness}: first 200 after a 503 {back_after:?} after the silence; \
+         answers: {statuses:?}"
+    );
     env.get_bearer("/v1/repos", &revoked)
         .assert_denied(401, "invalid_token");
     assert!(

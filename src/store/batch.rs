@@ -143,8 +143,8 @@ impl ReadBatcher {
         ReadBatcher { shared }
     }
 
-    /// Sends `commands` (moved into the batch) with the next batch and waits for their replies (at most the
-    /// deadline; the batch has the same one).
+    /// Sends `commands` (moved into the batch) with the next batch and waits for their
+    /// replies (at most the deadline; the batch has the same one).
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
