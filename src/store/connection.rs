@@ -296,11 +296,6 @@ impl SingleConnection {
             .clone()
     }
 
-    /// Which connection is in use: 0 for the first, one more per replacement.
-    pub fn generation(&self) -> u64 {
-        self.current().0
-    }
-
     /// Sends `PING` on the current connection (one probe at a time, on a task of its own)
     /// and replaces the connection if no `PONG` comes within the deadline. Called after an
     /// operation timed out; a connection that answers is kept, so a slow command costs one
