@@ -4,8 +4,9 @@
 //! its whole record).
 //!
 //! Security invariants, enforced here and in verify.rs:
-//! - Keyed by an HMAC-SHA256 of the token under a random per-process key, never by the token;
-//!   the secret is never cached, logged or kept beyond the request.
+//! - Keyed by a keyed BLAKE3 hash of the token under a random per-process key (a MAC: without
+//!   the key no one can compute or aim at a digest), never by the token; the secret is never
+//!   cached, logged or kept beyond the request.
 //! - An entry is a fact that cannot go stale ("this secret matches hash H"): it is trusted only
 //!   after this request has read the live record from Redis and found the same H. Revocation,
 //!   expiry, suspension, role and membership are always decided from that live read, so a
@@ -20,8 +21,6 @@
 
 use crate::hasher::PoolError;
 use crate::store::PackedRecord;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -33,7 +32,7 @@ use tokio::time::Instant;
 /// evicts older entries (S3-FIFO), which only costs the bcrypt runs it would have cost anyway.
 pub const NEGATIVE_ENTRIES: usize = 10_000;
 
-/// HMAC-SHA256 of a presented token under the process key.
+/// Keyed BLAKE3 hash (256 bits) of a presented token under the process key.
 pub type Digest = [u8; 32];
 
 /// What a cache entry knows: the credential record whose stored hash the secret matched.
@@ -50,8 +49,8 @@ type Flight = Arc<OnceCell<Result<bool, PoolError>>>;
 
 /// The cache and its single-flight table.
 pub struct VerifiedCache {
-    /// HMAC-SHA256 already keyed with the random process key; cloned per digest.
-    keyed: Hmac<Sha256>,
+    /// The random process key of [`Self::digest`]; it never leaves this process.
+    key: [u8; 32],
     entries: Option<quick_cache::sync::Cache<Digest, Verified>>,
     in_flight: Mutex<HashMap<(Digest, Arc<str>), Flight>>,
 }
@@ -61,19 +60,20 @@ impl VerifiedCache {
     pub fn new(capacity: usize) -> VerifiedCache {
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut key[..]);
-        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
         VerifiedCache {
-            keyed,
+            key,
             entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
 
     /// The keyed digest of `token` (prefix + secret).
+    ///
+    /// BLAKE3 in keyed mode is a MAC with 256-bit output, like the HMAC-SHA256 it replaced, at
+    /// about a tenth of the cost on a CPU without SHA extensions (613 against 7,115
+    /// instructions for a 52-byte token; BENCHMARKS.md): it runs on every authenticated request.
     pub fn digest(&self, token: &[u8]) -> Digest {
-        let mut mac = self.keyed.clone();
-        mac.update(token);
-        mac.finalize().into_bytes().into()
+        *blake3::keyed_hash(&self.key, token).as_bytes()
     }
 
     /// The entry for `digest`, if any. Not proof of anything until its hash is compared with

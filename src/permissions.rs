@@ -51,7 +51,9 @@ pub enum RolesError {
 #[derive(Debug, Clone)]
 pub struct Roles {
     ordered: Vec<Role>,
-    rank: HashMap<String, usize>,
+    /// Name → position. foldhash, not SipHash: the names come from the conf, not from
+    /// clients, and a warm request looks a role up twice.
+    rank: HashMap<String, usize, foldhash::fast::RandomState>,
     known: BTreeSet<String>,
     /// Every known permission as the permissions header value.
     all_value: HeaderValue,
@@ -78,7 +80,7 @@ impl Roles {
             return Err(RolesError::Empty);
         }
         let mut ordered = Vec::with_capacity(roles.len());
-        let mut rank = HashMap::new();
+        let mut rank = HashMap::default();
         let mut known = BTreeSet::new();
         for (name, permissions) in roles {
             if !is_identifier(&name) {

@@ -18,9 +18,7 @@
 # tracked; the same routes and roles as run.sh.
 #
 # What the count is: user-space instructions of the patgate process (kernel work, such as
-# the socket system calls, is not counted). valgrind hides the CPU's SHA extensions, so the
-# keyed digest of the token runs sha2's portable code under callgrind; the report gives that
-# share separately, since on this machine (sha_ni) the real digest is a small fraction of it.
+# the socket system calls, is not counted).
 #
 # Settings (environment): SECONDS_PER_TARGET=15 (wrk -d of the counted run), CONNS=8,
 # WARMUP=3s, SKIP_BUILD=1, KEEP_TMP=1, PROXY_CPU=0, CLIENT_CPU=1.
@@ -128,7 +126,7 @@ PAT="$(cli token create --user bench --org acme --name w)"
 cli user put root --org acme --role admin >/dev/null
 KEY="$(cli apikey create --org acme --role viewer --created-by root --name k)"
 
-# count ID CONF PORT PATH [HEADER]: writes "requests instructions sha256-instructions" to
+# count ID CONF PORT PATH [HEADER]: writes "requests instructions" to
 # $TMP/ID.result (run in this shell, not a subshell, so that cleanup sees its process).
 count() {
   local id="$1" conf="$2" port="$3" path="$4" header="${5:-}"
@@ -156,25 +154,21 @@ count() {
   requests="$(awk '/requests in/ {print $1}' "$TMP/$id.wrk")"
   local dump="$out.1"
   [ -s "$dump" ] || die "($id): no callgrind dump" "$logf"
-  local total sha
-  total="$(awk '/^totals:/ {print $2}' "$dump")"
-  sha="$(callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
-    awk '/sha2::sha256::compress256/ {gsub(",", "", $1); s += $1} END {print s + 0}')"
-  echo "$requests $total $sha" >"$TMP/$id.result"
+  echo "$requests $(awk '/^totals:/ {print $2}' "$dump")" >"$TMP/$id.result"
 }
 
 log "counting (c) auth: none"
 count c "$TMP/strict.yaml" "$PG_PORT" /open
-read -r C_REQ C_INS C_SHA <"$TMP/c.result"
+read -r C_REQ C_INS <"$TMP/c.result"
 log "counting (d) warm PAT, strict"
 count d "$TMP/strict.yaml" "$PG_PORT" /api "Authorization: Bearer $PAT"
-read -r D_REQ D_INS D_SHA <"$TMP/d.result"
+read -r D_REQ D_INS <"$TMP/d.result"
 log "counting (e) warm API key, strict"
 count e "$TMP/strict.yaml" "$PG_PORT" /api "X-API-Key: $KEY"
-read -r E_REQ E_INS E_SHA <"$TMP/e.result"
+read -r E_REQ E_INS <"$TMP/e.result"
 log "counting (f) warm PAT, tracked"
 count f "$TMP/tracked.yaml" "$PGT_PORT" /api "Authorization: Bearer $PAT"
-read -r F_REQ F_INS F_SHA <"$TMP/f.result"
+read -r F_REQ F_INS <"$TMP/f.result"
 
 echo "## Instructions per request (callgrind)"
 echo
@@ -184,15 +178,15 @@ echo "- machine: nproc=$(nproc), $(awk -F': ' '/model name/ {print $2; exit}' /p
 echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "- $(valgrind --version); patgate release build, server.threads 1, one wrk -t1 -c$CONNS run per target"
 echo
-echo "| target | requests counted | instructions / request | of which portable SHA-256 | above \`auth: none\` | above, without SHA-256 |"
-echo "|---|---:|---:|---:|---:|---:|"
-row() { # LABEL REQ INS SHA
-  awk -v l="$1" -v r="$2" -v i="$3" -v s="$4" -v ci="$C_INS" -v cr="$C_REQ" -v cs="$C_SHA" 'BEGIN {
-    per = i / r; sha = s / r; base = ci / cr; basesha = cs / cr
-    printf "| %s | %d | %.0f | %.0f | %+.0f | %+.0f |\n", l, r, per, sha, per - base, (per - sha) - (base - basesha)
+echo "| target | requests counted | instructions / request | above \`auth: none\` |"
+echo "|---|---:|---:|---:|"
+row() { # LABEL REQ INS
+  awk -v l="$1" -v r="$2" -v i="$3" -v ci="$C_INS" -v cr="$C_REQ" 'BEGIN {
+    per = i / r; base = ci / cr
+    printf "| %s | %d | %.0f | %+.0f |\n", l, r, per, per - base
   }'
 }
-row "(c) patgate \`auth: none\`" "$C_REQ" "$C_INS" "$C_SHA"
-row "(d) warm PAT, strict" "$D_REQ" "$D_INS" "$D_SHA"
-row "(e) warm API key, strict" "$E_REQ" "$E_INS" "$E_SHA"
-row "(f) warm PAT, tracked" "$F_REQ" "$F_INS" "$F_SHA"
+row "(c) patgate \`auth: none\`" "$C_REQ" "$C_INS"
+row "(d) warm PAT, strict" "$D_REQ" "$D_INS"
+row "(e) warm API key, strict" "$E_REQ" "$E_INS"
+row "(f) warm PAT, tracked" "$F_REQ" "$F_INS"
