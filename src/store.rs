@@ -38,6 +38,7 @@ pub use packed::PackedRecord;
 use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
 use batch::ReadBatcher;
+use bytes::Bytes;
 use connection::Connection;
 use live::{Invalidator, LiveCache};
 use redis::AsyncCommands;
@@ -225,8 +226,9 @@ impl CredentialRecord {
 /// The mutable part of a credential record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Liveness {
-    /// The stored hash now.
-    pub hash: String,
+    /// The stored hash now (shared with the cached record in tracked mode, the reply in
+    /// strict mode: a warm request copies no hash).
+    pub hash: Bytes,
     /// When it was revoked, in unix milliseconds (`revoked_ms`, else `revoked` × 1000;
     /// 0 when neither is a number), or `None` when it is not revoked.
     pub revoked: Option<u64>,
@@ -245,7 +247,10 @@ impl Liveness {
             ms.or_else(|| seconds.parse::<u64>().ok().map(|s| s * 1000))
                 .unwrap_or(0)
         });
-        hash.map(|hash| Liveness { hash, revoked })
+        hash.map(|hash| Liveness {
+            hash: Bytes::from(hash),
+            revoked,
+        })
     }
 }
 

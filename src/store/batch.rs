@@ -74,21 +74,34 @@ impl Batch {
     }
 }
 
-/// A hash of `cmd`'s arguments (FNV-1a), computed in place: no packing, no allocation.
+/// A hash of `cmd`'s arguments, computed in place: no packing, no allocation. Eight bytes
+/// at a time (the multiply-rotate step of rustc's FxHasher), since the arguments are key
+/// names and field lists of 20 to 100 bytes: byte at a time (FNV-1a) this was the largest
+/// part of adding a request to a batch.
 ///
 /// Not keyed, so a client could craft commands with equal fingerprints; that only costs
 /// them their dedup ([`Batch::add`] compares the arguments), while the table itself hashes
 /// the fingerprint with std's keyed hasher, so it cannot be made to degrade.
 fn fingerprint(cmd: &Cmd) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0100_0000_01b3;
-    let mix = |hash: u64, byte: u8| (hash ^ u64::from(byte)).wrapping_mul(PRIME);
-    cmd.args_iter().fold(OFFSET, |hash, arg| match arg {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    cmd.args_iter().fold(0, |hash, arg| match arg {
         // The length first, so that ("ab", "c") and ("a", "bc") differ.
-        Arg::Simple(bytes) => bytes
-            .iter()
-            .fold(mix(hash, bytes.len() as u8), |hash, &byte| mix(hash, byte)),
-        _ => mix(hash, 0xff),
+        Arg::Simple(bytes) => {
+            let mut words = bytes.chunks_exact(8);
+            let hash = words
+                .by_ref()
+                .fold(mix(hash, bytes.len() as u64), |hash, word| {
+                    let mut buf = [0u8; 8];
+                    buf.copy_from_slice(word);
+                    mix(hash, u64::from_le_bytes(buf))
+                });
+            let tail = words.remainder();
+            let mut buf = [0u8; 8];
+            buf[..tail.len()].copy_from_slice(tail);
+            mix(hash, u64::from_le_bytes(buf))
+        }
+        _ => mix(hash, u64::MAX),
     })
 }
 
@@ -144,7 +157,13 @@ impl ReadBatcher {
     }
 
     /// Sends `commands` (moved into the batch) with the next batch and waits for their
-    /// replies (at most the deadline; the batch has the same one).
+    /// replies.
+    ///
+    /// No timer of its own: the wait is bounded by the batch's deadline, because the flusher
+    /// takes a batch as soon as it can run, every taken batch publishes its outcome within
+    /// the deadline (or drops its sender, if its task dies), and a flusher that stops fails
+    /// the batch it leaves behind ([`FlusherExit`]). A timer per request cost about 1,100
+    /// instructions of strict mode's warm path (BENCHMARKS.md).
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
@@ -155,6 +174,10 @@ impl ReadBatcher {
                 .pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            if self.shared.stopped.load(Ordering::Acquire) {
+                // The flusher is gone (see FlusherExit): nothing would send this batch.
+                return Err(StoreError::Timeout(self.shared.timeout));
+            }
             let batch = &mut *guard;
             let first = batch.commands.is_empty();
             let positions = commands.map(|cmd| batch.add(cmd));
@@ -164,11 +187,10 @@ impl ReadBatcher {
             self.shared.wake.notify_one();
         }
         let timeout = self.shared.timeout;
-        let replies = match tokio::time::timeout(timeout, answered.wait_for(Option::is_some)).await
-        {
-            Ok(Ok(published)) => published.clone(),
-            Ok(Err(_)) => None,
-            Err(_) => return Err(StoreError::Timeout(timeout)),
+        // Err: the batch was dropped unanswered (its task or the flusher died).
+        let replies = match answered.wait_for(Option::is_some).await {
+            Ok(published) => published.clone(),
+            Err(_) => None,
         };
         let replies = replies.ok_or(StoreError::Timeout(timeout))?;
         if let Err(e) = &*replies {
@@ -196,6 +218,7 @@ impl Drop for ReadBatcher {
 /// to run add its own, then takes the batch and sends it on a task of its own (so the next
 /// batch can form meanwhile).
 async fn flush(shared: Arc<Shared>, conn: Connection) {
+    let _exit = FlusherExit(Arc::clone(&shared));
     loop {
         shared.wake.notified().await;
         if shared.stopped.load(Ordering::Acquire) {
@@ -225,6 +248,29 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
             }
             batch.done.send_replace(Some(Arc::new(replies)));
         });
+    }
+}
+
+/// Fails the batch left pending when the flusher ends (its batcher dropped, or a panic), so
+/// that no request waits on a batch nobody will send: dropping the batch drops its sender,
+/// and [`ReadBatcher::read`] answers [`StoreError::Timeout`].
+struct FlusherExit(Arc<Shared>);
+
+impl Drop for FlusherExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            log::error!("the strict-mode read flusher panicked; strict reads now fail (503)");
+        }
+        self.0.stopped.store(true, Ordering::Release);
+        let pending = std::mem::replace(
+            &mut *self
+                .0
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            Batch::new(),
+        );
+        drop(pending);
     }
 }
 
@@ -313,6 +359,28 @@ mod tests {
         assert_eq!(batch.commands.len(), 4);
     }
 
+    #[test]
+    fn fingerprints_follow_every_byte_and_every_argument_boundary() {
+        let cmd = |args: &[&str]| {
+            let mut cmd = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            super::fingerprint(&cmd)
+        };
+        let key = "patgate:cred:pat_AAAAAA";
+        assert_eq!(cmd(&["HMGET", key, "hash"]), cmd(&["HMGET", key, "hash"]));
+        // A change in the last byte of a word, of a tail, and a moved boundary.
+        assert_ne!(
+            cmd(&["HMGET", key, "hash"]),
+            cmd(&["HMGET", "patgate:cred:pat_AAAAAB", "hash"])
+        );
+        assert_ne!(cmd(&["HMGET", key, "hash"]), cmd(&["HMGET", key, "hasi"]));
+        assert_ne!(cmd(&["HMGET", "ab", "c"]), cmd(&["HMGET", "a", "bc"]));
+        // Zero padding of a tail is not the same as a zero byte.
+        assert_ne!(cmd(&["GET", "a"]), cmd(&["GET", "a\0"]));
+    }
+
     #[tokio::test]
     async fn concurrent_reads_of_one_credential_share_one_command() {
         let (_redis, store, client) = setup(2000);
@@ -386,8 +454,9 @@ mod tests {
         let stalled = store.access("dave", "acme").await;
         let waited = started.elapsed();
         redis.resume().expect("SIGCONT");
+        // The store's deadline or redis-rs's response timeout, whichever fired first.
         assert!(
-            matches!(stalled, Err(StoreError::Timeout(_))),
+            stalled.as_ref().is_err_and(StoreError::is_timeout),
             "{stalled:?}"
         );
         assert!(waited < Duration::from_millis(1300), "waited {waited:?}");

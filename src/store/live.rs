@@ -57,7 +57,7 @@ impl CachedCredential {
     /// The hash and revocation, as a strict read would give them.
     pub fn liveness(&self) -> Option<super::Liveness> {
         self.record.as_ref().map(|record| super::Liveness {
-            hash: record.hash().to_string(),
+            hash: record.hash_bytes(),
             revoked: record.revoked_ms(),
         })
     }

@@ -105,6 +105,11 @@ impl PackedRecord {
         self.str(self.range(0))
     }
 
+    /// [`Self::hash`], sharing this record's buffer.
+    pub fn hash_bytes(&self) -> Bytes {
+        self.text.slice(self.range(0))
+    }
+
     /// The org it acts in.
     pub fn org(&self) -> &str {
         self.str(self.range(1))
