@@ -497,6 +497,14 @@ range() { awk -F'\t' -v id="$1" '$1 == id { v = $3 + 0; if (n == 0 || v < lo) lo
 fmt_rps() { awk -v v="$1" 'BEGIN { printf(v >= 100 ? "%.0f" : "%.1f", v) }'; }
 fmt_ms() { awk -v v="$1" 'BEGIN { printf "%.2f", v / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "–" }'; }
+# paired ID BASE: ID's req/s over BASE's in the same rep (the two ran seconds apart, so a
+# drift of the VM between reps cancels), as "median (lo–hi)" over the reps.
+paired() { awk -F'\t' -v id="$1" -v base="$2" '$1 == base { b[$2] = $3 } $1 == id { v[$2] = $3 }
+  END { n = 0; for (r in v) if (b[r] > 0) a[++n] = v[r] / b[r]
+    if (n == 0) { print "–"; exit }
+    for (i = 2; i <= n; i++) { x = a[i]; j = i - 1; while (j > 0 && a[j] > x) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
+    m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    if (n == 1) printf "%.3f", m; else printf "%.3f (%.3f–%.3f)", m, a[1], a[n] }' "$TMP/results.tsv"; }
 mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f MiB", k / 1024; else print k }'; }
 
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -541,6 +549,16 @@ for id in a b c d e f g h; do
   fi
   echo "| $(label "$id") | $(fmt_rps "$rps") | $(range "$id") | $(fmt_ms "$(med "$id" 4)") | $(fmt_ms "$(med "$id" 5)") | $(total "$id" 6) | $(total "$id" 7) | $(ratio "$rps" "$C_RPS") | $(ratio "$rps" "$B_RPS") | $cpu_cell | $above |"
 done
+echo
+echo "Ratios paired per rep (each rep's req/s over \`auth: none\`'s or nginx's in the same rep, median and range over the reps; less exposed to the VM drifting between reps than the ratios of medians above):"
+echo
+echo "| target | vs patgate \`auth: none\`, paired | vs nginx proxy_pass, paired |"
+echo "|---|---:|---:|"
+for id in d e f h; do
+  if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then continue; fi
+  echo "| $(label "$id") | $(paired "$id" c) | $(paired "$id" b) |"
+done
+echo "| $(label c) | 1.000 | $(paired c b) |"
 echo
 echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. The proxy core is saturated in every run, so this is what a request costs it, and it drifts less with the VM's speed than req/s. For (g) it includes the bcrypt pool thread (same CPU)."
 echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g) and (h) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
