@@ -75,9 +75,8 @@ impl Batch {
 }
 
 /// A hash of `cmd`'s arguments, computed in place: no packing, no allocation. Eight bytes
-/// at a time (the multiply-rotate step of rustc's FxHasher), since the arguments are key
-/// names and field lists of 20 to 100 bytes: byte at a time (FNV-1a) this was the largest
-/// part of adding a request to a batch.
+/// at a time (the multiply-rotate step of rustc's FxHasher) rather than byte at a time
+/// (FNV-1a, before), since the arguments are key names and field lists of 20 to 100 bytes.
 ///
 /// Not keyed, so a client could craft commands with equal fingerprints; that only costs
 /// them their dedup ([`Batch::add`] compares the arguments), while the table itself hashes
@@ -108,14 +107,27 @@ fn fingerprint(cmd: &Cmd) -> u64 {
 struct Shared {
     pending: Mutex<Batch>,
     wake: Notify,
+    /// Set once the flusher has ended ([`FlusherExit`]): reads fail instead of waiting.
     stopped: AtomicBool,
     timeout: Duration,
 }
 
-/// Coalesces concurrent reads into one pipeline (see the module docs). Cloned with the store;
-/// the flusher task stops when the last handle is dropped.
+impl Shared {
+    /// The batch being filled, leaving an empty one in its place.
+    fn take_pending(&self) -> Batch {
+        std::mem::replace(
+            &mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner),
+            Batch::new(),
+        )
+    }
+}
+
+/// Coalesces concurrent reads into one pipeline (see the module docs). Shared by the store's
+/// clones (`Arc`); the flusher task is aborted when it is dropped.
 pub struct ReadBatcher {
     shared: Arc<Shared>,
+    /// The flusher task, aborted when the batcher is dropped.
+    flusher: tokio::task::AbortHandle,
 }
 
 /// The replies to one request's `N` commands, in the order it gave them.
@@ -152,8 +164,8 @@ impl ReadBatcher {
             stopped: AtomicBool::new(false),
             timeout,
         });
-        tokio::spawn(flush(Arc::clone(&shared), conn));
-        ReadBatcher { shared }
+        let flusher = tokio::spawn(flush(Arc::clone(&shared), conn)).abort_handle();
+        ReadBatcher { shared, flusher }
     }
 
     /// Sends `commands` (moved into the batch) with the next batch and waits for their
@@ -209,8 +221,7 @@ impl ReadBatcher {
 
 impl Drop for ReadBatcher {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
+        self.flusher.abort();
     }
 }
 
@@ -221,17 +232,8 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
     let _exit = FlusherExit(Arc::clone(&shared));
     loop {
         shared.wake.notified().await;
-        if shared.stopped.load(Ordering::Acquire) {
-            return;
-        }
         tokio::task::yield_now().await;
-        let batch = std::mem::replace(
-            &mut *shared
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            Batch::new(),
-        );
+        let batch = shared.take_pending();
         if batch.commands.is_empty() {
             continue;
         }
@@ -251,7 +253,7 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
     }
 }
 
-/// Fails the batch left pending when the flusher ends (its batcher dropped, or a panic), so
+/// Fails the batch left pending when the flusher ends (aborted with its batcher, or a panic), so
 /// that no request waits on a batch nobody will send: dropping the batch drops its sender,
 /// and [`ReadBatcher::read`] answers [`StoreError::Timeout`].
 struct FlusherExit(Arc<Shared>);
@@ -262,15 +264,7 @@ impl Drop for FlusherExit {
             log::error!("the strict-mode read flusher panicked; strict reads now fail (503)");
         }
         self.0.stopped.store(true, Ordering::Release);
-        let pending = std::mem::replace(
-            &mut *self
-                .0
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            Batch::new(),
-        );
-        drop(pending);
+        drop(self.0.take_pending());
     }
 }
 
@@ -379,6 +373,34 @@ mod tests {
         assert_ne!(cmd(&["HMGET", "ab", "c"]), cmd(&["HMGET", "a", "bc"]));
         // Zero padding of a tail is not the same as a zero byte.
         assert_ne!(cmd(&["GET", "a"]), cmd(&["GET", "a\0"]));
+    }
+
+    #[tokio::test]
+    async fn once_the_flusher_has_ended_a_read_fails_at_once_instead_of_waiting_forever() {
+        let (_redis, store, _client) = setup(2000);
+        store
+            .access("dave", "acme")
+            .await
+            .expect("the flusher runs");
+        let reads = store
+            .reads
+            .as_ref()
+            .expect("a strict gateway store batches");
+        reads.flusher.abort();
+        // The abort takes effect when the runtime next polls the flusher; until then a read
+        // is still answered. No read may hang: each gets a second.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(1), store.access("dave", "acme"));
+            match read.await {
+                Err(_) => panic!("a read waited on a batch that no flusher will send"),
+                Ok(Err(StoreError::Timeout(_))) => break,
+                Ok(other) => {
+                    assert!(Instant::now() < deadline, "still answered: {other:?}");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
     }
 
     #[tokio::test]
