@@ -18,13 +18,12 @@
 //! - A connection can also die silently (a partition, a stopped server): no invalidation and
 //!   no `Disconnection` arrive, and warm requests send nothing that would notice. So a
 //!   heartbeat ([`heartbeat`]) sends `PING` on the same connection every `redis.heartbeat_ms`
-//!   (default 500 ms); one
-//!   that fails or takes longer than its deadline suspends the cache (dropped, no lookups, no
-//!   fills; reads go over a second, untracked connection, because redis-rs's own reply cache
-//!   on the tracked one would be as stale) until a `PING` is answered again. A `PONG` also
-//!   proves every push Redis sent before it has reached the connection. Stale service is thus bounded by the heartbeat
-//!   period plus its deadline, and requests meanwhile read Redis (and fail closed if it does
-//!   not answer).
+//!   (default 500 ms); one that fails or takes longer than its deadline suspends the cache
+//!   (dropped, no lookups, no fills; reads go over a second, untracked connection, because
+//!   redis-rs's own reply cache on the tracked one would be as stale) until a `PING` is
+//!   answered again. A `PONG` also proves every push Redis sent before it has reached the
+//!   connection. Stale service is thus bounded by the heartbeat period plus its deadline, and
+//!   requests meanwhile read Redis (and fail closed if it does not answer).
 //!
 //! The lag this leaves (an invalidation travels from Redis to this cache after the writer got
 //! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
