@@ -15,8 +15,14 @@
 #   (a) direct to the nginx upstream      (e) patgate, warm API key, strict
 #   (b) nginx proxy_pass                  (f) patgate, warm PAT, redis.freshness: tracked
 #   (c) patgate `auth: none` route        (g) patgate, cold PATs: each presented once
-#   (d) patgate, warm PAT, strict             (a bcrypt verification per request)
+#   (d) patgate, warm PAT, strict             (a bcrypt verification per request), the bcrypt
+#                                             pool thread on the proxy's CPU
 #   (h) patgate, warm PATs, strict, WARM_TOKENS distinct tokens and owners in rotation
+#   (i) as (g), with the bcrypt pool thread moved to CLIENT_CPU (the client side is light then)
+#
+# Cold PATs are compared with what one bcrypt thread does alone on the same CPU, measured in
+# the same run: each rep also runs the criterion bench `bcrypt_verify/6` pinned to each of
+# the two CPUs (so a VM whose vCPUs differ in speed is compared fairly).
 #
 # Settings (environment):
 #   DURATION=10s     wrk -d of each measured run
@@ -24,12 +30,12 @@
 #   WARMUP=2s        wrk -d of the warm-up of each target (0 to skip)
 #   CONNS=32         wrk -c (always -t1)
 #   TIMEOUT=10s      wrk --timeout (high, because warm PATs without a cache wait on bcrypt)
-#   COLD_TOKENS=3000 distinct PATs created for (g), split evenly across the reps
+#   COLD_TOKENS=3000 distinct PATs created for (g) and (i), split evenly across them and the reps
 #   COLD_JOBS=2      parallel CLI processes creating them
 #   WARM_TOKENS=256  distinct PATs (one owner each) rotated through by (h)
 #   CACHE_ENTRIES=   if set, `verify.cache_entries: N` in every patgate conf
 #   PROXY_CPU=0      CPU of the proxy under test (patgate, nginx proxy)
-#   CLIENT_CPU=1     CPU of wrk, the nginx upstream and redis-server
+#   CLIENT_CPU=1     CPU of wrk, the nginx upstream and redis-server (and of the pool thread in (i))
 #   DIRECT_CLIENT_CPU=$PROXY_CPU   CPU of wrk for (a), where no proxy runs
 #   SKIP_BUILD=1     use the existing target/release/patgate
 #   KEEP_TMP=1       keep the temp dir (confs, logs, raw wrk outputs)
@@ -74,7 +80,7 @@ BENCH_NAME=e2e
 
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
 [[ "$COLD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "COLD_TOKENS must be a positive integer (got '$COLD_TOKENS')"
-[ "$COLD_TOKENS" -ge "$REPS" ] || die "COLD_TOKENS ($COLD_TOKENS) must be at least REPS ($REPS)"
+[ "$COLD_TOKENS" -ge $((2 * REPS)) ] || die "COLD_TOKENS ($COLD_TOKENS) must be at least 2 × REPS ($((2 * REPS)))"
 [[ "$WARM_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "WARM_TOKENS must be a positive integer (got '$WARM_TOKENS')"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer (got '$CONNS')"
 if [ -n "$CACHE_ENTRIES" ] && ! [[ "$CACHE_ENTRIES" =~ ^[0-9]+$ ]]; then
@@ -93,6 +99,14 @@ else
   cargo build --release >&2 || die "cargo build --release failed"
 fi
 [ -x "$BIN" ] || die "$BIN not found (build it, or unset SKIP_BUILD)"
+# The criterion bench that times bcrypt alone (its executable, run pinned below).
+hasher_exe() { ls -t "$ROOT"/target/release/deps/hasher-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true; }
+if [ "$SKIP_BUILD" != 1 ] || [ -z "$(hasher_exe)" ]; then
+  log "cargo bench --bench hasher --no-run (bcrypt alone, for the cold targets' capacity)"
+  cargo bench --bench hasher --no-run >&2 || die "cargo bench --bench hasher --no-run failed"
+fi
+HASHER="$(hasher_exe)"
+[ -x "$HASHER" ] || die "the hasher bench executable is not in target/release/deps"
 
 NPROC="$(nproc)"
 if [ "$NPROC" -ge 2 ]; then
@@ -291,23 +305,28 @@ KEY="$(cli "$CONF" apikey create --org acme --role viewer --created-by root --na
 [[ "$PAT" == pat_* ]] || die "token create printed '$PAT', not a PAT" "$TMP/seed.log"
 [[ "$KEY" == key_* ]] || die "apikey create printed '$KEY', not an API key" "$TMP/seed.log"
 
-PER_REP=$((COLD_TOKENS / REPS))
-log "creating $((PER_REP * REPS + 1)) cold PATs (bcrypt cost 6) with $COLD_JOBS parallel CLI processes"
+# Tokens for each cold run: (g) and (i) in every rep.
+PER_REP=$((COLD_TOKENS / (2 * REPS)))
+log "creating $((2 * PER_REP * REPS + 1)) cold PATs (bcrypt cost 6) with $COLD_JOBS parallel CLI processes"
 cli "$CONF_C" user put cold --org acme --role member >/dev/null
 COLD_SANITY="$(cli "$CONF_C" token create --user cold --org acme --name sanity)"
 t0=$SECONDS
 : >"$TMP/cold-tokens.txt"
-seq 1 $((PER_REP * REPS)) |
+seq 1 $((2 * PER_REP * REPS)) |
   xargs -P "$COLD_JOBS" -I{} "$BIN" -c "$CONF_C" token create --user cold --org acme --name "c{}" \
     >>"$TMP/cold-tokens.txt" 2>>"$TMP/seed.log" ||
   die "creating cold PATs failed" "$TMP/seed.log"
 got="$(grep -c '^pat_' "$TMP/cold-tokens.txt" || true)"
 uniq_got="$(sort -u "$TMP/cold-tokens.txt" | grep -c '^pat_' || true)"
-[ "$got" -eq $((PER_REP * REPS)) ] && [ "$uniq_got" -eq "$got" ] ||
-  die "expected $((PER_REP * REPS)) distinct cold PATs, got $got ($uniq_got distinct)" "$TMP/seed.log"
+[ "$got" -eq $((2 * PER_REP * REPS)) ] && [ "$uniq_got" -eq "$got" ] ||
+  die "expected $((2 * PER_REP * REPS)) distinct cold PATs, got $got ($uniq_got distinct)" "$TMP/seed.log"
 log "  $got cold PATs in $((SECONDS - t0))s"
+chunk=0
 for ((r = 1; r <= REPS; r++)); do
-  sed -n "$(((r - 1) * PER_REP + 1)),$((r * PER_REP))p" "$TMP/cold-tokens.txt" >"$TMP/cold-tokens-$r.txt"
+  for id in g i; do
+    sed -n "$((chunk * PER_REP + 1)),$(((chunk + 1) * PER_REP))p" "$TMP/cold-tokens.txt" >"$TMP/cold-tokens-$id-$r.txt"
+    chunk=$((chunk + 1))
+  done
 done
 
 # (h): one owner per token, created at cost 6 through the cold conf (same Redis; the strict
@@ -357,6 +376,9 @@ if [ "$TRACKED" = 1 ]; then
   expect "(f) patgate tracked PAT" 200 "$TMP/patgate-tracked.log" -H "Authorization: Bearer $PAT" "http://127.0.0.1:$PGT_PORT/api"
 fi
 expect "(g) patgate cold PAT" 200 "$TMP/patgate-cold.log" -H "Authorization: Bearer $COLD_SANITY" "http://127.0.0.1:$PGC_PORT/api"
+# The cold instance's bcrypt pool thread, started by that first PAT (the pool starts lazily).
+POOL_TID="$(grep -l '^patgate-bcrypt' /proc/"$PGC_PID"/task/*/comm 2>/dev/null | head -n 1 | cut -d/ -f5)"
+[ -n "$POOL_TID" ] || die "no patgate-bcrypt thread in the cold instance (pid $PGC_PID)" "$TMP/patgate-cold.log"
 
 log "verifying each (h) token once on the strict instance (so that (h) is warm)"
 xargs -P 4 -I{} curl -sS -o /dev/null -w '%{http_code}\n' --max-time 10 -H "Authorization: Bearer {}" \
@@ -374,7 +396,9 @@ RSS0_COLD="$(rss_kb "$PGC_PID")"
 # ---------------------------------------------------------------------------------------
 TARGETS=(a b c d e)
 [ "$TRACKED" = 1 ] && TARGETS+=(f)
-TARGETS+=(g h)
+TARGETS+=(g)
+[ "$PIN" = 1 ] && TARGETS+=(i)
+TARGETS+=(h)
 label() {
   case "$1" in
     a) echo "(a) direct to nginx upstream" ;;
@@ -383,8 +407,9 @@ label() {
     d) echo "(d) patgate warm PAT, strict" ;;
     e) echo "(e) patgate warm API key, strict" ;;
     f) echo "(f) patgate warm PAT, tracked" ;;
-    g) echo "(g) patgate cold PATs, cost 6 (verifications/s)" ;;
+    g) echo "(g) patgate cold PATs, cost 6, bcrypt pool on the proxy's CPU (verifications/s)" ;;
     h) echo "(h) patgate warm PATs, strict, $WARM_TOKENS distinct in rotation" ;;
+    i) echo "(i) patgate cold PATs, cost 6, bcrypt pool thread on CPU $CLIENT_CPU (verifications/s)" ;;
   esac
 }
 
@@ -394,8 +419,22 @@ proxy_pid() {
     b) echo "$NGX_PID" ;;
     c | d | e | h) echo "$PG_PID" ;;
     f) echo "$PGT_PID" ;;
-    g) echo "$PGC_PID" ;;
+    g | i) echo "$PGC_PID" ;;
   esac
+}
+# pool_cpu ID: the CPU the cold instance's bcrypt pool thread runs on for a cold target.
+pool_cpu() { if [ "$1" = i ]; then echo "$CLIENT_CPU"; else echo "$PROXY_CPU"; fi; }
+# pool_ticks: user + system CPU ticks of the cold instance's bcrypt pool thread alone.
+pool_ticks() { awk '{ print $14 + $15 }' "/proc/$PGC_PID/task/$POOL_TID/stat" 2>/dev/null || echo 0; }
+# bcrypt_alone_ms CPU OUTFILE: bcrypt at cost 6 timed alone by criterion, pinned to CPU (the
+# median of its estimate, in ms).
+bcrypt_alone_ms() {
+  local cpu="$1" out="$2"
+  pinned "$cpu"
+  ${PINNED[@]+"${PINNED[@]}"} "$HASHER" --bench 'bcrypt_verify/6$' --warm-up-time 0.5 --measurement-time 2 \
+    >"$out" 2>&1 || die "the bcrypt bench failed on CPU $cpu" "$out"
+  awk '/time:/ { for (i = 1; i <= NF; i++) if ($i ~ /^\[/) { v = $(i + 2); u = $(i + 3)
+      if (u == "s") v *= 1000; else if (u == "µs" || u == "us") v /= 1000; printf "%.4f", v; exit } }' "$out"
 }
 CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 # cpu_ticks PID: user + system CPU ticks of PID (all its threads) and of its child processes
@@ -422,18 +461,21 @@ run_target() {
     e) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "X-API-Key: $KEY") ;;
     f) url="http://127.0.0.1:$PGT_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
     h) url="http://127.0.0.1:$PG_PORT/api" script="$HERE/rotate.lua" args=("$TMP/warm-tokens.txt") ;;
-    g)
+    g | i)
+      taskset -p -c "$(pool_cpu "$id")" "$POOL_TID" >/dev/null ||
+        die "could not pin the bcrypt pool thread $POOL_TID to CPU $(pool_cpu "$id")"
       if [ -n "$rep" ]; then
-        url="http://127.0.0.1:$PGC_PORT/api" script="$HERE/cold.lua" args=("$TMP/cold-tokens-$rep.txt")
+        url="http://127.0.0.1:$PGC_PORT/api" script="$HERE/cold.lua" args=("$TMP/cold-tokens-$id-$rep.txt")
       else
         # Warm-up of the cold instance: its auth-free route, so no token is spent.
         url="http://127.0.0.1:$PGC_PORT/open"
       fi
       ;;
   esac
-  local pid ticks0
+  local pid ticks0 pool0
   pid="$(proxy_pid "$id")"
   ticks0="$(cpu_ticks "$pid")"
+  pool0="$(pool_ticks)"
   pinned "$cpu"
   ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$dur" --latency --timeout "$TIMEOUT" -s "$script" \
     ${extra[@]+"${extra[@]}"} "$url" ${args[@]+"${args[@]}"} >"$out" 2>&1 &
@@ -442,6 +484,9 @@ run_target() {
   wait "$WRK_PID" || rc=$?
   WRK_PID=""
   RUN_TICKS=$(($(cpu_ticks "$pid") - ticks0))
+  # A cold run's wrk idles once its tokens are spent (wrk always runs -d), so the process's
+  # CPU would include that idle time: count the bcrypt pool thread alone instead.
+  case "$id" in g | i) RUN_TICKS=$(($(pool_ticks) - pool0)) ;; esac
   [ "$rc" -eq 0 ] || die "wrk failed against $(label "$id") ($url)" "$out"
   grep -q '^E2E_RESULT ' "$out" || die "no result line from wrk against $(label "$id")" "$out"
 }
@@ -467,8 +512,10 @@ for ((r = 1; r <= REPS; r++)); do
     rps="$(awk -v n="$req" -v d="$dur_us" 'BEGIN { if (d > 0) printf "%.1f", n * 1e6 / d; else print 0 }')"
     cpu_us="$(awk -v t="$RUN_TICKS" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$r" "$rps" "$p50" "$p99" "$bad" "$sockerr" "$cpu_us" >>"$TMP/results.tsv"
-    if [ "$id" = g ]; then
-      printf '%s\t%s\n' "$r" "$(grep '^E2E_COLD ' "$out")" >>"$TMP/cold.tsv"
+    if [ "$id" = g ] || [ "$id" = i ]; then
+      alone="$(bcrypt_alone_ms "$(pool_cpu "$id")" "$TMP/bcrypt-$id-rep$r.txt")"
+      [ -n "$alone" ] || die "no time in the bcrypt bench's output" "$TMP/bcrypt-$id-rep$r.txt"
+      printf '%s\t%s\t%s\t%s\n' "$id" "$r" "$alone" "$(grep '^E2E_COLD ' "$out")" >>"$TMP/cold.tsv"
     fi
     log "rep $r/$REPS $(label "$id"): $rps req/s, p50 $(awk -v u="$p50" 'BEGIN{printf "%.2f", u/1000}') ms, p99 $(awk -v u="$p99" 'BEGIN{printf "%.2f", u/1000}') ms, non-2xx $bad, socket errors $sockerr, proxy CPU $cpu_us µs/request"
   done
@@ -514,7 +561,7 @@ if [ -n "$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" status --porcelain --untracked-fi
 fi
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
 if [ "$PIN" = 1 ]; then
-  PINNING="taskset: proxy under test (nginx proxy, every patgate instance incl. its bcrypt pool) on CPU $PROXY_CPU; wrk, nginx upstream and redis-server on CPU $CLIENT_CPU; for (a), which has no proxy, wrk on CPU $DIRECT_CLIENT_CPU"
+  PINNING="taskset: proxy under test (nginx proxy, every patgate instance incl. its bcrypt pool) on CPU $PROXY_CPU; wrk, nginx upstream and redis-server on CPU $CLIENT_CPU; for (a), which has no proxy, wrk on CPU $DIRECT_CLIENT_CPU; for (i), the cold instance's bcrypt pool thread on CPU $CLIENT_CPU (\`taskset -p\` on its thread id)"
 else
   PINNING="none (1 CPU)"
 fi
@@ -529,21 +576,25 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- machine: nproc=$NPROC${CPU_MODEL:+, $CPU_MODEL}"
 echo "- git: $GIT_REV$GIT_DIRTY"
 echo "- tools: $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), redis $(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)"
-echo "- load: \`wrk -t1 -c$CONNS -d$DURATION --latency --timeout $TIMEOUT\` per target; warm-up ${WARMUP} per target; $REPS rep(s) interleaved round-robin (a→h); medians shown"
+echo "- load: \`wrk -t1 -c$CONNS -d$DURATION --latency --timeout $TIMEOUT\` per target; warm-up ${WARMUP} per target; $REPS rep(s) interleaved round-robin (in the order ${TARGETS[*]}); medians shown"
 echo "- pinning: $PINNING"
 echo "- patgate: release build, server.threads 1, verify.pool_threads 1, redis.timeout_ms 200, bcrypt cost 10 (warm PAT) / 6 (cold PATs)${CACHE_ENTRIES:+, verify.cache_entries $CACHE_ENTRIES}; upstream: nginx \`return 200 \"ok\"\`"
 echo
 C_CPU="$(med c 8)"
 echo "| target | req/s (median) | req/s range | p50 ms | p99 ms | non-2xx | socket errors | vs patgate \`auth: none\` | vs nginx proxy_pass | proxy CPU µs/req (median) | CPU above \`auth: none\` |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for id in a b c d e f g h; do
+for id in a b c d e f g h i; do
   if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then
     echo "| $(label f) | skipped | | | | | | | | | |"
     continue
   fi
+  if [ "$id" = i ] && [ "$PIN" = 0 ]; then continue; fi
   rps="$(med "$id" 3)"
   cpu="$(med "$id" 8)"
-  if [ "$id" = a ]; then cpu_cell="–" above="–"; else
+  if [ "$id" = a ]; then cpu_cell="–" above="–"
+  elif [ "$id" = g ] || [ "$id" = i ]; then
+    cpu_cell="$(awk -v v="$cpu" 'BEGIN { printf "%.0f (pool thread)", v }')" above="–"
+  else
     cpu_cell="$(awk -v v="$cpu" 'BEGIN { printf "%.1f", v }')"
     above="$(awk -v v="$cpu" -v c="$C_CPU" 'BEGIN { printf "%+.1f µs", v - c }')"
   fi
@@ -560,11 +611,22 @@ for id in d e f h; do
 done
 echo "| $(label c) | 1.000 | $(paired c b) |"
 echo
-echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. The proxy core is saturated in every run, so this is what a request costs it, and it drifts less with the VM's speed than req/s. For (g) it includes the bcrypt pool thread (same CPU)."
-echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g) and (h) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
+echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. The proxy core is saturated in every run, so this is what a request costs it, and it drifts less with the VM's speed than req/s. For (g) and (i) it is the bcrypt pool thread's CPU per verification (/proc/PID/task/TID/stat), since wrk idles there once the tokens are spent."
+echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g), (h) and (i) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
 echo "- (h): request n presents token n mod $WARM_TOKENS (each verified once beforehand, each with its own owner), so requests batched together read different keys; its wrk runs a Lua request() per request, which costs the client (not the proxy) some CPU."
-echo "- (g): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d)."
-while IFS=$'\t' read -r r line; do
+echo "- (g), (i): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d). Capacity: 1000 / (bcrypt ms at cost 6 timed alone by criterion on the pool thread's CPU right after each run) verifications/s for the one pool thread; the goal is 0.9 × capacity."
+for id in g i; do
+  [ "$id" = i ] && [ "$PIN" = 0 ] && continue
+  echo "- $(label "$id"), against capacity measured in the same rep: $(awk -F'\t' -v id="$id" '$1 == id {
+      ok = 0; span = 0; n = split($4, f, " "); for (k = 1; k <= n; k++) { split(f[k], kv, "=")
+        if (kv[1] == "ok") ok = kv[2]; if (kv[1] == "span_us") span = kv[2] }
+      if (span > 0 && $3 > 0) a[++m] = (ok * 1e6 / span) / (1000 / $3) }
+    END { if (m == 0) { print "–"; exit }
+      for (i = 2; i <= m; i++) { x = a[i]; j = i - 1; while (j > 0 && a[j] > x) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
+      med = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+      printf "**%.3f** of capacity (median over %d reps, %.3f–%.3f)", med, m, a[1], a[m] }' "$TMP/cold.tsv")"
+done
+while IFS=$'\t' read -r id r alone line; do
   ok="$(echo " $line" | grep -o ' ok=[0-9]*' | cut -d= -f2)"
   non="$(echo " $line" | grep -o ' non200=[0-9]*' | cut -d= -f2)"
   sent="$(echo " $line" | grep -o ' sent=[0-9]*' | cut -d= -f2)"
@@ -572,7 +634,7 @@ while IFS=$'\t' read -r r line; do
   span="$(echo " $line" | grep -o ' span_us=[0-9]*' | cut -d= -f2)"
   sts="$(echo " $line" | grep -o ' statuses=[^ ]*' | cut -d= -f2)"
   if [ "$non" = 0 ] && [ "$ok" = "$sent" ]; then verdict="no request failed"; else verdict="FAILED: $non non-200 ($sts), $((sent - ok - non)) unanswered"; fi
-  echo "  - rep $r: $sent of $ntok tokens presented, $ok answered 200 in $(awk -v u="$span" 'BEGIN{printf "%.2f", u/1e6}') s = $(awk -v n="$ok" -v u="$span" 'BEGIN{ if (u > 0) printf "%.1f", n*1e6/u; else print 0 }') verifications/s; $verdict"
+  echo "  - ($id) rep $r: $sent of $ntok tokens presented, $ok answered 200 in $(awk -v u="$span" 'BEGIN{printf "%.2f", u/1e6}') s = $(awk -v n="$ok" -v u="$span" 'BEGIN{ if (u > 0) printf "%.1f", n*1e6/u; else print 0 }') verifications/s; $verdict; bcrypt alone on CPU $(pool_cpu "$id"): $alone ms = $(awk -v a="$alone" 'BEGIN { printf "%.1f", 1000 / a }')/s"
 done <"$TMP/cold.tsv"
 if [ "$TRACKED" = 0 ]; then
   echo "- (f) skipped: \`patgate -c CONF check\` refuses \`redis.freshness: tracked\`: $TRACKED_NOTE"
