@@ -29,6 +29,7 @@
 //! [`StoreError`] so the caller can fail closed.
 
 mod batch;
+mod commands;
 mod connection;
 pub mod live;
 mod packed;
@@ -39,6 +40,7 @@ use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
 use batch::ReadBatcher;
 use bytes::Bytes;
+use commands::Joined;
 use connection::Connection;
 use live::{Invalidator, LiveCache};
 use redis::AsyncCommands;
@@ -283,6 +285,14 @@ pub enum Revoked {
     NotFound,
 }
 
+/// The fields of a credential that can change under a warm request: its stored hash and
+/// whether (and when) it was revoked.
+const LIVENESS_FIELDS: [Joined<'static>; 3] = [
+    Joined(&["hash"]),
+    Joined(&["revoked"]),
+    Joined(&["revoked_ms"]),
+];
+
 /// Key names, one function per key.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -310,6 +320,17 @@ impl Keys {
     /// `cred:<prefix>`: the credential record.
     pub fn credential(&self, token_prefix: &str) -> String {
         self.key("cred:", token_prefix)
+    }
+
+    /// [`Keys::credential`] as pieces, for a request-path command to write without a
+    /// `String` of its own (commands.rs).
+    fn credential_pieces<'a>(&'a self, token_prefix: &'a str) -> [&'a str; 3] {
+        [&self.prefix, "cred:", token_prefix]
+    }
+
+    /// [`Keys::user`] as pieces (see [`Keys::credential_pieces`]).
+    fn user_pieces<'a>(&'a self, user: &'a str) -> [&'a str; 3] {
+        [&self.prefix, "user:", user]
     }
 
     /// `user:<user>`: status and memberships.
@@ -386,10 +407,13 @@ pub struct StoredAudit {
     pub fields: Vec<(String, String)>,
 }
 
+/// What a field of `user:<user>` holding a role starts with: `org:<org>`.
+pub(crate) const MEMBERSHIP_FIELD_PREFIX: &str = "org:";
+
 /// Field of `user:<user>` holding the role in `org`.
 pub fn membership_field(org: &str) -> String {
-    let mut field = String::with_capacity(4 + org.len());
-    field.push_str("org:");
+    let mut field = String::with_capacity(MEMBERSHIP_FIELD_PREFIX.len() + org.len());
+    field.push_str(MEMBERSHIP_FIELD_PREFIX);
     field.push_str(org);
     field
 }
@@ -657,8 +681,7 @@ impl Store {
     ) -> Result<Option<CredentialRecord>, StoreError> {
         let fields: HashMap<String, String> = match &self.reads {
             Some(reads) => {
-                let mut hgetall = redis::cmd("HGETALL");
-                hgetall.arg(key);
+                let hgetall = commands::hgetall(Joined(&[key]));
                 let replied = self.timed(reads.read([hgetall])).await?;
                 decode(replied.get(0)?)?
             }
@@ -697,19 +720,14 @@ impl Store {
             };
             return Ok((liveness, access));
         }
-        let cred_key = self.keys.credential(prefix);
-        let user_key = self.keys.user(user);
-        let cred_fields = ["hash", "revoked", "revoked_ms"];
-        let membership = membership_field(org);
-        let user_fields = ["status", membership.as_str()];
+        let (cred, user) = (
+            self.liveness_command(prefix),
+            self.access_command(user, org),
+        );
         type Liveness3 = (Option<String>, Option<String>, Option<String>);
         type Access2 = (Option<String>, Option<String>);
         let ((hash, revoked, revoked_ms), (status, role)): (Liveness3, Access2) =
             if let Some(reads) = &self.reads {
-                let mut cred = redis::cmd("HMGET");
-                cred.arg(&cred_key).arg(&cred_fields);
-                let mut user = redis::cmd("HMGET");
-                user.arg(&user_key).arg(&user_fields);
                 let replied = self.timed(reads.read([cred, user])).await?;
                 (decode(replied.get(0)?)?, decode(replied.get(1)?)?)
             } else if self.conn.is_cluster() {
@@ -718,16 +736,15 @@ impl Store {
                 let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
                 self.bounded(async {
                     futures_util::future::try_join(
-                        a.hmget(&cred_key, &cred_fields),
-                        b.hmget(&user_key, &user_fields),
+                        cred.query_async(&mut a),
+                        user.query_async(&mut b),
                     )
                     .await
                 })
                 .await?
             } else {
                 let mut pipe = redis::pipe();
-                pipe.hmget(&cred_key, &cred_fields)
-                    .hmget(&user_key, &user_fields);
+                pipe.add_command(cred).add_command(user);
                 let mut conn = self.conn.clone();
                 self.bounded(pipe.query_async(&mut conn)).await?
             };
@@ -737,6 +754,24 @@ impl Store {
             role,
         };
         Ok((liveness, access))
+    }
+
+    /// `HMGET cred:<prefix> hash revoked revoked_ms`: what can change about a known
+    /// credential (built without a `String` key: commands.rs).
+    fn liveness_command(&self, prefix: &str) -> redis::Cmd {
+        commands::hmget(
+            Joined(&self.keys.credential_pieces(prefix)),
+            &LIVENESS_FIELDS,
+        )
+    }
+
+    /// `HMGET user:<user> status org:<org>`: the owner's status and role in `org`.
+    fn access_command(&self, user: &str, org: &str) -> redis::Cmd {
+        let membership = [MEMBERSHIP_FIELD_PREFIX, org];
+        commands::hmget(
+            Joined(&self.keys.user_pieces(user)),
+            &[Joined(&["status"]), Joined(&membership)],
+        )
     }
 
     /// What can change about a credential already known to this instance (its stored hash
@@ -749,16 +784,14 @@ impl Store {
         if let Some(live) = &self.live {
             return Ok(self.live_credential(live, prefix).await?.liveness());
         }
-        let key = self.keys.credential(prefix);
-        let fields = ["hash", "revoked", "revoked_ms"];
+        let hmget = self.liveness_command(prefix);
         let (hash, revoked, revoked_ms): (Option<String>, Option<String>, Option<String>) =
             match &self.reads {
-                Some(reads) => {
-                    let mut hmget = redis::cmd("HMGET");
-                    hmget.arg(&key).arg(&fields);
-                    decode(self.timed(reads.read([hmget])).await?.get(0)?)?
+                Some(reads) => decode(self.timed(reads.read([hmget])).await?.get(0)?)?,
+                None => {
+                    self.bounded(hmget.query_async(&mut self.conn.clone()))
+                        .await?
                 }
-                None => self.bounded(self.conn.clone().hmget(&key, &fields)).await?,
             };
         Ok(Liveness::from_fields(hash, revoked, revoked_ms))
     }
@@ -775,16 +808,13 @@ impl Store {
                 role: owner.roles.get(org).cloned(),
             });
         }
-        let key = self.keys.user(user);
-        let membership = membership_field(org);
-        let fields = ["status", membership.as_str()];
+        let hmget = self.access_command(user, org);
         let (status, role): (Option<String>, Option<String>) = match &self.reads {
-            Some(reads) => {
-                let mut hmget = redis::cmd("HMGET");
-                hmget.arg(&key).arg(&fields);
-                decode(self.timed(reads.read([hmget])).await?.get(0)?)?
+            Some(reads) => decode(self.timed(reads.read([hmget])).await?.get(0)?)?,
+            None => {
+                self.bounded(hmget.query_async(&mut self.conn.clone()))
+                    .await?
             }
-            None => self.bounded(self.conn.clone().hmget(&key, &fields)).await?,
         };
         Ok(UserAccess {
             status: status.as_deref().and_then(UserStatus::parse),
@@ -810,7 +840,7 @@ impl Store {
         for (field, value) in fields {
             if field == "status" {
                 record.status = UserStatus::parse(&value);
-            } else if let Some(org) = field.strip_prefix("org:") {
+            } else if let Some(org) = field.strip_prefix(MEMBERSHIP_FIELD_PREFIX) {
                 record.orgs.insert(org.to_string(), value);
             }
         }

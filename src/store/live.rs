@@ -29,7 +29,9 @@
 //! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
 
 use super::connection::Connection;
-use super::{CredentialRecord, Keys, PackedRecord, StoreError, UserStatus};
+use super::{
+    CredentialRecord, Keys, PackedRecord, StoreError, UserStatus, MEMBERSHIP_FIELD_PREFIX,
+};
 use crate::token::PREFIX_LEN;
 use redis::aio::AsyncPushSender;
 use redis::{PushInfo, PushKind, Value};
@@ -290,7 +292,7 @@ pub fn parse_user(fields: HashMap<String, String>) -> CachedUser {
     for (field, value) in fields {
         if field == "status" {
             user.status = UserStatus::parse(&value);
-        } else if let Some(org) = field.strip_prefix("org:") {
+        } else if let Some(org) = field.strip_prefix(MEMBERSHIP_FIELD_PREFIX) {
             user.roles.insert(org.to_string(), value);
         }
     }
