@@ -43,7 +43,7 @@
 //! manage.rs (rules for creating and revoking, shared by the CLI and the API, with the audit
 //! trail), tls.rs (certificates, keys and CA bundles checked at load: the HTTPS listener,
 //! upstream TLS, `rediss://`), listing.rs (how credentials are shown), commands.rs and cli.rs (the CLI), serve.rs
-//! (Pingora server), demo.rs and testkit (real Redis and echo upstream for the demo, the tests
+//! (Pingora server) with linger.rs (graceful upgrade and stop), demo.rs and testkit (real Redis and echo upstream for the demo, the tests
 //! and the benches).
 
 pub mod access_log;
@@ -68,6 +68,7 @@ pub mod identity;
 pub mod last_used;
 pub mod lifetime;
 pub mod limiter;
+pub mod linger;
 pub mod listing;
 pub mod manage;
 pub mod metrics;

@@ -6,6 +6,7 @@ use crate::admin::AdminApp;
 use crate::auth::Authenticator;
 use crate::cli::ServeArgs;
 use crate::conf::Conf;
+use crate::linger::Lingering;
 use crate::proxy::Gateway;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -40,11 +41,14 @@ pub fn run(conf: Conf, opt: Opt) -> Result<(), pingora::BError> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), pingora_server_conf(&conf));
     server.bootstrap();
     let auth = Arc::new(Authenticator::new(Arc::clone(&conf)));
-    let mut service = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
+    // What `http_proxy_service_with_name` builds, with the shutdown linger around it.
+    let mut proxy = pingora_proxy::HttpProxy::new(
         Gateway::new(Arc::clone(&conf), Arc::clone(&auth)),
-        "patgate",
+        Arc::clone(&server.configuration),
     );
+    proxy.handle_init_modules();
+    let app = Lingering::new(proxy, conf.server.grace_period_seconds);
+    let mut service = ListeningService::new("patgate".to_string(), app);
     service.add_tcp(&conf.listen.to_string());
     if let Some(tls) = &conf.tls {
         service.add_tls_with_settings(&tls.listen.to_string(), None, tls.settings()?);

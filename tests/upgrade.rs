@@ -1,4 +1,6 @@
 use crate::support::{eventually, patgate_bin, Env, Options};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -144,4 +146,67 @@ fn an_upgrade_with_a_bad_conf_never_replaces_the_running_gateway() {
     assert!(!env.dir().join("upgrade.sock").exists());
     // The running gateway never got a SIGQUIT and keeps serving with its conf.
     env.get_bearer("/v1/repos", &token).echoed();
+}
+
+/// Connections the kernel has completed but the gateway has not accepted yet on the
+/// listener at `127.0.0.1:port` (a listening socket's `rx_queue` in `/proc/net/tcp`).
+fn accept_backlog(port: u16) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // fields: sl, local_address, rem_address, st (0A = LISTEN), tx_queue:rx_queue, ...
+        if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"0A") {
+            return None;
+        }
+        let rx_queue = fields.get(4)?.split(':').nth(1)?;
+        u32::from_str_radix(rx_queue, 16).ok()
+    })
+}
+
+#[test]
+fn a_connection_accepted_before_a_graceful_stop_is_served_when_its_request_arrives_after() {
+    let env = Env::start_with(Options {
+        grace_seconds: 3,
+        ..Options::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+
+    // A connection the gateway has accepted, whose request has not been sent yet.
+    let mut stream = TcpStream::connect(("127.0.0.1", env.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    eventually(
+        Duration::from_secs(5),
+        "the gateway to accept the connection",
+        || accept_backlog(env.port) == Some(0),
+        || format!("/proc/net/tcp backlog: {:?}", accept_backlog(env.port)),
+    );
+
+    // A graceful stop: the listener closes and shutdown begins.
+    let signalled = Command::new("kill")
+        .args(["-TERM", &env.gateway_pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    eventually(
+        Duration::from_secs(5),
+        "the graceful shutdown to begin",
+        || env.log().contains("Graceful shutdown started"),
+        || env.log(),
+    );
+
+    // The request arrives after that, on the connection accepted before: it is served.
+    let request = format!(
+        "GET /v1/repos HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let response = crate::support::parse_response(&raw);
+    assert_eq!(response.status, 200, "{response:?}");
+    response.echoed();
 }
