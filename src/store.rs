@@ -293,6 +293,11 @@ const LIVENESS_FIELDS: [Joined<'static>; 3] = [
     Joined(&["revoked_ms"]),
 ];
 
+/// The kind part of a credential record's key: `<key_prefix>cred:<prefix>`.
+const CREDENTIAL: &str = "cred:";
+/// The kind part of a user record's key: `<key_prefix>user:<user>`.
+const USER: &str = "user:";
+
 /// Key names, one function per key.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -319,23 +324,23 @@ impl Keys {
 
     /// `cred:<prefix>`: the credential record.
     pub fn credential(&self, token_prefix: &str) -> String {
-        self.key("cred:", token_prefix)
+        self.key(CREDENTIAL, token_prefix)
     }
 
     /// [`Keys::credential`] as pieces, for a request-path command to write without a
     /// `String` of its own (commands.rs).
     fn credential_pieces<'a>(&'a self, token_prefix: &'a str) -> [&'a str; 3] {
-        [&self.prefix, "cred:", token_prefix]
+        [&self.prefix, CREDENTIAL, token_prefix]
     }
 
     /// [`Keys::user`] as pieces (see [`Keys::credential_pieces`]).
     fn user_pieces<'a>(&'a self, user: &'a str) -> [&'a str; 3] {
-        [&self.prefix, "user:", user]
+        [&self.prefix, USER, user]
     }
 
     /// `user:<user>`: status and memberships.
     pub fn user(&self, user: &str) -> String {
-        self.key("user:", user)
+        self.key(USER, user)
     }
 
     /// `user_tokens:<user>`: the user's PAT prefixes.
