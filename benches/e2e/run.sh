@@ -537,6 +537,12 @@ median() {
   sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit }
     if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+# spread: "COUNT MEDIAN LOW HIGH" of the numbers on stdin, one per line (nothing for none).
+spread() {
+  sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+    print NR, m, a[1], a[NR] }'
+}
 med() { awk -F'\t' -v id="$1" -v c="$2" '$1 == id { print $c }' "$TMP/results.tsv" | median; }
 total() { awk -F'\t' -v id="$1" -v c="$2" '$1 == id { s += $c } END { print s + 0 }' "$TMP/results.tsv"; }
 range() { awk -F'\t' -v id="$1" '$1 == id { v = $3 + 0; if (n == 0 || v < lo) lo = v; if (n == 0 || v > hi) hi = v; n++ }
@@ -546,12 +552,11 @@ fmt_ms() { awk -v v="$1" 'BEGIN { printf "%.2f", v / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "–" }'; }
 # paired ID BASE: ID's req/s over BASE's in the same rep (the two ran seconds apart, so a
 # drift of the VM between reps cancels), as "median (lo–hi)" over the reps.
-paired() { awk -F'\t' -v id="$1" -v base="$2" '$1 == base { b[$2] = $3 } $1 == id { v[$2] = $3 }
-  END { n = 0; for (r in v) if (b[r] > 0) a[++n] = v[r] / b[r]
-    if (n == 0) { print "–"; exit }
-    for (i = 2; i <= n; i++) { x = a[i]; j = i - 1; while (j > 0 && a[j] > x) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
-    m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    if (n == 1) printf "%.3f", m; else printf "%.3f (%.3f–%.3f)", m, a[1], a[n] }' "$TMP/results.tsv"; }
+paired() {
+  awk -F'\t' -v id="$1" -v base="$2" '$1 == base { b[$2] = $3 } $1 == id { v[$2] = $3 }
+    END { for (r in v) if (b[r] > 0) print v[r] / b[r] }' "$TMP/results.tsv" | spread |
+    awk 'END { if (NR == 0) print "–"; else if ($1 == 1) printf "%.3f", $2; else printf "%.3f (%.3f–%.3f)", $2, $3, $4 }'
+}
 mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f MiB", k / 1024; else print k }'; }
 
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -617,14 +622,12 @@ echo "- (h): request n presents token n mod $WARM_TOKENS (each verified once bef
 echo "- (g), (i): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d). Capacity: 1000 / (bcrypt ms at cost 6 timed alone by criterion on the pool thread's CPU right after each run) verifications/s for the one pool thread; the goal is 0.9 × capacity."
 for id in g i; do
   [ "$id" = i ] && [ "$PIN" = 0 ] && continue
-  echo "- $(label "$id"), against capacity measured in the same rep: $(awk -F'\t' -v id="$id" '$1 == id {
-      ok = 0; span = 0; n = split($4, f, " "); for (k = 1; k <= n; k++) { split(f[k], kv, "=")
-        if (kv[1] == "ok") ok = kv[2]; if (kv[1] == "span_us") span = kv[2] }
-      if (span > 0 && $3 > 0) a[++m] = (ok * 1e6 / span) / (1000 / $3) }
-    END { if (m == 0) { print "–"; exit }
-      for (i = 2; i <= m; i++) { x = a[i]; j = i - 1; while (j > 0 && a[j] > x) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
-      med = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-      printf "**%.3f** of capacity (median over %d reps, %.3f–%.3f)", med, m, a[1], a[m] }' "$TMP/cold.tsv")"
+  # Per rep: verifications/s over the capacity measured right after that run.
+  ratios="$(awk -F'\t' -v id="$id" '$1 == id { ok = 0; span = 0; n = split($4, f, " ")
+      for (k = 1; k <= n; k++) { split(f[k], kv, "="); if (kv[1] == "ok") ok = kv[2]; if (kv[1] == "span_us") span = kv[2] }
+      if (span > 0 && $3 > 0) print (ok * 1e6 / span) / (1000 / $3) }' "$TMP/cold.tsv")"
+  echo "- $(label "$id"), against capacity measured in the same rep: $(printf '%s\n' "$ratios" | { grep . || true; } | spread |
+    awk 'END { if (NR == 0) print "–"; else printf "**%.3f** of capacity (median over %d reps, %.3f–%.3f)", $2, $1, $3, $4 }')"
 done
 while IFS=$'\t' read -r id r alone line; do
   ok="$(echo " $line" | grep -o ' ok=[0-9]*' | cut -d= -f2)"
