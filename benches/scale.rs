@@ -2,9 +2,9 @@
 //! instances, on each Redis topology patgate supports, with the Redis work each request costs.
 //!
 //! Per topology (one redis-server; a 3-primary Redis Cluster; a primary + replica behind three
-//! Sentinels, all started here on loopback ports) and freshness mode (strict everywhere;
-//! tracked where the topology allows it): two release gateways (`server.threads: 1`), seeded
-//! with one member and one PAT (bcrypt cost 4), then
+//! Sentinels, all started here on loopback ports) and freshness mode (strict and tracked):
+//! two release gateways (`server.threads: 1`), seeded with one member and one PAT (bcrypt cost
+//! 4), then
 //! - **1 gateway**: `wrk -t1 -c32` against the first;
 //! - **2 gateways**: `wrk -t1 -c16` against each at once (the figure is the sum).
 //!
@@ -79,10 +79,6 @@ impl Topology {
             Topology::Sentinel(set) => set.servers().collect(),
             _ => self.data_nodes(),
         }
-    }
-
-    fn supports_tracked(&self) -> bool {
-        !matches!(self, Topology::Sentinel(_))
     }
 
     /// (commands executed, CPU seconds) summed over the data nodes.
@@ -341,12 +337,7 @@ fn main() {
         for process in topology.every_process() {
             pin(process.pid(), "1");
         }
-        let modes: &[&str] = if topology.supports_tracked() {
-            &["strict", "tracked"]
-        } else {
-            &["strict"]
-        };
-        for freshness in modes {
+        for freshness in ["strict", "tracked"] {
             let rows = measure(&topology, freshness, nginx.port, seconds, reps);
             for (gateways, row) in rows.iter().enumerate() {
                 println!(

@@ -410,27 +410,13 @@ pub struct RedisConf {
     pub key_prefix: String,
     /// Per-operation deadline; past it the request fails closed with 503.
     pub timeout: Duration,
-    /// Strict (read every request) or tracked (record cache kept coherent by invalidations), as
-    /// written; see [`RedisConf::effective_freshness`] for what the gateway does.
+    /// Strict (read every request) or tracked (record cache kept coherent by invalidations),
+    /// on every topology.
     pub freshness: Freshness,
     /// Tracked mode: how often the invalidation connection is proven alive with a `PING`
     /// (`redis.heartbeat_ms`); with its deadline, the bound on stale service when that
     /// connection goes silent.
     pub heartbeat: Duration,
-}
-
-impl RedisConf {
-    /// The freshness the gateway really uses: `tracked` needs client-side caching from the
-    /// redis crate, which it offers for one server (`ConnectionManager`) and a cluster (every
-    /// node connection tracks what it read), but not for a Sentinel-managed primary, whose
-    /// connection patgate replaces itself after a failover. There it falls back to `strict`
-    /// (serve.rs logs a warning at start).
-    pub fn effective_freshness(&self) -> Freshness {
-        match (&self.topology, self.freshness) {
-            (Topology::Sentinel { .. }, Freshness::Tracked) => Freshness::Strict,
-            (_, freshness) => freshness,
-        }
-    }
 }
 
 /// The bcrypt pool and the cost of new PAT hashes.
@@ -1728,21 +1714,6 @@ routes:
         )))
         .expect("valid");
         assert!(conf.redis.ca.is_some());
-    }
-
-    #[test]
-    fn tracked_freshness_falls_back_to_strict_behind_sentinel_only() {
-        let tracked = |lines: &str| {
-            parse(&with_redis(&format!("{lines}  freshness: tracked\n"))).expect("valid")
-        };
-        let single = tracked("  url: redis://127.0.0.1:6379/0\n");
-        assert_eq!(single.redis.effective_freshness(), Freshness::Tracked);
-        let cluster = tracked("  cluster: [redis://127.0.0.1:7000]\n");
-        assert_eq!(cluster.redis.effective_freshness(), Freshness::Tracked);
-        let sentinel =
-            tracked("  sentinel:\n    nodes: [redis://127.0.0.1:26379]\n    master_name: m\n");
-        assert_eq!(sentinel.redis.freshness, Freshness::Tracked);
-        assert_eq!(sentinel.redis.effective_freshness(), Freshness::Strict);
     }
 
     #[test]

@@ -71,12 +71,6 @@ pub fn run(conf: Conf, opt: Opt) -> Result<(), pingora::BError> {
         conf.routes.len(),
         conf.redis.topology.describe()
     );
-    if conf.redis.effective_freshness() != conf.redis.freshness {
-        log::warn!(
-            "redis.freshness: tracked is not available with {}: falling back to strict (every request reads Redis)",
-            conf.redis.topology.key()
-        );
-    }
     server.run(RunArgs::default());
     Ok(())
 }

@@ -511,19 +511,18 @@ impl Store {
         })
     }
 
-    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode (where the
-    /// topology allows it, [`RedisConf::effective_freshness`]) the connection speaks RESP3
-    /// with `CLIENT TRACKING` and up to `tracked_entries` parsed credential records (and as
-    /// many user records) are kept in a [`LiveCache`], invalidated by Redis pushes and
-    /// dropped with the connection. In strict
-    /// mode the request-path reads of concurrent requests are coalesced
-    /// into one batch ([`ReadBatcher`]). Must be called inside a Tokio runtime.
+    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode (on every
+    /// topology) the connection speaks RESP3 with `CLIENT TRACKING` and up to
+    /// `tracked_entries` parsed credential records (and as many user records) are kept in a
+    /// [`LiveCache`], invalidated by Redis pushes and dropped with the connection. In strict
+    /// mode the request-path reads of concurrent requests are coalesced into one batch
+    /// ([`ReadBatcher`]). Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid.
     pub fn for_gateway(conf: &RedisConf, tracked_entries: usize) -> Result<Store, StoreError> {
         let keys = Keys::new(&conf.key_prefix);
-        let live = (conf.effective_freshness() == Freshness::Tracked)
+        let live = (conf.freshness == Freshness::Tracked)
             .then(|| Arc::new(LiveCache::new(tracked_entries, &keys)));
         let invalidator = live.as_ref().map(|live| Invalidator(Arc::clone(live)));
         let conn = Connection::open(conf, invalidator)?;

@@ -196,16 +196,15 @@ fn keys_on(port: u16, pattern: &str) -> usize {
     keys.len()
 }
 
-/// Calls of `command` served so far by all nodes together (`INFO commandstats`).
-fn calls(cluster: &RedisCluster, command: &str) -> u64 {
+/// Calls of `command` served so far by the nodes on `ports` together (`INFO commandstats`).
+fn calls_on(ports: impl IntoIterator<Item = u16>, command: &str) -> u64 {
     let needle = format!("cmdstat_{command}:calls=");
-    cluster
-        .nodes()
-        .iter()
-        .map(|n| {
+    ports
+        .into_iter()
+        .map(|port| {
             let info: String = redis::cmd("INFO")
                 .arg("commandstats")
-                .query(&mut node(n.port()))
+                .query(&mut node(port))
                 .expect("INFO");
             info.lines()
                 .find_map(|line| line.strip_prefix(&needle))
@@ -214,6 +213,33 @@ fn calls(cluster: &RedisCluster, command: &str) -> u64 {
                 .unwrap_or(0)
         })
         .sum()
+}
+
+/// The reads a request can make (`HGETALL` fills the tracked cache, `HMGET` is strict's),
+/// served so far by the nodes on `ports`.
+fn reads_on(ports: impl IntoIterator<Item = u16> + Clone) -> (u64, u64) {
+    (calls_on(ports.clone(), "hgetall"), calls_on(ports, "hmget"))
+}
+
+/// Warm requests of `token` on a tracked `gateway` come to read nothing from the nodes on
+/// `ports` (within 5 s: after a failover the cache waits for the next heartbeat to answer):
+/// they are served from its record cache.
+fn assert_served_from_cache(gateway: &Gateway, token: &str, ports: &[u16]) {
+    eventually(
+        Duration::from_secs(5),
+        "warm tracked requests to be served from the record cache",
+        || {
+            for _ in 0..2 {
+                gateway.get(token).echoed();
+            }
+            let before = reads_on(ports.iter().copied());
+            for _ in 0..5 {
+                gateway.get(token).echoed();
+            }
+            reads_on(ports.iter().copied()) == before
+        },
+        || gateway.log(),
+    );
 }
 
 #[test]
@@ -283,18 +309,11 @@ fn cluster_revocation_is_seen_by_two_gateways_at_once_strict_and_tracked() {
     let token = fleet.pat("alice", "acme");
     for _ in 0..2 {
         strict.get(&token).echoed();
-        tracked.get(&token).echoed();
     }
     // Tracking works on a cluster: warm requests on the tracked gateway read nothing.
-    let before = (calls(&cluster, "hgetall"), calls(&cluster, "hmget"));
-    for _ in 0..5 {
-        tracked.get(&token).echoed();
-    }
-    assert_eq!(
-        (calls(&cluster, "hgetall"), calls(&cluster, "hmget")),
-        before,
-        "warm tracked requests were served from the client-side cache"
-    );
+    let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
+    assert_served_from_cache(tracked, &token, &ports);
+    let forwarded = fleet.upstream.count();
 
     fleet.cli(&["token", "revoke", &token[..10]]).expect_ok();
     let revoked = Instant::now();
@@ -312,25 +331,14 @@ fn cluster_revocation_is_seen_by_two_gateways_at_once_strict_and_tracked() {
         revoked.elapsed()
     );
     tracked.get(&token).assert_denied(401, "invalid_token");
-    assert_eq!(fleet.upstream.count(), 9);
+    assert_eq!(fleet.upstream.count(), forwarded);
 }
 
 #[test]
-fn sentinel_serves_traffic_and_two_gateways_see_a_revocation_at_once() {
+fn sentinel_serves_traffic_and_a_revocation_reaches_a_strict_and_a_tracked_gateway() {
     let set = SentinelSet::start().unwrap_or_else(|e| panic!("{e}"));
     let fleet = Fleet::start(&sentinel_location(&set), &["strict", "tracked"]);
-    // Tracked cannot be honoured behind Sentinel: the gateway says so at start.
-    eventually(
-        Duration::from_secs(5),
-        "the fallback warning",
-        || {
-            fleet.gateways[1].log().contains(
-                "redis.freshness: tracked is not available with redis.sentinel: falling back to strict",
-            )
-        },
-        || fleet.logs(),
-    );
-    assert!(!fleet.gateways[0].log().contains("falling back"));
+    let (strict, tracked) = (&fleet.gateways[0], &fleet.gateways[1]);
     fleet.member("alice", "acme", "admin");
     let token = fleet.pat("alice", "acme");
     let key = fleet.apikey("acme", "viewer", "alice");
@@ -343,61 +351,96 @@ fn sentinel_serves_traffic_and_two_gateways_see_a_revocation_at_once() {
             gateway.get(&key).echoed();
         }
     }
+    // Tracking works behind Sentinel: warm requests on the tracked gateway read nothing.
+    let primary = set.primary_port().expect("the sentinels name a primary");
+    assert_served_from_cache(tracked, &token, &[primary]);
+    assert_served_from_cache(tracked, &key, &[primary]);
+    let forwarded = fleet.upstream.count();
+
     fleet.cli(&["token", "revoke", &token[..10]]).expect_ok();
     fleet.cli(&["apikey", "revoke", &key[..10]]).expect_ok();
-    // Both gateways (the "tracked" one runs strict) refuse on the very next request.
-    for gateway in &fleet.gateways {
-        gateway.get(&token).assert_denied(401, "invalid_token");
-        gateway.get(&key).assert_denied(401, "invalid_token");
-    }
-    assert_eq!(fleet.upstream.count(), 8);
+    // Strict reads Redis on every request: the very next one is refused.
+    strict.get(&token).assert_denied(401, "invalid_token");
+    strict.get(&key).assert_denied(401, "invalid_token");
+    // Tracked is in force once the invalidations have arrived from the primary.
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply both revocations",
+        || tracked.get(&token).status == 401 && tracked.get(&key).status == 401,
+        || fleet.logs(),
+    );
+    tracked.get(&token).assert_denied(401, "invalid_token");
+    tracked.get(&key).assert_denied(401, "invalid_token");
+    assert_eq!(fleet.upstream.count(), forwarded, "{}", fleet.logs());
 }
 
 #[test]
-fn sentinel_failover_fails_closed_then_recovers_without_restarting_the_gateway() {
+fn sentinel_failover_fails_closed_then_recovers_without_restarting_strict_and_tracked_gateways() {
     let mut set = SentinelSet::start().unwrap_or_else(|e| panic!("{e}"));
-    let fleet = Fleet::start(&sentinel_location(&set), &["strict"]);
-    let gateway = &fleet.gateways[0];
+    let fleet = Fleet::start(&sentinel_location(&set), &["strict", "tracked"]);
+    let (strict, tracked) = (&fleet.gateways[0], &fleet.gateways[1]);
     fleet.member("alice", "acme", "admin");
     let good = fleet.pat("alice", "acme");
     let revoked = fleet.pat("alice", "acme");
     let key = fleet.apikey("acme", "viewer", "alice");
-    gateway.get(&good).echoed();
-    // Verified once (so it sits in the verified-secret cache), then revoked.
-    gateway.get(&revoked).echoed();
+    for gateway in &fleet.gateways {
+        gateway.get(&good).echoed();
+        // Verified once (so it sits in the verified-secret cache), then revoked.
+        gateway.get(&revoked).echoed();
+    }
     fleet.cli(&["token", "revoke", &revoked[..10]]).expect_ok();
-    gateway.get(&revoked).assert_denied(401, "invalid_token");
+    strict.get(&revoked).assert_denied(401, "invalid_token");
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply the revocation",
+        || tracked.get(&revoked).status == 401,
+        || fleet.logs(),
+    );
     assert!(
         set.sync_replica() >= 1,
         "the replica acknowledged every write before the primary dies"
     );
     let old = set.primary_port().expect("the sentinels name a primary");
+    // The tracked gateway serves `good` from its cache on the old primary's connection.
+    assert_served_from_cache(tracked, &good, &[old]);
     let forwarded = fleet.upstream.count();
 
     set.data_server(old).expect("the primary").kill();
-    let (recovered, unavailable) = ride_out_failover(gateway, &good, &revoked, || {
+    let recovered = ride_out_failover(&fleet.gateways, &good, &revoked, || {
         format!("{}\n{}", fleet.logs(), set.logs())
     });
-    // The loop ends on the first (and only) request let through.
-    let allowed = 1;
-    eprintln!(
-        "sentinel failover: first 200 {recovered:?} after the primary was killed \
-         ({unavailable} requests answered 503 auth_unavailable meanwhile)"
-    );
+    for ((after, unavailable), mode) in recovered.iter().zip(["strict", "tracked"]) {
+        eprintln!(
+            "sentinel failover, {mode}: first 200 {after:?} after the primary was killed \
+             ({unavailable} requests answered 503 auth_unavailable meanwhile)"
+        );
+    }
     assert!(
-        unavailable > 0,
-        "the killed primary was noticed (fail closed)"
+        recovered[0].1 > 0,
+        "the killed primary was noticed by the strict gateway (fail closed)"
     );
     let new = set.primary_port().expect("a new primary");
     assert_ne!(new, old, "the replica was promoted");
-    // Nothing was forwarded except the one allowed request.
-    assert_eq!(fleet.upstream.count(), forwarded + allowed);
+    // Nothing was forwarded except the one request each gateway let through.
+    assert_eq!(fleet.upstream.count(), forwarded + fleet.gateways.len());
 
-    // The same gateway process, on the new primary: reads and writes both work.
-    gateway.get(&revoked).assert_denied(401, "invalid_token");
-    gateway.get(&key).echoed();
+    // The same gateway processes, on the new primary: reads and writes both work.
+    for gateway in &fleet.gateways {
+        gateway.get(&revoked).assert_denied(401, "invalid_token");
+        gateway.get(&key).echoed();
+    }
+    // The tracked gateway caches again, now tracked by the new primary...
+    assert_served_from_cache(tracked, &good, &[new]);
+    // ...which sends it the invalidation of a revocation written there.
     fleet.cli(&["token", "revoke", &good[..10]]).expect_ok();
-    gateway.get(&good).assert_denied(401, "invalid_token");
+    strict.get(&good).assert_denied(401, "invalid_token");
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply a revocation written on the new primary",
+        || tracked.get(&good).status == 401,
+        || fleet.logs(),
+    );
+    tracked.get(&good).assert_denied(401, "invalid_token");
 }
 
 /// The cluster role of the node on `port`: `master` or `slave`.
@@ -469,9 +512,10 @@ fn cluster_failover_fails_closed_then_recovers_without_restarting_the_gateway() 
         .expect("a primary holds the record");
     let forwarded = fleet.upstream.count();
     cluster.node_mut(old).expect("the primary").kill();
-    let (recovered, unavailable) = ride_out_failover(gateway, &good, &revoked, || {
-        format!("{}\n{}", fleet.logs(), cluster.logs())
-    });
+    let (recovered, unavailable) =
+        ride_out_failover(std::slice::from_ref(gateway), &good, &revoked, || {
+            format!("{}\n{}", fleet.logs(), cluster.logs())
+        })[0];
     // The loop ends on the first (and only) request let through.
     let allowed = 1;
     eprintln!(
@@ -505,46 +549,53 @@ fn cluster_failover_fails_closed_then_recovers_without_restarting_the_gateway() 
     gateway.get(&good).assert_denied(401, "invalid_token");
 }
 
-/// Right after a primary was killed: presents `good` and `revoked` in turn until `good` is
-/// allowed again (40 s deadline). Meanwhile `good` may only get 503 `auth_unavailable` with
-/// `Retry-After`, and `revoked` only 401 or 503: failing closed, never a wrong answer.
-/// Returns the time to the first 200 and how many 503s `good` got before it.
+/// Right after a primary was killed: presents `good` and `revoked` to each gateway in turn
+/// until every gateway has allowed `good` once (40 s deadline), after which `good` is no
+/// longer sent to it. Meanwhile `good` may only get 503 `auth_unavailable` with `Retry-After`,
+/// and `revoked` only 401 or 503: failing closed, never a wrong answer. Returns, per gateway,
+/// the time to its first 200 and how many 503s `good` got before it.
 fn ride_out_failover(
-    gateway: &Gateway,
+    gateways: &[Gateway],
     good: &str,
     revoked: &str,
     logs: impl Fn() -> String,
-) -> (Duration, usize) {
+) -> Vec<(Duration, usize)> {
     let killed = Instant::now();
     let deadline = killed + Duration::from_secs(40);
-    let mut unavailable = 0;
-    loop {
+    let mut unavailable = vec![0; gateways.len()];
+    let mut recovered: Vec<Option<Duration>> = vec![None; gateways.len()];
+    while recovered.iter().any(Option::is_none) {
         assert!(
             Instant::now() < deadline,
             "no recovery 40 s after the primary was killed\n{}",
             logs()
         );
-        let response = gateway.get(good);
-        match response.status {
-            200 => return (killed.elapsed(), unavailable),
-            503 => {
-                response.assert_denied(503, "auth_unavailable");
-                assert!(response.header("retry-after").is_some());
-                unavailable += 1;
+        for (i, gateway) in gateways.iter().enumerate() {
+            if recovered[i].is_none() {
+                let response = gateway.get(good);
+                match response.status {
+                    200 => recovered[i] = Some(killed.elapsed()),
+                    503 => {
+                        response.assert_denied(503, "auth_unavailable");
+                        assert!(response.header("retry-after").is_some());
+                        unavailable[i] += 1;
+                    }
+                    other => panic!(
+                        "during failover a valid token got {other}: {}",
+                        response.body
+                    ),
+                }
             }
-            other => panic!(
-                "during failover a valid token got {other}: {}",
-                response.body
-            ),
-        }
-        let response = gateway.get(revoked);
-        match response.status {
-            401 => assert_eq!(response.error(), "invalid_token"),
-            503 => assert_eq!(response.error(), "auth_unavailable"),
-            other => panic!("during failover a revoked token got {other}"),
+            let response = gateway.get(revoked);
+            match response.status {
+                401 => assert_eq!(response.error(), "invalid_token"),
+                503 => assert_eq!(response.error(), "auth_unavailable"),
+                other => panic!("during failover a revoked token got {other}"),
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    recovered.into_iter().flatten().zip(unavailable).collect()
 }
 
 /// The files every TLS node serves: one certificate naming 127.0.0.1 (the address the

@@ -18,7 +18,9 @@
 //!   `ROLE` on the candidate); [`SentinelConnection`] keeps one multiplexed connection to it
 //!   and forgets it after a connection error, a timeout or a `READONLY`/`MASTERDOWN` reply,
 //!   so the next request asks the Sentinels again. Nothing is retried inside a request: it
-//!   fails closed (503) and the next one reconnects.
+//!   fails closed (503) and the next one reconnects. In tracked mode each connection is RESP3
+//!   with `CLIENT TRACKING`, and forgetting it drops the record cache: the keys it tracked die
+//!   with it (and after a failover live on another server).
 //!
 //! Each operation's deadline (`redis.timeout_ms`) is enforced by the store around these
 //! calls; the connect and response timeouts set here are the same value, so a connection
@@ -144,9 +146,19 @@ impl Connection {
                     ),
                 ))
             }
-            Topology::Sentinel { nodes, master_name } => Ok(Connection::Sentinel(
-                SentinelConnection::new(nodes, master_name, certificates, conf.timeout)?,
-            )),
+            Topology::Sentinel { nodes, master_name } => {
+                let tracking = tracking.map(|invalidator| SentinelTracking {
+                    cache: cache(),
+                    invalidator,
+                });
+                Ok(Connection::Sentinel(SentinelConnection::new(
+                    nodes,
+                    master_name,
+                    certificates,
+                    conf.timeout,
+                    tracking,
+                )?))
+            }
         }
     }
 
@@ -390,9 +402,22 @@ impl ConnectionLike for SingleConnection {
 }
 
 /// One multiplexed connection to the primary the Sentinels name, replaced after a failure.
+///
+/// In tracked mode the connection speaks RESP3 with `CLIENT TRACKING` and its pushes feed the
+/// record cache. Redis tracks keys per connection, so invalidations for what was read over
+/// a connection reach only that connection: when it is forgotten (after a failure, or when
+/// the store's deadline gave up on it), the cache is dropped with it, before the next
+/// connection is asked for, and a fill read over the old one is discarded (live.rs).
 #[derive(Clone)]
 pub struct SentinelConnection {
     shared: Arc<SentinelShared>,
+}
+
+/// What a tracked Sentinel connection needs: redis-rs's (small) reply cache, without which it
+/// does not turn tracking on, and where the pushes go.
+pub struct SentinelTracking {
+    cache: CacheConfig,
+    invalidator: Invalidator,
 }
 
 struct SentinelShared {
@@ -403,6 +428,8 @@ struct SentinelShared {
     generation: AtomicU64,
     config: AsyncConnectionConfig,
     db: i64,
+    /// Tracked mode: the cache fed by this connection's invalidations.
+    live: Option<Arc<LiveCache>>,
 }
 
 impl SentinelConnection {
@@ -411,6 +438,7 @@ impl SentinelConnection {
         master_name: &str,
         certificates: Option<redis::TlsCertificates>,
         timeout: Duration,
+        tracking: Option<SentinelTracking>,
     ) -> RedisResult<SentinelConnection> {
         let infos = nodes
             .iter()
@@ -437,6 +465,16 @@ impl SentinelConnection {
                 .set_client_to_redis_password(password)
                 .set_client_to_sentinel_password(password);
         }
+        let mut config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let live = tracking
+            .as_ref()
+            .map(|tracking| Arc::clone(&tracking.invalidator.0));
+        if let Some(SentinelTracking { cache, invalidator }) = tracking {
+            builder = builder.set_client_to_redis_protocol(redis::ProtocolVersion::RESP3);
+            config = config.set_cache_config(cache).set_push_sender(invalidator);
+        }
         if tls {
             builder = builder
                 .set_client_to_redis_tls_mode(TlsMode::Secure)
@@ -452,10 +490,9 @@ impl SentinelConnection {
                 client: tokio::sync::Mutex::new(builder.build()?),
                 current: Mutex::new(None),
                 generation: AtomicU64::new(0),
-                config: AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout)),
+                config,
                 db: settings.db(),
+                live,
             }),
         })
     }
@@ -490,15 +527,25 @@ impl SentinelConnection {
         Ok((generation, conn))
     }
 
-    /// Drops connection `generation` (if still current) so the next call asks the Sentinels.
+    /// Drops connection `generation` (if still current) so the next call asks the Sentinels;
+    /// in tracked mode then drops the cache. The order is what keeps the cache coherent: a
+    /// fill takes its ticket before its read asks for a connection, so a fill that can still
+    /// land after the clear got its connection after the slot was emptied, i.e. a newer one.
     fn forget(&self, generation: u64) {
-        let mut current = self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
-            *current = None;
+        let forgotten = {
+            let mut current = self
+                .shared
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let forgotten = current.as_ref().is_some_and(|(g, _)| *g == generation);
+            if forgotten {
+                *current = None;
+            }
+            forgotten
+        };
+        if let (true, Some(live)) = (forgotten, &self.shared.live) {
+            live.clear();
         }
     }
 
