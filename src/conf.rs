@@ -118,6 +118,11 @@ struct RedisFile {
 struct SentinelFile {
     nodes: Vec<String>,
     master_name: String,
+    /// The primary's own credentials, when they differ from the Sentinels'.
+    #[serde(default)]
+    primary_username: Option<String>,
+    #[serde(default)]
+    primary_password: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,12 +366,35 @@ pub enum Topology {
     },
     /// `redis.sentinel`: a primary found through Sentinel, rediscovered after a failover.
     Sentinel {
-        /// Sentinel URLs, all `redis://` or all `rediss://`; the primary is reached with the
-        /// same scheme and the username/password/database of the first one.
+        /// Sentinel URLs, all `redis://` or all `rediss://`, all with the same username and
+        /// password (the Sentinels'); the primary is reached with the same scheme and the
+        /// database of the first one.
         nodes: Vec<String>,
         /// The name the Sentinels monitor the primary under.
         master_name: String,
+        /// The primary's credentials: `redis.sentinel.primary_username` /
+        /// `primary_password` when either is set, else the nodes' own.
+        primary_auth: Option<PrimaryAuth>,
     },
+}
+
+/// The credentials the primary behind Sentinel is reached with, when they are not the
+/// Sentinels' (Sentinels commonly run without a password while the data nodes have one).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrimaryAuth {
+    /// ACL username (`None`: the default user).
+    pub username: Option<String>,
+    /// Password (`None`: no `AUTH`; an empty `primary_password` in the conf gives `None`).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PrimaryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrimaryAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl Topology {
@@ -382,7 +410,9 @@ impl Topology {
         match self {
             Topology::Single { url } => crate::serve::redacted_url(url),
             Topology::Cluster { nodes } => format!("cluster [{}]", list(nodes)),
-            Topology::Sentinel { nodes, master_name } => {
+            Topology::Sentinel {
+                nodes, master_name, ..
+            } => {
                 format!("sentinel {master_name:?} via [{}]", list(nodes))
             }
         }
@@ -858,8 +888,18 @@ impl Builder<'_> {
                 }
                 Ok((Topology::Cluster { nodes }, tls))
             }
-            (None, None, Some(SentinelFile { nodes, master_name })) => {
+            (
+                None,
+                None,
+                Some(SentinelFile {
+                    nodes,
+                    master_name,
+                    primary_username,
+                    primary_password,
+                }),
+            ) => {
                 let tls = self.redis_nodes("redis.sentinel.nodes", &nodes)?;
+                self.same_credentials("redis.sentinel.nodes", &nodes)?;
                 if master_name.trim().is_empty()
                     || master_name.chars().any(|c| c.is_whitespace() || c.is_control())
                 {
@@ -868,7 +908,22 @@ impl Builder<'_> {
                         "must be the non-empty name the sentinels monitor, without spaces",
                     ));
                 }
-                Ok((Topology::Sentinel { nodes, master_name }, tls))
+                let primary_auth = match (primary_username, primary_password) {
+                    (None, None) => None,
+                    // An empty password names a primary without one.
+                    (username, password) => Some(PrimaryAuth {
+                        username,
+                        password: password.filter(|p| !p.is_empty()),
+                    }),
+                };
+                Ok((
+                    Topology::Sentinel {
+                        nodes,
+                        master_name,
+                        primary_auth,
+                    },
+                    tls,
+                ))
             }
             (None, None, None) => Err(self.invalid(
                 "redis",
@@ -894,6 +949,32 @@ impl Builder<'_> {
                 "mixes redis:// and rediss:// nodes; use one scheme for all",
             )),
             Some(first) => Ok(*first),
+        }
+    }
+
+    /// Every URL in `nodes` carries the first one's username and password: redis-rs reaches
+    /// all Sentinels with one set, so another would be silently ignored.
+    fn same_credentials(&self, key: &str, nodes: &[String]) -> Result<(), ConfError> {
+        let credentials = |node: &String| {
+            node.as_str().into_connection_info().ok().map(|info| {
+                let settings = info.redis_settings();
+                (
+                    settings.username().map(str::to_string),
+                    settings.password().map(str::to_string),
+                )
+            })
+        };
+        let first = nodes.first().and_then(credentials);
+        match nodes.iter().position(|node| credentials(node) != first) {
+            Some(i) => Err(self.invalid(
+                format!("{key}[{i}]"),
+                format!(
+                    "has another username or password than {key}[0]; every Sentinel is reached \
+                     with the same ones (put the primary's in redis.sentinel.primary_username / \
+                     primary_password)"
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -1631,8 +1712,56 @@ routes:
                     "redis://10.0.0.2:26379".to_string()
                 ],
                 master_name: "patgate".to_string(),
+                primary_auth: None,
             }
         );
+    }
+
+    #[test]
+    fn a_sentinel_primary_may_have_credentials_of_its_own() {
+        let conf = parse(&with_redis(
+            "  sentinel:\n    nodes: [redis://10.0.0.1:26379]\n    master_name: patgate\n    primary_password: s3cret\n",
+        ))
+        .expect("valid");
+        let Topology::Sentinel { primary_auth, .. } = &conf.redis.topology else {
+            panic!("sentinel expected");
+        };
+        let auth = primary_auth.as_ref().expect("primary credentials");
+        assert_eq!(auth.username, None);
+        assert_eq!(auth.password.as_deref(), Some("s3cret"));
+        // Never printed, also not by a debug dump of the conf.
+        assert!(!format!("{:?}", conf.redis).contains("s3cret"));
+        let conf = parse(&with_redis(
+            "  sentinel:\n    nodes: [redis://10.0.0.1:26379]\n    master_name: patgate\n    primary_username: app\n    primary_password: \"\"\n",
+        ))
+        .expect("valid");
+        let Topology::Sentinel { primary_auth, .. } = &conf.redis.topology else {
+            panic!("sentinel expected");
+        };
+        assert_eq!(
+            primary_auth
+                .as_ref()
+                .map(|a| (a.username.as_deref(), a.password.as_deref())),
+            Some((Some("app"), None))
+        );
+    }
+
+    #[test]
+    fn every_sentinel_url_carries_the_same_credentials() {
+        assert_eq!(
+            parse(&with_redis(
+                "  sentinel:\n    nodes: [redis://:a@10.0.0.1:26379, redis://:a@10.0.0.2:26379, redis://:b@10.0.0.3:26379]\n    master_name: m\n",
+            ))
+            .expect_err("refused")
+            .to_string(),
+            "test.yaml: redis.sentinel.nodes[2]: has another username or password than \
+             redis.sentinel.nodes[0]; every Sentinel is reached with the same ones (put the \
+             primary's in redis.sentinel.primary_username / primary_password)"
+        );
+        assert!(parse(&with_redis(
+            "  sentinel:\n    nodes: [redis://u:a@10.0.0.1:26379, redis://u:a@10.0.0.2:26379]\n    master_name: m\n",
+        ))
+        .is_ok());
     }
 
     #[test]

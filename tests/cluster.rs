@@ -443,6 +443,60 @@ fn sentinel_failover_fails_closed_then_recovers_without_restarting_strict_and_tr
     tracked.get(&good).assert_denied(401, "invalid_token");
 }
 
+#[test]
+fn sentinel_primary_with_a_password_of_its_own_serves_strict_and_tracked_gateways() {
+    const PASSWORD: &str = "primary-s3cret";
+    let set = SentinelSet::start_with_primary_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    // The Sentinels need no password and are told none; the primary needs its own.
+    let without = Fleet::start(&sentinel_location(&set), &["strict"]);
+    let refused = without.cli(&["check"]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("redis.sentinel: cannot reach sentinel")
+            && refused.stderr.contains("NOAUTH"),
+        "{}",
+        refused.stderr
+    );
+    let token = patgate::token::generate(patgate::token::Kind::Pat).token;
+    without.gateways[0]
+        .get(&token)
+        .assert_denied(503, "auth_unavailable");
+    assert_eq!(without.upstream.count(), 0);
+
+    let location = format!(
+        "{}\n    primary_password: {PASSWORD}",
+        sentinel_location(&set)
+    );
+    let fleet = Fleet::start(&location, &["strict", "tracked"]);
+    let (strict, tracked) = (&fleet.gateways[0], &fleet.gateways[1]);
+    assert!(fleet
+        .cli(&["check"])
+        .expect_ok()
+        .stdout
+        .contains("redis reachable"));
+    fleet.member("alice", "acme", "admin");
+    let pat = fleet.pat("alice", "acme");
+    let key = fleet.apikey("acme", "viewer", "alice");
+    for gateway in &fleet.gateways {
+        for _ in 0..2 {
+            assert_identities(gateway, &pat, &key);
+        }
+    }
+    fleet.cli(&["token", "revoke", &pat[..10]]).expect_ok();
+    strict.get(&pat).assert_denied(401, "invalid_token");
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply the revocation",
+        || tracked.get(&pat).status == 401,
+        || fleet.logs(),
+    );
+    assert_eq!(fleet.upstream.count(), 8, "{}", fleet.logs());
+    let logs = format!("{}{}", fleet.logs(), without.logs());
+    assert!(!logs.contains(PASSWORD), "a password was logged:\n{logs}");
+}
+
 /// The cluster role of the node on `port`: `master` or `slave`.
 fn role(port: u16) -> String {
     let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))

@@ -28,7 +28,7 @@
 
 use super::live::Invalidator;
 use super::live::{LiveCache, HEARTBEAT_DEADLINE};
-use crate::conf::{RedisConf, Topology};
+use crate::conf::{PrimaryAuth, RedisConf, Topology};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -146,7 +146,11 @@ impl Connection {
                     ),
                 ))
             }
-            Topology::Sentinel { nodes, master_name } => {
+            Topology::Sentinel {
+                nodes,
+                master_name,
+                primary_auth,
+            } => {
                 let tracking = tracking.map(|invalidator| SentinelTracking {
                     cache: cache(),
                     invalidator,
@@ -154,6 +158,7 @@ impl Connection {
                 Ok(Connection::Sentinel(SentinelConnection::new(
                     nodes,
                     master_name,
+                    primary_auth.as_ref(),
                     certificates,
                     conf.timeout,
                     tracking,
@@ -433,9 +438,12 @@ struct SentinelShared {
 }
 
 impl SentinelConnection {
+    /// Reaches the Sentinels with the first URL's username and password (conf.rs has checked
+    /// every URL carries the same) and the primary with `primary_auth`, or with those too.
     fn new(
         nodes: &[String],
         master_name: &str,
+        primary_auth: Option<&PrimaryAuth>,
         certificates: Option<redis::TlsCertificates>,
         timeout: Duration,
         tracking: Option<SentinelTracking>,
@@ -456,14 +464,20 @@ impl SentinelConnection {
         )?
         .set_client_to_redis_db(settings.db());
         if let Some(username) = settings.username() {
-            builder = builder
-                .set_client_to_redis_username(username)
-                .set_client_to_sentinel_username(username);
+            builder = builder.set_client_to_sentinel_username(username);
         }
         if let Some(password) = settings.password() {
-            builder = builder
-                .set_client_to_redis_password(password)
-                .set_client_to_sentinel_password(password);
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        let (primary_username, primary_password) = match primary_auth {
+            Some(auth) => (auth.username.as_deref(), auth.password.as_deref()),
+            None => (settings.username(), settings.password()),
+        };
+        if let Some(username) = primary_username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = primary_password {
+            builder = builder.set_client_to_redis_password(password);
         }
         let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))

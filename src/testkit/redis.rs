@@ -5,6 +5,8 @@
 //! (SIGSTOP), `resume()` (SIGCONT), `kill()`, `restart()`. [`RedisServer::start_tls`] serves
 //! TLS only (`--port 0 --tls-port`), with certificates the caller made, for `rediss://`;
 //! [`RedisServer::start_tls_with_args`] does so for cluster nodes and Sentinels too.
+//! [`RedisServer::start_with_password_and_args`] requires a password (`requirepass`, and
+//! `masterauth` for a replica), which its URLs and connections carry.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -50,6 +52,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     tls: Option<TlsFiles>,
+    /// `requirepass` (and `masterauth`), if any.
+    password: Option<String>,
     /// Arguments before the standard ones (a config file must come first).
     leading: Vec<OsString>,
     /// Arguments after the standard ones (cluster mode, `--replicaof`, `--sentinel`).
@@ -86,7 +90,21 @@ impl RedisServer {
     pub fn start_with_args(
         args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
     ) -> Result<RedisServer, RedisStartError> {
-        RedisServer::start_inner(None, args)
+        RedisServer::start_inner(None, None, args)
+    }
+
+    /// As [`RedisServer::start_with_args`], requiring `password` from every client
+    /// (`requirepass`) and giving it to the primary when replicating (`masterauth`). Its
+    /// [`url`](RedisServer::url), [`node_url`](RedisServer::node_url) and
+    /// [`connection`](RedisServer::connection) carry the password.
+    ///
+    /// # Errors
+    /// As [`RedisServer::start_with_args`].
+    pub fn start_with_password_and_args(
+        password: &str,
+        args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
+    ) -> Result<RedisServer, RedisStartError> {
+        RedisServer::start_inner(None, Some(password.to_string()), args)
     }
 
     /// As [`RedisServer::start_with_args`], but TLS only, as [`RedisServer::start_tls`]. The
@@ -100,15 +118,16 @@ impl RedisServer {
         files: TlsFiles,
         args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
     ) -> Result<RedisServer, RedisStartError> {
-        RedisServer::start_inner(Some(files), args)
+        RedisServer::start_inner(Some(files), None, args)
     }
 
     fn start_with(tls: Option<TlsFiles>) -> Result<RedisServer, RedisStartError> {
-        RedisServer::start_inner(tls, |_, _| Ok((Vec::new(), Vec::new())))
+        RedisServer::start_inner(tls, None, |_, _| Ok((Vec::new(), Vec::new())))
     }
 
     fn start_inner(
         tls: Option<TlsFiles>,
+        password: Option<String>,
         args: impl FnOnce(&Path, u16) -> std::io::Result<ExtraArgs>,
     ) -> Result<RedisServer, RedisStartError> {
         let dir = tempfile::Builder::new()
@@ -121,6 +140,7 @@ impl RedisServer {
             port,
             dir,
             tls,
+            password,
             leading,
             trailing,
         };
@@ -157,6 +177,14 @@ impl RedisServer {
             .arg("--logfile")
             .arg(self.log_path())
             .args(["--enable-debug-command", "yes", "--daemonize", "no"])
+            .args(self.password.iter().flat_map(|password| {
+                [
+                    "--requirepass",
+                    password.as_str(),
+                    "--masterauth",
+                    password.as_str(),
+                ]
+            }))
             .args(&self.trailing)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -190,9 +218,12 @@ impl RedisServer {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let password = self.password.as_deref();
         match &self.tls {
-            None => ping_over(stream),
-            Some(tls) => tls_client(&tls.ca_file, stream).is_some_and(ping_over),
+            None => ping_over(stream, password),
+            Some(tls) => {
+                tls_client(&tls.ca_file, stream).is_some_and(|stream| ping_over(stream, password))
+            }
         }
     }
 
@@ -211,15 +242,21 @@ impl RedisServer {
         format!("{}/0", self.node_url())
     }
 
-    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server), without a database: how
-    /// cluster seed nodes and Sentinels are written in a conf.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server; `redis://:<password>@…` for
+    /// one that requires a password), without a database: how cluster seed nodes and
+    /// Sentinels are written in a conf.
     pub fn node_url(&self) -> String {
         let scheme = if self.tls.is_some() {
             "rediss"
         } else {
             "redis"
         };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        let auth = self
+            .password
+            .as_ref()
+            .map(|password| format!(":{password}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{auth}127.0.0.1:{}", self.port)
     }
 
     /// A new blocking connection of the caller's own (over TLS trusting `ca_file` for a TLS
@@ -311,12 +348,23 @@ impl RedisServer {
     }
 }
 
-fn ping_over(mut stream: impl Read + Write) -> bool {
-    if stream.write_all(b"PING\r\n").is_err() || stream.flush().is_err() {
+/// Sends `PING` (after `AUTH` with `password`) and checks for `+PONG`.
+fn ping_over(mut stream: impl Read + Write, password: Option<&str>) -> bool {
+    let mut request = Vec::new();
+    let mut expected = Vec::new();
+    if let Some(password) = password {
+        request.extend_from_slice(
+            format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len()).as_bytes(),
+        );
+        expected.extend_from_slice(b"+OK\r\n");
+    }
+    request.extend_from_slice(b"PING\r\n");
+    expected.extend_from_slice(b"+PONG\r\n");
+    if stream.write_all(&request).is_err() || stream.flush().is_err() {
         return false;
     }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    let mut reply = vec![0u8; expected.len()];
+    stream.read_exact(&mut reply).is_ok() && reply == expected
 }
 
 /// A TLS client stream to 127.0.0.1 trusting only the CA in `ca_file`.

@@ -5,6 +5,8 @@
 //!
 //! [`SentinelSet::start_tls`] makes every process speak only TLS, replication and the
 //! Sentinels' own links included (`tls-replication yes`), so the Sentinels name the TLS ports.
+//! [`SentinelSet::start_with_primary_password`] protects the primary and the replica with a
+//! password the Sentinels do not ask for themselves.
 
 use super::redis::{ExtraArgs, RedisServer, RedisStartError, TlsFiles};
 use std::path::Path;
@@ -27,7 +29,18 @@ impl SentinelSet {
     /// # Errors
     /// A process did not start, or the set did not become ready (logs attached).
     pub fn start() -> Result<SentinelSet, RedisStartError> {
-        SentinelSet::start_inner(None)
+        SentinelSet::start_inner(None, None)
+    }
+
+    /// As [`SentinelSet::start`], the primary and the replica requiring `password` (the
+    /// Sentinels are given it with `sentinel auth-pass`) while the Sentinels require none: the
+    /// usual production shape, where a client needs one set of credentials for the Sentinels
+    /// and another for the primary.
+    ///
+    /// # Errors
+    /// As [`SentinelSet::start`].
+    pub fn start_with_primary_password(password: &str) -> Result<SentinelSet, RedisStartError> {
+        SentinelSet::start_inner(None, Some(password))
     }
 
     /// As [`SentinelSet::start`], every process serving TLS only with `files` (one
@@ -37,10 +50,13 @@ impl SentinelSet {
     /// # Errors
     /// As [`SentinelSet::start`].
     pub fn start_tls(files: TlsFiles) -> Result<SentinelSet, RedisStartError> {
-        SentinelSet::start_inner(Some(files))
+        SentinelSet::start_inner(Some(files), None)
     }
 
-    fn start_inner(tls: Option<TlsFiles>) -> Result<SentinelSet, RedisStartError> {
+    fn start_inner(
+        tls: Option<TlsFiles>,
+        password: Option<&str>,
+    ) -> Result<SentinelSet, RedisStartError> {
         // Over TLS every link is TLS: the replica's to the primary, and the Sentinels' to
         // the data servers and to each other (Sentinel uses `tls-replication` for all).
         let tls_links = || -> Vec<std::ffi::OsString> {
@@ -53,9 +69,13 @@ impl SentinelSet {
             None => RedisServer::start_with_args(args),
             Some(files) => RedisServer::start_tls_with_args(files.clone(), args),
         };
-        let primary = start(&|_, _| Ok((Vec::new(), tls_links())))?;
+        let start_data = |args: &dyn Fn(&Path, u16) -> std::io::Result<ExtraArgs>| match password {
+            Some(password) => RedisServer::start_with_password_and_args(password, args),
+            None => start(args),
+        };
+        let primary = start_data(&|_, _| Ok((Vec::new(), tls_links())))?;
         let primary_port = primary.port();
-        let replica = start(&|_, _| {
+        let replica = start_data(&|_, _| {
             let mut trailing = vec![
                 "--replicaof".into(),
                 "127.0.0.1".into(),
@@ -79,6 +99,9 @@ impl SentinelSet {
                     None => format!("port {port}\n"),
                     Some(_) => "port 0\ntls-replication yes\n".to_string(),
                 };
+                let auth = password
+                    .map(|password| format!("sentinel auth-pass {MASTER_NAME} {password}\n"))
+                    .unwrap_or_default();
                 let conf = dir.join("sentinel.conf");
                 std::fs::write(
                     &conf,
@@ -87,7 +110,8 @@ impl SentinelSet {
                          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
                          sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                          sentinel failover-timeout {MASTER_NAME} 5000\n\
-                         sentinel parallel-syncs {MASTER_NAME} 1\n"
+                         sentinel parallel-syncs {MASTER_NAME} 1\n\
+                         {auth}"
                     ),
                 )?;
                 Ok((vec![conf.into_os_string()], vec!["--sentinel".into()]))
