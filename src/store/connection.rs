@@ -411,8 +411,8 @@ impl ConnectionLike for SingleConnection {
 /// In tracked mode the connection speaks RESP3 with `CLIENT TRACKING` and its pushes feed the
 /// record cache. Redis tracks keys per connection, so invalidations for what was read over
 /// a connection reach only that connection: when it is forgotten (after a failure, or when
-/// the store's deadline gave up on it), the cache is dropped with it, before the next
-/// connection is asked for, and a fill read over the old one is discarded (live.rs).
+/// the store's deadline gave up on it), the cache is dropped right after, and a fill read
+/// over the old one is discarded (see [`SentinelConnection::forget`]).
 #[derive(Clone)]
 pub struct SentinelConnection {
     shared: Arc<SentinelShared>,
