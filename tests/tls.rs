@@ -1,6 +1,7 @@
 //! TLS end to end, with certificates made at run time (support/certs.rs): curl against the
 //! HTTPS listener over HTTP/1.1 and HTTP/2, a TLS echo upstream verified by SNI and the
-//! route's CA (and refused when either is wrong), and Redis serving TLS only.
+//! route's CA (and refused when either is wrong), Redis serving TLS only, and Redis
+//! requiring a password.
 
 use crate::support::certs::Ca;
 use crate::support::{eventually, Env, Options, Response};
@@ -207,6 +208,50 @@ fn https_upstreams_are_verified_with_sni_and_the_routes_ca() {
     // The verified route is unaffected.
     assert_eq!(env.get_bearer("/v1/secure/2", &token).status, 200);
     assert_eq!(backend.count(), 3);
+}
+
+#[test]
+fn redis_with_a_password_serves_the_cli_and_the_gateway_and_the_password_is_never_shown() {
+    const PASSWORD: &str = "redis-s3cret";
+    let env = Env::start_with(Options {
+        redis_password: Some(PASSWORD),
+        ..Options::default()
+    });
+    assert!(env.redis.url().contains(&format!(":{PASSWORD}@")));
+    let token = env.user_with_pat("alice", "acme", "member");
+    let seen = env.get_bearer("/v1/repos", &token).echoed();
+    assert_eq!(seen.header("X-Auth-User"), Some("alice"));
+    let check = env.cli(&["check"]).expect_ok();
+    assert!(check.stdout.contains("redis reachable"), "{}", check.stdout);
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    env.get_bearer("/v1/repos", &token)
+        .assert_denied(401, "invalid_token");
+
+    // The same conf without the password: refused by `check` with Redis's own reason.
+    let conf = std::fs::read_to_string(&env.conf_path).expect("conf");
+    let without = conf.replace(&format!(":{PASSWORD}@"), "");
+    assert_ne!(conf, without);
+    let without_path = env.dir().join("no-password.yaml");
+    std::fs::write(&without_path, without).expect("write conf");
+    let refused = crate::support::run_cli(&without_path, &["check"]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(refused.stderr.contains("NOAUTH"), "{}", refused.stderr);
+
+    // Nothing the gateway or the CLI printed names the password (the URL is redacted).
+    let log = env.log();
+    assert!(log.contains("redis redis://***@127.0.0.1:"), "{log}");
+    for shown in [
+        env.log(),
+        check.stdout,
+        check.stderr,
+        refused.stdout,
+        refused.stderr,
+    ] {
+        assert!(
+            !shown.contains(PASSWORD),
+            "the password was shown:\n{shown}"
+        );
+    }
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub struct Options {
     pub grace_seconds: u64,
     /// Start Redis TLS-only with these files; the conf says `rediss://` and `redis.ca_file`.
     pub redis_tls: Option<TlsFiles>,
+    /// Start Redis requiring this password (`requirepass`); the conf's URL carries it.
+    pub redis_password: Option<&'static str>,
     /// Top-level YAML appended to the conf (e.g. `tls_listen:` and `tls:`).
     pub extra_conf: String,
     /// Route list items appended after the standard routes.
@@ -60,6 +62,7 @@ impl Default for Options {
             last_used_seconds: 60,
             grace_seconds: 5,
             redis_tls: None,
+            redis_password: None,
             extra_conf: String::new(),
             extra_routes: String::new(),
         }
@@ -263,9 +266,15 @@ impl Env {
     }
 
     pub fn start_with(options: Options) -> Env {
-        let redis = match &options.redis_tls {
-            None => RedisServer::start(),
-            Some(files) => RedisServer::start_tls(files.clone()),
+        let redis = match (&options.redis_tls, options.redis_password) {
+            (None, None) => RedisServer::start(),
+            (Some(files), None) => RedisServer::start_tls(files.clone()),
+            (None, Some(password)) => {
+                RedisServer::start_with_password_and_args(password, |_, _| {
+                    Ok((Vec::new(), Vec::new()))
+                })
+            }
+            (Some(_), Some(_)) => panic!("a Redis with TLS and a password is not offered"),
         }
         .unwrap_or_else(|e| panic!("{e}"));
         let upstream = Upstream::start().expect("echo upstream");
