@@ -221,22 +221,21 @@ fn reads_on(ports: impl IntoIterator<Item = u16> + Clone) -> (u64, u64) {
     (calls_on(ports.clone(), "hgetall"), calls_on(ports, "hmget"))
 }
 
-/// Warm requests of `token` on a tracked `gateway` come to read nothing from the nodes on
-/// `ports` (within 5 s: after a failover the cache waits for the next heartbeat to answer):
-/// they are served from its record cache.
+/// Warm requests of `token` on a tracked `gateway` come to be allowed and read nothing from
+/// the nodes on `ports` (within 5 s: after a failover or a replaced connection the cache
+/// waits for the next heartbeat to answer, and requests may fail closed meanwhile): they are
+/// served from its record cache.
 fn assert_served_from_cache(gateway: &Gateway, token: &str, ports: &[u16]) {
+    let allowed = |times: usize| (0..times).all(|_| gateway.get(token).status == 200);
     eventually(
         Duration::from_secs(5),
         "warm tracked requests to be served from the record cache",
         || {
-            for _ in 0..2 {
-                gateway.get(token).echoed();
+            if !allowed(2) {
+                return false;
             }
             let before = reads_on(ports.iter().copied());
-            for _ in 0..5 {
-                gateway.get(token).echoed();
-            }
-            reads_on(ports.iter().copied()) == before
+            allowed(5) && reads_on(ports.iter().copied()) == before
         },
         || gateway.log(),
     );
@@ -495,6 +494,93 @@ fn sentinel_primary_with_a_password_of_its_own_serves_strict_and_tracked_gateway
     assert_eq!(fleet.upstream.count(), 8, "{}", fleet.logs());
     let logs = format!("{}{}", fleet.logs(), without.logs());
     assert!(!logs.contains(PASSWORD), "a password was logged:\n{logs}");
+}
+
+#[test]
+fn cluster_replaces_a_silent_node_connection_strict_and_tracked() {
+    let cluster = RedisCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let relays = cluster.behind_relays().unwrap_or_else(|e| panic!("{e}"));
+    let seeds: Vec<String> = relays
+        .iter()
+        .map(|relay| format!("redis://{}", relay.addr()))
+        .collect();
+    let fleet = Fleet::start(
+        &format!("cluster: [{}]", seeds.join(", ")),
+        &["strict", "tracked"],
+    );
+    let (strict, tracked) = (&fleet.gateways[0], &fleet.gateways[1]);
+    fleet.member("alice", "acme", "member");
+    let token = fleet.pat("alice", "acme");
+    strict.get(&token).echoed();
+    assert_served_from_cache(tracked, &token, &node_ports(&cluster));
+    // The node holding the credential's record goes silent for the connections open now (a
+    // partition that dropped them): nothing answers on them, and nothing closes them.
+    let pattern = format!("*cred:{}", &token[..10]);
+    let holder = cluster
+        .nodes()
+        .iter()
+        .position(|n| keys_on(n.port(), &pattern) == 1)
+        .expect("a node holds the record");
+    relays[holder].silence();
+    let silenced = Instant::now();
+
+    // Strict fails closed (503) until the timed-out reads make it probe, find the node
+    // silent and make the cluster connection anew; then it serves again.
+    let mut unavailable = 0;
+    eventually(
+        Duration::from_secs(10),
+        "the strict gateway to serve again after replacing its cluster connection",
+        || {
+            let response = strict.get(&token);
+            match response.status {
+                200 => true,
+                503 => {
+                    response.assert_denied(503, "auth_unavailable");
+                    unavailable += 1;
+                    false
+                }
+                other => panic!("a silent node gave {other}: {}", response.body),
+            }
+        },
+        || fleet.logs(),
+    );
+    eprintln!(
+        "cluster, silent node: strict served again {:?} after the silence ({unavailable} \
+         requests answered 503 meanwhile)",
+        silenced.elapsed()
+    );
+    assert!(unavailable > 0, "the silent node was noticed (fail closed)");
+    // Tracked notices through its heartbeat (a PING to every primary) and replaces its
+    // connection too, dropping what it cached, and caches again over the new one.
+    eventually(
+        Duration::from_secs(10),
+        "both gateways to replace their cluster connection",
+        || {
+            fleet.gateways.iter().all(|g| {
+                g.log()
+                    .contains("did not answer a PING after a timeout; replaced it")
+            })
+        },
+        || fleet.logs(),
+    );
+    assert_served_from_cache(tracked, &token, &node_ports(&cluster));
+    let forwarded = fleet.upstream.count();
+
+    // Writes on the new connections reach both: the invalidation arrives on the new one.
+    fleet.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    strict.get(&token).assert_denied(401, "invalid_token");
+    eventually(
+        Duration::from_secs(2),
+        "the tracked gateway to apply the revocation",
+        || tracked.get(&token).status == 401,
+        || fleet.logs(),
+    );
+    assert_eq!(fleet.upstream.count(), forwarded, "{}", fleet.logs());
+}
+
+/// The ports of the cluster's nodes, for reading their stats directly (not through a relay).
+fn node_ports(cluster: &RedisCluster) -> Vec<u16> {
+    cluster.nodes().iter().map(|n| n.port()).collect()
 }
 
 /// The cluster role of the node on `port`: `master` or `slave`.

@@ -13,7 +13,10 @@
 //!   node owning its key's slot, follows `MOVED`/`ASK`, refreshes the slot map after a
 //!   failover, and in tracked mode forwards every node connection's pushes to the record
 //!   cache. It refuses a pipeline whose keys span slots (CrossSlot, before anything is sent),
-//!   so the store never builds one in cluster mode (see [`Connection::is_cluster`]).
+//!   so the store never builds one in cluster mode (see [`Connection::is_cluster`]). Like the
+//!   manager, it retries a command that timed out on the same node connection and reconnects
+//!   only after an error, so it sits in a [`ClusterHandle`] too: after a timeout a `PING` goes
+//!   to every primary, and if one does not answer, the whole cluster connection is made anew.
 //! - **Sentinel**: redis-rs finds the primary through the Sentinels (`SENTINEL MASTERS`, then
 //!   `ROLE` on the candidate); [`SentinelConnection`] keeps one multiplexed connection to it
 //!   and forgets it after a connection error, a timeout or a `READONLY`/`MASTERDOWN` reply,
@@ -58,7 +61,7 @@ pub enum Connection {
     /// `redis.url`.
     Single(SingleConnection),
     /// `redis.cluster`.
-    Cluster(ClusterConnection),
+    Cluster(ClusterHandle),
     /// `redis.sentinel`.
     Sentinel(SentinelConnection),
 }
@@ -110,9 +113,10 @@ impl Connection {
                     Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
                     None => redis::Client::open(info)?,
                 };
-                Ok(Connection::Single(SingleConnection::new(
-                    client,
-                    config,
+                let make =
+                    move || ConnectionManager::new_lazy_with_config(client.clone(), config.clone());
+                Ok(Connection::Single(Replaceable::new(
+                    Box::new(make),
                     conf.timeout.max(HEARTBEAT_DEADLINE),
                     live,
                 )?))
@@ -136,15 +140,18 @@ impl Connection {
                         .push_sender(invalidator);
                 }
                 let client = builder.build()?;
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(conf.timeout)
+                    .set_response_timeout(conf.timeout);
                 // Pending: the nodes are dialled in the background by the crate's own task,
                 // which also reconnects; the first commands wait for it within their deadline.
-                Ok(Connection::Cluster(
-                    client.get_pending_async_connection_with_config(
-                        redis::cluster::ClusterConfig::new()
-                            .set_connection_timeout(conf.timeout)
-                            .set_response_timeout(conf.timeout),
-                    ),
-                ))
+                let make =
+                    move || Ok(client.get_pending_async_connection_with_config(config.clone()));
+                Ok(Connection::Cluster(Replaceable::new(
+                    Box::new(make),
+                    conf.timeout.max(HEARTBEAT_DEADLINE),
+                    live,
+                )?))
             }
             Topology::Sentinel {
                 nodes,
@@ -168,11 +175,13 @@ impl Connection {
     }
 
     /// An operation on this connection timed out: check that it still answers, and replace it
-    /// if not (one server; see [`SingleConnection::suspect`]). A Sentinel connection is
-    /// already forgotten after a timeout, and a cluster's node connections are redis-rs's.
+    /// if not (one server or a cluster; see [`Replaceable::suspect`]). A Sentinel connection
+    /// is already forgotten after a timeout.
     pub fn suspect(&self) {
-        if let Connection::Single(conn) = self {
-            conn.suspect();
+        match self {
+            Connection::Single(conn) => conn.suspect(),
+            Connection::Cluster(conn) => conn.suspect(),
+            Connection::Sentinel(_) => {}
         }
     }
 
@@ -190,7 +199,10 @@ impl Connection {
         let Connection::Cluster(conn) = self else {
             return Ok(Vec::new());
         };
-        let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+        let slots: Vec<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn.current().1)
+            .await?;
         let mut primaries = Vec::new();
         for range in slots {
             // [start, end, [host, port, id, ...], replicas...]
@@ -225,7 +237,7 @@ impl Connection {
                     host: host.to_string(),
                     port,
                 });
-                conn.route_command(cmd, route).await
+                conn.current().1.route_command(cmd, route).await
             }
             other => cmd.query_async(other).await,
         }
@@ -263,20 +275,25 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// One server: a `ConnectionManager`, replaced when it goes silent (see the module docs).
+/// A connection that is replaced when it goes silent (see the module docs): redis-rs's
+/// `ConnectionManager` for one server, its `ClusterConnection` for a cluster. Both reconnect
+/// by themselves after an error, but neither after a timeout, and a connection that simply
+/// stops answering gives nothing else until TCP gives up.
 #[derive(Clone)]
-pub struct SingleConnection {
-    shared: Arc<SingleShared>,
+pub struct Replaceable<C> {
+    shared: Arc<ReplaceableShared<C>>,
 }
 
-struct SingleShared {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    /// The manager in use and its generation (so a late verdict cannot replace a newer one).
-    current: Mutex<(u64, ConnectionManager)>,
+/// Makes a fresh (lazy) connection.
+type MakeConnection<C> = Box<dyn Fn() -> RedisResult<C> + Send + Sync>;
+
+struct ReplaceableShared<C> {
+    make: MakeConnection<C>,
+    /// The connection in use and its generation (so a late verdict cannot replace a newer one).
+    current: Mutex<(u64, C)>,
     /// A `PING` probe is under way.
     probing: AtomicBool,
-    /// When the manager was last replaced.
+    /// When the connection was last replaced.
     replaced: Mutex<Option<Instant>>,
     /// How long the probe waits for `PONG`.
     probe_deadline: Duration,
@@ -284,19 +301,25 @@ struct SingleShared {
     live: Option<Arc<LiveCache>>,
 }
 
-impl SingleConnection {
+/// One server.
+pub type SingleConnection = Replaceable<ConnectionManager>;
+
+/// A Redis Cluster: on a cluster `PING` goes to every primary, so one silent node fails the
+/// probe and the whole cluster connection (every node connection, and the slot map) is made
+/// anew, dialling the seed nodes again.
+pub type ClusterHandle = Replaceable<ClusterConnection>;
+
+impl<C: Clone + ConnectionLike + Send + 'static> Replaceable<C> {
     fn new(
-        client: redis::Client,
-        config: ConnectionManagerConfig,
+        make: MakeConnection<C>,
         probe_deadline: Duration,
         live: Option<Arc<LiveCache>>,
-    ) -> RedisResult<SingleConnection> {
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
-        Ok(SingleConnection {
-            shared: Arc::new(SingleShared {
-                client,
-                config,
-                current: Mutex::new((0, manager)),
+    ) -> RedisResult<Replaceable<C>> {
+        let first = make()?;
+        Ok(Replaceable {
+            shared: Arc::new(ReplaceableShared {
+                make,
+                current: Mutex::new((0, first)),
                 probing: AtomicBool::new(false),
                 replaced: Mutex::new(None),
                 probe_deadline,
@@ -305,7 +328,8 @@ impl SingleConnection {
         })
     }
 
-    fn current(&self) -> (u64, ConnectionManager) {
+    /// The connection in use (a cheap clone of a handle) and its generation.
+    fn current(&self) -> (u64, C) {
         self.shared
             .current
             .lock()
@@ -340,9 +364,10 @@ impl SingleConnection {
         });
     }
 
-    /// Puts a new (lazy) manager in place of connection `generation` if it is still in use
-    /// and the last replacement is at least [`REPLACE_INTERVAL`] old; in tracked mode drops
-    /// the cache after the swap, so a fill read over the old connection is discarded too.
+    /// Puts a new (lazy) connection in place of connection `generation` if it is still in
+    /// use and the last replacement is at least [`REPLACE_INTERVAL`] old; in tracked mode
+    /// drops the cache after the swap, so a fill read over the old connection is discarded
+    /// too.
     fn replace(&self, generation: u64) {
         let mut replaced = self
             .shared
@@ -352,10 +377,7 @@ impl SingleConnection {
         if replaced.is_some_and(|at| at.elapsed() < REPLACE_INTERVAL) {
             return;
         }
-        let fresh = match ConnectionManager::new_lazy_with_config(
-            self.shared.client.clone(),
-            self.shared.config.clone(),
-        ) {
+        let fresh = match (self.shared.make)() {
             Ok(fresh) => fresh,
             Err(e) => {
                 log::warn!("redis: could not set up a replacement connection: {e}");
@@ -385,7 +407,7 @@ impl SingleConnection {
     }
 }
 
-impl ConnectionLike for SingleConnection {
+impl<C: Clone + ConnectionLike + Send + Sync + 'static> ConnectionLike for Replaceable<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let (_, mut conn) = self.current();
         Box::pin(async move { conn.req_packed_command(cmd).await })

@@ -6,8 +6,12 @@
 //! [`RedisCluster::start_tls`] makes the same cluster speak only TLS: clients, the cluster
 //! bus (`--tls-cluster yes`) and replication (`--tls-replication yes`), so `CLUSTER SLOTS`
 //! names the TLS ports and the nodes' `rediss://` URLs are the only way in.
+//!
+//! [`RedisCluster::behind_relays`] puts a [`Relay`] in front of every node and makes the
+//! cluster announce the relays, so a test can silence one node's client connections.
 
 use super::redis::{RedisServer, RedisStartError, TlsFiles};
+use super::relay::Relay;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -143,6 +147,60 @@ impl RedisCluster {
         self.nodes.iter_mut().find(|n| n.port() == port)
     }
 
+    /// Puts a [`Relay`] in front of every node (returned in [`RedisCluster::nodes`]' order)
+    /// and has each node announce its relay's port to clients (`cluster-announce-port`, while
+    /// the bus stays direct: `cluster-announce-bus-port`), so a client that follows
+    /// `CLUSTER SLOTS` reaches every node through its relay and [`Relay::silence`] makes one
+    /// node's client connections go silent. Waits until every node names only relay ports
+    /// (20 s deadline). Plain TCP clusters only.
+    ///
+    /// # Errors
+    /// A relay could not listen, a node refused the config, or the announcement did not
+    /// spread in time (the node logs are attached).
+    pub fn behind_relays(&self) -> Result<Vec<Relay>, RedisStartError> {
+        let mut relays = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let relay = Relay::start(([127, 0, 0, 1], node.port()).into())?;
+            let mut conn = node
+                .connection(Duration::from_secs(2))
+                .map_err(|e| std::io::Error::other(format!("node {}: {e}", node.port())))?;
+            let configured: redis::RedisResult<()> = (|| {
+                let bus: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("cluster-port")
+                    .query(&mut conn)?;
+                let bus = bus.get(1).cloned().unwrap_or_default();
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("cluster-announce-bus-port")
+                    .arg(bus)
+                    .arg("cluster-announce-port")
+                    .arg(relay.addr().port())
+                    .query(&mut conn)
+            })();
+            configured.map_err(|e| std::io::Error::other(format!("node {}: {e}", node.port())))?;
+            relays.push(relay);
+        }
+        let relayed: Vec<u16> = relays.iter().map(|r| r.addr().port()).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.nodes.iter().all(|n| {
+            let ports = slot_owner_ports(n);
+            !ports.is_empty() && ports.iter().all(|p| relayed.contains(p))
+        }) {
+            if Instant::now() > deadline {
+                return Err(RedisStartError::NotReady {
+                    port: self.nodes[0].port(),
+                    log: format!(
+                        "waiting for the relay ports in CLUSTER SLOTS\n{}",
+                        self.logs()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(relays)
+    }
+
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes
@@ -170,4 +228,24 @@ fn cluster_ok(node: &RedisServer) -> bool {
         .connection(Duration::from_millis(500))
         .and_then(|mut conn| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut conn));
     info.is_ok_and(|info| info.contains("cluster_state:ok"))
+}
+
+/// The ports `node`'s `CLUSTER SLOTS` names for the slot owners (empty when unanswered).
+fn slot_owner_ports(node: &RedisServer) -> Vec<u16> {
+    let slots: Vec<redis::Value> = node
+        .connection(Duration::from_millis(500))
+        .and_then(|mut conn| redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn))
+        .unwrap_or_default();
+    slots
+        .iter()
+        .filter_map(|range| match range {
+            redis::Value::Array(parts) => match parts.get(2) {
+                Some(redis::Value::Array(owner)) => owner
+                    .get(1)
+                    .and_then(|port| redis::from_redis_value_ref::<u16>(port).ok()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
