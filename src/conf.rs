@@ -53,8 +53,8 @@ pub enum ConfError {
     },
 }
 
-/// The YAML layer, exactly as written by ops.
-#[derive(Debug, Deserialize)]
+/// The YAML layer, exactly as written by ops. No `Debug`: it holds Redis passwords.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     listen: String,
@@ -89,7 +89,8 @@ pub struct File {
     routes: Vec<RouteFile>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `redis:` as written. No `Debug`: its URLs may hold passwords.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RedisFile {
     /// One node (`redis://`, `rediss://`); exactly one of `url`, `cluster`, `sentinel`.
@@ -113,7 +114,8 @@ struct RedisFile {
     ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `redis.sentinel` as written. No `Debug`: it holds a password.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SentinelFile {
     nodes: Vec<String>,
@@ -351,8 +353,9 @@ pub enum Freshness {
 }
 
 /// Which Redis deployment patgate talks to. Routing and failover are the redis crate's
-/// (cluster slots, Sentinel discovery); patgate never shards by itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (cluster slots, Sentinel discovery); patgate never shards by itself. Its `Debug` is
+/// [`Topology::describe`], so a debug dump never shows a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Topology {
     /// `redis.url`: one server (`redis://`, `rediss://`).
     Single {
@@ -394,6 +397,20 @@ impl std::fmt::Debug for PrimaryAuth {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
+    }
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())?;
+        if let Topology::Sentinel {
+            primary_auth: Some(auth),
+            ..
+        } = self
+        {
+            write!(f, " primary {auth:?}")?;
+        }
+        Ok(())
     }
 }
 
@@ -878,6 +895,11 @@ impl Builder<'_> {
             }
             (None, Some(nodes), None) => {
                 let tls = self.redis_nodes("redis.cluster", &nodes)?;
+                self.same_credentials(
+                    "redis.cluster",
+                    &nodes,
+                    "redis-rs reaches every node with the first seed's",
+                )?;
                 for (i, node) in nodes.iter().enumerate() {
                     if self.redis_url(&format!("redis.cluster[{i}]"), node)?.1 != 0 {
                         return Err(self.invalid(
@@ -899,7 +921,12 @@ impl Builder<'_> {
                 }),
             ) => {
                 let tls = self.redis_nodes("redis.sentinel.nodes", &nodes)?;
-                self.same_credentials("redis.sentinel.nodes", &nodes)?;
+                self.same_credentials(
+                    "redis.sentinel.nodes",
+                    &nodes,
+                    "every Sentinel is reached with the same ones (put the primary's in \
+                     redis.sentinel.primary_username / primary_password)",
+                )?;
                 if master_name.trim().is_empty()
                     || master_name.chars().any(|c| c.is_whitespace() || c.is_control())
                 {
@@ -910,9 +937,9 @@ impl Builder<'_> {
                 }
                 let primary_auth = match (primary_username, primary_password) {
                     (None, None) => None,
-                    // An empty password names a primary without one.
+                    // An empty value names a primary without one (the default user, no AUTH).
                     (username, password) => Some(PrimaryAuth {
-                        username,
+                        username: username.filter(|u| !u.is_empty()),
                         password: password.filter(|p| !p.is_empty()),
                     }),
                 };
@@ -953,8 +980,9 @@ impl Builder<'_> {
     }
 
     /// Every URL in `nodes` carries the first one's username and password: redis-rs reaches
-    /// all Sentinels with one set, so another would be silently ignored.
-    fn same_credentials(&self, key: &str, nodes: &[String]) -> Result<(), ConfError> {
+    /// all Sentinels, and all cluster nodes, with one set, so another would be silently
+    /// ignored. `why` ends the message.
+    fn same_credentials(&self, key: &str, nodes: &[String], why: &str) -> Result<(), ConfError> {
         let credentials = |node: &String| {
             node.as_str().into_connection_info().ok().map(|info| {
                 let settings = info.redis_settings();
@@ -968,11 +996,7 @@ impl Builder<'_> {
         match nodes.iter().position(|node| credentials(node) != first) {
             Some(i) => Err(self.invalid(
                 format!("{key}[{i}]"),
-                format!(
-                    "has another username or password than {key}[0]; every Sentinel is reached \
-                     with the same ones (put the primary's in redis.sentinel.primary_username / \
-                     primary_password)"
-                ),
+                format!("has another username or password than {key}[0]; {why}"),
             )),
             None => Ok(()),
         }
@@ -1729,8 +1753,17 @@ routes:
         let auth = primary_auth.as_ref().expect("primary credentials");
         assert_eq!(auth.username, None);
         assert_eq!(auth.password.as_deref(), Some("s3cret"));
-        // Never printed, also not by a debug dump of the conf.
+        // Never printed, also not by a debug dump of the conf, the node URLs' included.
         assert!(!format!("{:?}", conf.redis).contains("s3cret"));
+        let conf = parse(&with_redis(
+            "  sentinel:\n    nodes: [redis://:sentinel-pw@10.0.0.1:26379]\n    master_name: patgate\n    primary_password: s3cret\n",
+        ))
+        .expect("valid");
+        let dump = format!("{conf:?}");
+        assert!(
+            !dump.contains("s3cret") && !dump.contains("sentinel-pw"),
+            "{dump}"
+        );
         let conf = parse(&with_redis(
             "  sentinel:\n    nodes: [redis://10.0.0.1:26379]\n    master_name: patgate\n    primary_username: app\n    primary_password: \"\"\n",
         ))
@@ -1762,6 +1795,15 @@ routes:
             "  sentinel:\n    nodes: [redis://u:a@10.0.0.1:26379, redis://u:a@10.0.0.2:26379]\n    master_name: m\n",
         ))
         .is_ok());
+        assert_eq!(
+            parse(&with_redis(
+                "  cluster: [redis://:a@10.0.0.1:7000, redis://10.0.0.2:7000]\n",
+            ))
+            .expect_err("refused")
+            .to_string(),
+            "test.yaml: redis.cluster[1]: has another username or password than redis.cluster[0]; \
+             redis-rs reaches every node with the first seed's"
+        );
     }
 
     #[test]

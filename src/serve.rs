@@ -117,7 +117,10 @@ pub enum CheckError {
     Runtime(#[source] std::io::Error),
 }
 
-/// `patgate check`: the conf has loaded (validation is `Conf::load` itself); now reach Redis.
+/// `patgate check`: the conf has loaded (validation is `Conf::load` itself); now reach Redis
+/// over the connection the gateway would open: with `redis.freshness: tracked` that is RESP3
+/// with `CLIENT TRACKING` on, so a server or an ACL user that refuses either fails the check
+/// instead of every request of the running gateway.
 ///
 /// # Errors
 /// Redis unreachable within `redis.timeout_ms` (retried for up to one second).
@@ -128,7 +131,7 @@ pub fn check(conf: &Conf) -> Result<(), CheckError> {
         .map_err(CheckError::Runtime)?;
     runtime
         .block_on(async {
-            let store = crate::store::Store::lazy(&conf.redis)?;
+            let store = crate::store::Store::for_gateway(&conf.redis, 1)?;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
             loop {
                 match store.ping().await {

@@ -255,6 +255,54 @@ fn redis_with_a_password_serves_the_cli_and_the_gateway_and_the_password_is_neve
 }
 
 #[test]
+fn check_opens_the_connection_the_gateway_would_so_a_user_barred_from_tracking_fails_it() {
+    const PASSWORD: &str = "redis-s3cret";
+    let env = Env::start_with(Options {
+        redis_password: Some(PASSWORD),
+        ..Options::default()
+    });
+    // An ACL user allowed every command but CLIENT, which tracked mode needs (CLIENT TRACKING).
+    let mut admin = env
+        .redis
+        .connection(Duration::from_secs(2))
+        .expect("connection");
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "notrack",
+            "on",
+            ">notrack-pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-client",
+        ])
+        .query::<()>(&mut admin)
+        .expect("ACL SETUSER");
+    let conf = std::fs::read_to_string(&env.conf_path).expect("conf");
+    let as_user = conf.replace(&format!(":{PASSWORD}@"), "notrack:notrack-pw@");
+    assert_ne!(conf, as_user);
+    let with_freshness = |freshness: &str| {
+        let path = env.dir().join(format!("notrack-{freshness}.yaml"));
+        let text = as_user.replace("freshness: strict", &format!("freshness: {freshness}"));
+        std::fs::write(&path, text).expect("write conf");
+        crate::support::run_cli(&path, &["check"])
+    };
+    // Strict needs no CLIENT command: the check passes.
+    let strict = with_freshness("strict");
+    assert!(strict.ok, "{}", strict.stderr);
+    // Tracked would fail every request of the gateway: the check says so before it runs.
+    let tracked = with_freshness("tracked");
+    assert!(!tracked.ok, "{}", tracked.stdout);
+    assert!(
+        tracked.stderr.contains("cannot reach") && tracked.stderr.contains("NOPERM"),
+        "{}",
+        tracked.stderr
+    );
+    assert!(!tracked.stderr.contains("notrack-pw"), "{}", tracked.stderr);
+}
+
+#[test]
 fn rediss_with_a_private_ca_serves_the_cli_and_the_gateway() {
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = Ca::new(pki.path(), "redis");

@@ -245,7 +245,15 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
                 Ok(replies) => replies,
                 Err(_) => Err(StoreError::Timeout(timeout)),
             };
-            if replies.as_ref().is_err_and(StoreError::is_timeout) {
+            // On a cluster each command fails on its own, so a node's timeout shows in its
+            // commands' replies rather than as the batch's.
+            let timed_out = match &replies {
+                Err(e) => e.is_timeout(),
+                Ok(values) => values
+                    .iter()
+                    .any(|value| value.as_ref().is_err_and(RedisError::is_timeout)),
+            };
+            if timed_out {
                 conn.suspect();
             }
             batch.done.send_replace(Some(Arc::new(replies)));

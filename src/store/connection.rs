@@ -19,7 +19,8 @@
 //!   to every primary, and if one does not answer, the whole cluster connection is made anew.
 //! - **Sentinel**: redis-rs finds the primary through the Sentinels (`SENTINEL MASTERS`, then
 //!   `ROLE` on the candidate); [`SentinelConnection`] keeps one multiplexed connection to it
-//!   and forgets it after a connection error, a timeout or a `READONLY`/`MASTERDOWN` reply,
+//!   and forgets it after a connection error, a timeout or a
+//!   `READONLY`/`MASTERDOWN`/`LOADING`/`TRYAGAIN` reply,
 //!   so the next request asks the Sentinels again. Nothing is retried inside a request: it
 //!   fails closed (503) and the next one reconnects. In tracked mode each connection is RESP3
 //!   with `CLIENT TRACKING`, and forgetting it drops the record cache: the keys it tracked die
@@ -47,7 +48,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The least time between two replacements of a silent connection (see [`SingleConnection`]),
+/// The least time between two replacements of a silent connection (see [`Replaceable`]),
 /// so a Redis that is stalled rather than gone is not flooded with new connections.
 pub const REPLACE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -338,9 +339,12 @@ impl<C: Clone + ConnectionLike + Send + 'static> Replaceable<C> {
     }
 
     /// Sends `PING` on the current connection (one probe at a time, on a task of its own)
-    /// and replaces the connection if no `PONG` comes within the deadline. Called after an
-    /// operation timed out; a connection that answers is kept, so a slow command costs one
-    /// `PING`. Outside a Tokio runtime it does nothing.
+    /// and replaces the connection if the `PING` times out: no `PONG` within the deadline,
+    /// or redis-rs's own response timeout. Called after an operation timed out; a connection
+    /// that answers is kept, so a slow command costs one `PING`. An error answer (a refused
+    /// or dropped connection, a node down during a failover) is left to redis-rs, which
+    /// reconnects after errors by itself: only silence needs a new connection. Outside a
+    /// Tokio runtime it does nothing.
     pub fn suspect(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -353,11 +357,12 @@ impl<C: Clone + ConnectionLike + Send + 'static> Replaceable<C> {
             let (generation, mut conn) = this.current();
             let ping = redis::cmd("PING");
             let probe = ping.query_async::<()>(&mut conn);
-            let answered = matches!(
-                tokio::time::timeout(this.shared.probe_deadline, probe).await,
-                Ok(Ok(()))
-            );
-            if !answered {
+            let silent = match tokio::time::timeout(this.shared.probe_deadline, probe).await {
+                Err(_elapsed) => true,
+                Ok(Err(e)) => e.is_timeout(),
+                Ok(Ok(())) => false,
+            };
+            if silent {
                 this.replace(generation);
             }
             this.shared.probing.store(false, Ordering::Release);

@@ -96,7 +96,9 @@ impl RedisServer {
     /// As [`RedisServer::start_with_args`], requiring `password` from every client
     /// (`requirepass`) and giving it to the primary when replicating (`masterauth`). Its
     /// [`url`](RedisServer::url), [`node_url`](RedisServer::node_url) and
-    /// [`connection`](RedisServer::connection) carry the password.
+    /// [`connection`](RedisServer::connection) carry the password, as given (not
+    /// percent-encoded: use URL-safe test passwords). It is also on the server's command line,
+    /// visible to `ps`: for tests only.
     ///
     /// # Errors
     /// As [`RedisServer::start_with_args`].
