@@ -274,6 +274,24 @@ pub struct UserRecord {
     pub orgs: BTreeMap<String, String>,
 }
 
+/// A `user:` hash split into its status and its memberships (`org:<org>` → role), into
+/// whichever map the caller keeps them in: the one parse of the user record, for listings
+/// ([`UserRecord`]) and tracked mode's cache ([`live::CachedUser`]). Other fields are ignored.
+pub(crate) fn user_fields<M: Default + Extend<(String, String)>>(
+    fields: HashMap<String, String>,
+) -> (Option<UserStatus>, M) {
+    let mut status = None;
+    let mut orgs = M::default();
+    for (field, value) in fields {
+        if field == "status" {
+            status = UserStatus::parse(&value);
+        } else if let Some(org) = field.strip_prefix(MEMBERSHIP_FIELD_PREFIX) {
+            orgs.extend([(org.to_string(), value)]);
+        }
+    }
+    (status, orgs)
+}
+
 /// Outcome of a revocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
@@ -837,18 +855,8 @@ impl Store {
         if fields.is_empty() {
             return Ok(None);
         }
-        let mut record = UserRecord {
-            status: None,
-            orgs: BTreeMap::new(),
-        };
-        for (field, value) in fields {
-            if field == "status" {
-                record.status = UserStatus::parse(&value);
-            } else if let Some(org) = field.strip_prefix(MEMBERSHIP_FIELD_PREFIX) {
-                record.orgs.insert(org.to_string(), value);
-            }
-        }
-        Ok(Some(record))
+        let (status, orgs) = user_fields(fields);
+        Ok(Some(UserRecord { status, orgs }))
     }
 
     /// Sets the user's role in `org` (creating the user as active if new), in one transaction.

@@ -29,9 +29,7 @@
 //! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
 
 use super::connection::Connection;
-use super::{
-    CredentialRecord, Keys, PackedRecord, StoreError, UserStatus, MEMBERSHIP_FIELD_PREFIX,
-};
+use super::{CredentialRecord, Keys, PackedRecord, StoreError, UserStatus};
 use crate::token::PREFIX_LEN;
 use redis::aio::AsyncPushSender;
 use redis::{PushInfo, PushKind, Value};
@@ -288,15 +286,8 @@ pub fn parse_credential(
 
 /// Parses an `HGETALL user:<user>` reply for the cache.
 pub fn parse_user(fields: HashMap<String, String>) -> CachedUser {
-    let mut user = CachedUser::default();
-    for (field, value) in fields {
-        if field == "status" {
-            user.status = UserStatus::parse(&value);
-        } else if let Some(org) = field.strip_prefix(MEMBERSHIP_FIELD_PREFIX) {
-            user.roles.insert(org.to_string(), value);
-        }
-    }
-    user
+    let (status, roles) = super::user_fields(fields);
+    CachedUser { status, roles }
 }
 
 /// Feeds Redis's pushes into a [`LiveCache`]; given to redis-rs as the connection's push
@@ -443,5 +434,26 @@ mod tests {
         ]));
         assert_eq!(user.status, Some(UserStatus::Suspended));
         assert_eq!(user.roles["acme"], "admin");
+    }
+
+    #[test]
+    fn listings_and_the_cache_read_a_user_record_alike() {
+        let fields = || {
+            HashMap::from([
+                ("status".to_string(), "active".to_string()),
+                ("org:acme".to_string(), "admin".to_string()),
+                ("org:beta".to_string(), "viewer".to_string()),
+                ("created_ms".to_string(), "1".to_string()),
+            ])
+        };
+        let (status, listed): (_, std::collections::BTreeMap<String, String>) =
+            super::super::user_fields(fields());
+        let cached = parse_user(fields());
+        assert_eq!(status, Some(UserStatus::Active));
+        assert_eq!(cached.status, status);
+        assert_eq!(listed.len(), 2, "only org: fields are memberships");
+        assert!(listed
+            .iter()
+            .all(|(org, role)| cached.roles.get(org) == Some(role)));
     }
 }
