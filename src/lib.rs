@@ -31,8 +31,9 @@
 //!
 //! Fail closed: Redis errors and timeouts answer 503 `auth_unavailable`, a full bcrypt queue
 //! 503 `overloaded`; only a completed pipeline forwards a protected request. After a timeout
-//! the connection gets a `PING`, and is replaced if that goes unanswered too (a connection
-//! that died silently; store/connection.rs).
+//! the connection gets a `PING` (on a cluster, every primary does), and is replaced if that
+//! times out too: a connection that died silently (store/connection.rs; behind Sentinel it
+//! is dropped at once and the primary looked up again).
 //!
 //! Steps 3-4 live in auth.rs's `Authenticator`, shared with the management API; it also
 //! notes each use (last_used.rs) and each denial (audit.rs) for recorder.rs, which writes them
