@@ -53,8 +53,11 @@ use std::time::{Duration, Instant};
 pub const REPLACE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Entries of redis-rs's own client-side cache on a tracked connection (see
-/// [`Connection::open`]).
-const REDIS_RS_CACHE_ENTRIES: usize = 1024;
+/// [`Connection::open`]). It holds whole replies (an `HGETALL` of a record is a few KB of
+/// `Value`s) that patgate's own cache makes redundant, so it is kept tiny: at 1024 entries a
+/// gateway with 100,000 cached credentials held 1.8 MiB more (BENCHMARKS.md, memory, seventh
+/// run).
+const REDIS_RS_CACHE_ENTRIES: usize = 16;
 
 /// A cloneable handle on the gateway's Redis, whatever its topology.
 #[derive(Clone)]
