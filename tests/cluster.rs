@@ -310,8 +310,7 @@ fn cluster_revocation_is_seen_by_two_gateways_at_once_strict_and_tracked() {
         strict.get(&token).echoed();
     }
     // Tracking works on a cluster: warm requests on the tracked gateway read nothing.
-    let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
-    assert_served_from_cache(tracked, &token, &ports);
+    assert_served_from_cache(tracked, &token, &node_ports(&cluster));
     // Tracked is in force once the invalidation has arrived from the node holding the key.
     let lag = revoke_on_strict_and_tracked(&fleet, &[&token]);
     eprintln!("cluster: revocation in force on both gateways {lag:?} after the CLI returned");
@@ -487,7 +486,8 @@ fn cluster_replaces_a_silent_node_connection_strict_and_tracked() {
     revoke_on_strict_and_tracked(&fleet, &[&token]);
 }
 
-/// The ports of the cluster's nodes, for reading their stats directly (not through a relay).
+/// The ports of the cluster's nodes, for reading their stats directly (not through a relay,
+/// where there is one).
 fn node_ports(cluster: &RedisCluster) -> Vec<u16> {
     cluster.nodes().iter().map(|n| n.port()).collect()
 }

@@ -16,7 +16,7 @@
 //!   so the store never builds one in cluster mode (see [`Connection::is_cluster`]). Like the
 //!   manager, it retries a command that timed out on the same node connection and reconnects
 //!   only after an error, so it sits in a [`ClusterHandle`] too: after a timeout a `PING` goes
-//!   to every primary, and if one does not answer, the whole cluster connection is made anew.
+//!   to every primary, and if it times out, the whole cluster connection is made anew.
 //! - **Sentinel**: redis-rs finds the primary through the Sentinels (`SENTINEL MASTERS`, then
 //!   `ROLE` on the candidate); [`SentinelConnection`] keeps one multiplexed connection to it
 //!   and forgets it after a connection error, a timeout or a
