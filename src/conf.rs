@@ -1071,6 +1071,15 @@ impl Builder<'_> {
             admin_role,
         } = policy;
         let default_lifetime = self.lifetime("policy.default_lifetime", &default_lifetime)?;
+        if default_lifetime == Lifetime::Never {
+            // SPEC §1: a credential without expiry is created explicitly so, never by default.
+            return Err(self.invalid(
+                "policy.default_lifetime",
+                "never is not a default: a credential without expiry must be asked for \
+                 explicitly (--expires never)"
+                    .to_string(),
+            ));
+        }
         let max_lifetime = self.lifetime("policy.max_lifetime", &max_lifetime)?;
         let expiry = ExpiryPolicy {
             default_lifetime,
@@ -1528,6 +1537,18 @@ routes:
         assert!(error(&text).contains("policy.default_lifetime"));
         let text = format!("{BASE}policy:\n  max_lifetime: 10x\n");
         assert!(error(&text).contains("policy.max_lifetime: invalid duration"));
+        let text = format!("{BASE}policy:\n  default_lifetime: \"30日\"\n");
+        assert!(error(&text).contains("policy.default_lifetime: invalid duration"));
+        let text = format!("{BASE}policy:\n  max_lifetime: 36501d\n");
+        assert!(error(&text).contains("policy.max_lifetime: duration \"36501d\" is longer"));
+    }
+
+    #[test]
+    fn no_expiry_is_never_the_default() {
+        let text = format!(
+            "{BASE}policy:\n  default_lifetime: never\n  max_lifetime: never\n  allow_no_expiry: true\n"
+        );
+        assert!(error(&text).contains("policy.default_lifetime: never is not a default"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum LifetimeError {
     /// Not of the form `<number><s|m|h|d>` or `never`.
     #[error("invalid duration {0:?}: write a positive number followed by s, m, h or d (e.g. 90s, 15m, 12h, 30d), or never")]
     Syntax(String),
+    /// Longer than [`Lifetime::LONGEST`]: an expiry that far out is a typo or means `never`.
+    #[error("duration {0:?} is longer than 100 years (36500d): write never for no expiry")]
+    TooLong(String),
     /// Longer than `policy.max_lifetime`.
     #[error("lifetime {requested} is above the policy maximum of {max}")]
     AboveMax {
@@ -38,24 +41,31 @@ pub enum LifetimeError {
 }
 
 impl Lifetime {
+    /// The longest finite lifetime accepted: 100 years. Anything longer is refused rather than
+    /// stored, so every expiry (plus the retention Redis keeps an expired record for) fits the
+    /// unix-seconds arithmetic and Redis's `EXPIREAT` with centuries to spare.
+    pub const LONGEST: Duration = Duration::from_secs(36_500 * 86_400);
+
     /// Parses `90s`, `15m`, `12h`, `30d` or `never`.
     ///
     /// # Errors
-    /// [`LifetimeError::Syntax`] for anything else, including zero and overflow.
+    /// [`LifetimeError::Syntax`] for anything else, including zero and overflow;
+    /// [`LifetimeError::TooLong`] above [`Lifetime::LONGEST`].
     pub fn parse(s: &str) -> Result<Lifetime, LifetimeError> {
         let syntax = || LifetimeError::Syntax(s.to_string());
         if s == "never" {
             return Ok(Lifetime::Never);
         }
-        let unit_at = s.len().checked_sub(1).ok_or_else(syntax)?;
-        let (number, unit) = s.split_at(unit_at);
-        let seconds_per_unit: u64 = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
+        // The unit is the last byte, and only an ASCII one: a multi-byte last character is
+        // refused before the split, which would otherwise cut it in half.
+        let seconds_per_unit: u64 = match s.as_bytes().last() {
+            Some(b's') => 1,
+            Some(b'm') => 60,
+            Some(b'h') => 3600,
+            Some(b'd') => 86_400,
             _ => return Err(syntax()),
         };
+        let number = &s[..s.len() - 1];
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
             return Err(syntax());
         }
@@ -64,7 +74,11 @@ impl Lifetime {
         if seconds == 0 {
             return Err(syntax());
         }
-        Ok(Lifetime::For(Duration::from_secs(seconds)))
+        let lifetime = Duration::from_secs(seconds);
+        if lifetime > Lifetime::LONGEST {
+            return Err(LifetimeError::TooLong(s.to_string()));
+        }
+        Ok(Lifetime::For(lifetime))
     }
 }
 
@@ -169,10 +183,34 @@ mod tests {
             " 3d",
             "99999999999999999999d",
             "Never",
+            "30é",
+            "1天",
+            "5µ",
+            "é",
         ] {
             assert!(
                 matches!(Lifetime::parse(bad), Err(LifetimeError::Syntax(_))),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hundred_years_is_the_longest_lifetime() {
+        assert_eq!(
+            Lifetime::parse("36500d"),
+            Ok(Lifetime::For(Lifetime::LONGEST))
+        );
+        for too_long in [
+            "36501d",
+            "876001h",
+            "200000000000d",
+            "18446744073709551615s",
+        ] {
+            assert_eq!(
+                Lifetime::parse(too_long),
+                Err(LifetimeError::TooLong(too_long.to_string())),
+                "{too_long:?}"
             );
         }
     }

@@ -13,7 +13,8 @@ use crate::conf::Conf;
 use crate::hasher::{bcrypt_hash, sha256_hex};
 use crate::lifetime::{Lifetime, LifetimeError};
 use crate::store::{
-    AuditStream, CredentialRecord, LastUse, Revoked, Store, StoreError, UserRecord, UserStatus,
+    AuditStream, CredentialRecord, LastUse, Revoked, StatusChange, Store, StoreError, UserRecord,
+    UserStatus,
 };
 use crate::token::{self, Kind};
 
@@ -276,11 +277,8 @@ impl Manager<'_> {
     /// # Errors
     /// Not found, or refused for a removed user.
     pub async fn suspend(&self, user: &str) -> Result<(), ManageError> {
-        let record = self.existing_user(user).await?;
-        if record.status == Some(UserStatus::Removed) {
-            return refuse(format!("user {user:?} was removed"));
-        }
-        self.store.set_status(user, UserStatus::Suspended).await?;
+        check_id("user", user)?;
+        self.set_status(user, UserStatus::Suspended).await?;
         self.audit_user(Action::UserSuspend, user).await;
         Ok(())
     }
@@ -290,13 +288,20 @@ impl Manager<'_> {
     /// # Errors
     /// Not found, or refused for a removed user (removal is final).
     pub async fn reactivate(&self, user: &str) -> Result<(), ManageError> {
-        let record = self.existing_user(user).await?;
-        if record.status == Some(UserStatus::Removed) {
-            return refuse(format!("user {user:?} was removed; removal is final"));
-        }
-        self.store.set_status(user, UserStatus::Active).await?;
+        check_id("user", user)?;
+        self.set_status(user, UserStatus::Active).await?;
         self.audit_user(Action::UserReactivate, user).await;
         Ok(())
+    }
+
+    /// Suspends or reactivates in one step that checks the user was not removed, so a
+    /// removal racing this change stays final.
+    async fn set_status(&self, user: &str, status: UserStatus) -> Result<(), ManageError> {
+        match self.store.set_status_unless_removed(user, status).await? {
+            StatusChange::Set => Ok(()),
+            StatusChange::Removed => refuse(format!("user {user:?} was removed; removal is final")),
+            StatusChange::NoSuchUser => Err(ManageError::NotFound(format!("user {user:?}"))),
+        }
     }
 
     /// Removes a user for good: their PATs stop working; API keys they created survive.
@@ -305,7 +310,7 @@ impl Manager<'_> {
     /// Not found.
     pub async fn remove(&self, user: &str) -> Result<(), ManageError> {
         self.existing_user(user).await?;
-        self.store.set_status(user, UserStatus::Removed).await?;
+        self.store.set_removed(user).await?;
         self.audit_user(Action::UserRemove, user).await;
         Ok(())
     }

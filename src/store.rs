@@ -303,6 +303,17 @@ pub enum Revoked {
     NotFound,
 }
 
+/// Outcome of a suspension or reactivation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    /// The status was set.
+    Set,
+    /// Refused: the user was removed (at the moment of the write).
+    Removed,
+    /// No such user.
+    NoSuchUser,
+}
+
 /// The fields of a credential that can change under a warm request: its stored hash and
 /// whether (and when) it was revoked.
 const LIVENESS_FIELDS: [Joined<'static>; 3] = [
@@ -460,6 +471,16 @@ local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'revoked', ARGV[1], 'revoked_ms', t[1] * 1000 + math.floor(t[2] / 1000))
 local ttl = redis.call('TTL', KEYS[1])
 if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
+/// Sets a user's status unless the user is gone or removed (removal is final: a suspension or
+/// reactivation racing a removal must not undo it). One key. KEYS: user. ARGV: status.
+/// Returns 1 when set, 0 when the user was removed, 2 when there is no such user.
+const SET_STATUS_UNLESS_REMOVED: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 2 end
+if redis.call('HGET', KEYS[1], 'status') == 'removed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
 return 1
 ";
 
@@ -892,14 +913,37 @@ impl Store {
         Ok(removed > 0)
     }
 
-    /// Sets the user's status.
+    /// Marks the user removed (final: nothing sets another status afterwards).
     ///
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
-    pub async fn set_status(&self, user: &str, status: UserStatus) -> Result<(), StoreError> {
+    pub async fn set_removed(&self, user: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status.as_str()))
+        let status = UserStatus::Removed.as_str();
+        self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status))
             .await
+    }
+
+    /// Sets an existing user's status to `status` in one step that refuses a removed user,
+    /// so a suspension or reactivation racing a removal cannot undo it.
+    ///
+    /// # Errors
+    /// [`StoreError`] on timeout or Redis error.
+    pub async fn set_status_unless_removed(
+        &self,
+        user: &str,
+        status: UserStatus,
+    ) -> Result<StatusChange, StoreError> {
+        let script = redis::Script::new(SET_STATUS_UNLESS_REMOVED);
+        let mut invocation = script.key(self.keys.user(user));
+        invocation.arg(status.as_str());
+        let mut conn = self.conn.clone();
+        let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(match outcome {
+            1 => StatusChange::Set,
+            0 => StatusChange::Removed,
+            _ => StatusChange::NoSuchUser,
+        })
     }
 
     /// Stores a new credential (record with its Redis expiry, then its index entry); `false`
@@ -926,7 +970,9 @@ impl Store {
             }
             (Kind::ApiKey, _) => self.keys.org_keys(&record.org),
         };
-        let expire_at = record.expires.map_or(0, |e| e + EXPIRED_RETENTION_SECS);
+        let expire_at = record
+            .expires
+            .map_or(0, |e| e.saturating_add(EXPIRED_RETENTION_SECS));
         let script = redis::Script::new(INSERT_CREDENTIAL);
         let mut invocation = script.key(self.keys.credential(&record.prefix));
         invocation.arg(expire_at);

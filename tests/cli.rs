@@ -94,6 +94,8 @@ fn invalid_token_requests_are_refused_and_write_nothing() {
     create(&["--expires", "400d"]).expect_refused("above the policy maximum");
     create(&["--expires", "never"]).expect_refused("without expiry are not allowed");
     create(&["--expires", "3 days"]).expect_refused("invalid duration");
+    // A multi-byte last character is refused, not split in half (it used to panic).
+    create(&["--expires", "30天"]).expect_refused("invalid duration");
     env.cli(&[
         "token", "create", "--user", "alice", "--org", "globex", "--name", "x",
     ])
@@ -182,6 +184,27 @@ fn no_expiry_is_allowed_only_when_policy_says_so() {
         .cli(&["token", "list", "--user", "alice", "--json"])
         .expect_ok();
     assert!(list.stdout.contains("\"expires\":null"), "{}", list.stdout);
+    // Unbounded policy still has a longest finite lifetime: beyond 100 years the expiry
+    // arithmetic (and Redis's EXPIREAT) would overflow, so it is refused with nothing written.
+    for too_long in ["36501d", "18446744073709551615s"] {
+        env.cli(&[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--org",
+            "acme",
+            "--name",
+            "far",
+            "--expires",
+            too_long,
+        ])
+        .expect_refused("longer than 100 years");
+    }
+    let list = env
+        .cli(&["token", "list", "--user", "alice", "--json"])
+        .expect_ok();
+    assert!(!list.stdout.contains("\"far\""), "{}", list.stdout);
 }
 
 #[test]

@@ -66,8 +66,20 @@ fn removal_stops_the_pat_for_good() {
         .assert_denied(401, "invalid_token");
     env.cli(&["user", "reactivate", "alice"])
         .expect_refused("removal is final");
+    // The status write itself checks for a removal (one script), so a suspension cannot
+    // overwrite "removed" either.
+    env.cli(&["user", "suspend", "alice"])
+        .expect_refused("removal is final");
     env.cli(&["user", "put", "alice", "--org", "acme", "--role", "member"])
         .expect_refused("was removed");
+    let shown = env.cli(&["user", "show", "alice", "--json"]).expect_ok();
+    assert!(
+        shown.stdout.contains(r#""status":"removed""#),
+        "{}",
+        shown.stdout
+    );
+    env.cli(&["user", "suspend", "nobody"])
+        .expect_refused("not found");
     env.get_bearer("/v1/repos", &token)
         .assert_denied(401, "invalid_token");
 }

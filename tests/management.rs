@@ -169,6 +169,7 @@ fn policy_is_enforced_as_in_the_cli() {
         ),
         (r#"{"name":"x","expires":"never"}"#, "without expiry"),
         (r#"{"name":"x","expires":"soon"}"#, "invalid duration"),
+        (r#"{"name":"x","expires":"1é"}"#, "invalid duration"),
         (
             r#"{"name":"x","permissions":["repos:delete"]}"#,
             "unknown permission",
