@@ -7,6 +7,7 @@
 //! an error, never a panic, and `patgate check` runs exactly this code.
 
 use crate::access_log::Format as AccessLogFormat;
+use crate::forward_auth::Caller;
 use crate::lifetime::{ExpiryPolicy, Lifetime};
 use crate::limiter::Limits;
 use crate::permissions::{is_identifier, Roles};
@@ -289,6 +290,7 @@ impl Default for LastUsedFile {
 #[serde(deny_unknown_fields)]
 struct ForwardAuthFile {
     path: String,
+    caller: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,6 +558,15 @@ pub struct ServerSettings {
     pub graceful_shutdown_timeout_seconds: u64,
 }
 
+/// Forward-auth mode (`forward_auth:`): where other proxies ask, and which proxy asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// The endpoint's path on `listen`, e.g. `/_patgate/auth`.
+    pub path: String,
+    /// The calling proxy: its headers, and only those, name the original request.
+    pub caller: Caller,
+}
+
 /// A validated conf: every value parsed and checked.
 #[derive(Debug)]
 pub struct Conf {
@@ -580,8 +591,8 @@ pub struct Conf {
     pub server: ServerSettings,
     /// Failed-attempt limits.
     pub limits: Limits,
-    /// The forward-auth endpoint's path, if forward-auth mode is on.
-    pub forward_auth_path: Option<String>,
+    /// The forward-auth endpoint and its caller, if forward-auth mode is on.
+    pub forward_auth: Option<ForwardAuth>,
     /// How each request is logged.
     pub access_log: AccessLogFormat,
     /// The audit trail's settings.
@@ -686,8 +697,8 @@ impl Builder<'_> {
         let identity_headers = self.identity_headers(identity_headers)?;
         let server = self.server(server)?;
         let limits = self.limits(limits)?;
-        let forward_auth_path = forward_auth
-            .map(|ForwardAuthFile { path }| self.forward_auth_path(path))
+        let forward_auth = forward_auth
+            .map(|file| self.forward_auth(file))
             .transpose()?;
         let audit = self.audit(audit)?;
         let LastUsedFile { interval_seconds } = last_used;
@@ -709,7 +720,7 @@ impl Builder<'_> {
             identity_headers,
             server,
             limits,
-            forward_auth_path,
+            forward_auth,
             access_log,
             audit,
             last_used_interval,
@@ -760,6 +771,28 @@ impl Builder<'_> {
             max_entries,
             denied_requests,
         })
+    }
+
+    fn forward_auth(&self, file: ForwardAuthFile) -> Result<ForwardAuth, ConfError> {
+        let ForwardAuthFile { path, caller } = file;
+        let path = self.forward_auth_path(path)?;
+        let Some(name) = caller else {
+            return Err(self.invalid(
+                "forward_auth.caller",
+                format!(
+                    "missing: name the proxy that calls the endpoint ({}); it decides which \
+                     headers name the original request",
+                    Caller::NAMES
+                ),
+            ));
+        };
+        let caller = Caller::parse(&name).ok_or_else(|| {
+            self.invalid(
+                "forward_auth.caller",
+                format!("{name:?} is not a known caller: write {}", Caller::NAMES),
+            )
+        })?;
+        Ok(ForwardAuth { path, caller })
     }
 
     fn forward_auth_path(&self, path: String) -> Result<String, ConfError> {
@@ -1541,6 +1574,19 @@ routes:
         assert!(error(&text).contains("policy.default_lifetime: invalid duration"));
         let text = format!("{BASE}policy:\n  max_lifetime: 36501d\n");
         assert!(error(&text).contains("policy.max_lifetime: duration \"36501d\" is longer"));
+    }
+
+    #[test]
+    fn forward_auth_names_its_caller() {
+        let text = format!("{BASE}forward_auth:\n  path: /_patgate/auth\n  caller: traefik\n");
+        let conf = parse(&text).expect("valid");
+        let forward_auth = conf.forward_auth.expect("on");
+        assert_eq!(forward_auth.path, "/_patgate/auth");
+        assert_eq!(forward_auth.caller, Caller::Traefik);
+        let text = format!("{BASE}forward_auth:\n  path: /_patgate/auth\n");
+        assert!(error(&text).contains("forward_auth.caller: missing: name the proxy"));
+        let text = format!("{BASE}forward_auth:\n  path: /_patgate/auth\n  caller: haproxy\n");
+        assert!(error(&text).contains(r#"forward_auth.caller: "haproxy" is not a known caller"#));
     }
 
     #[test]

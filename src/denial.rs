@@ -47,6 +47,9 @@ pub enum Denial {
     NoRoute,
     /// The path has dot segments or encoded separators.
     BadPath,
+    /// A forward-auth call without the headers its configured caller sets to name the
+    /// original request.
+    IncompleteForwardAuth,
     /// `Content-Length` with `Transfer-Encoding`, or several different `Content-Length`s: a
     /// request two parsers could frame differently (smuggling).
     AmbiguousLength,
@@ -97,7 +100,10 @@ impl Denial {
     pub fn status(&self) -> u16 {
         match self {
             Denial::NoRoute => 404,
-            Denial::BadPath | Denial::AmbiguousCredential | Denial::AmbiguousLength => 400,
+            Denial::BadPath
+            | Denial::IncompleteForwardAuth
+            | Denial::AmbiguousCredential
+            | Denial::AmbiguousLength => 400,
             Denial::HeadersTooLarge => 431,
             Denial::MissingCredential { .. } | Denial::InvalidToken { .. } => 401,
             Denial::NoOrgAccess | Denial::InsufficientScope { .. } => 403,
@@ -111,7 +117,7 @@ impl Denial {
         match self {
             Denial::NoRoute => "no_route",
             Denial::BadPath => "invalid_path",
-            Denial::AmbiguousLength => "invalid_request",
+            Denial::AmbiguousLength | Denial::IncompleteForwardAuth => "invalid_request",
             Denial::HeadersTooLarge => "headers_too_large",
             Denial::MissingCredential { .. } => "missing_credential",
             Denial::AmbiguousCredential => "ambiguous_credential",
@@ -131,6 +137,7 @@ impl Denial {
             Denial::NoRoute => "no_route",
             Denial::BadPath => "unsafe_path",
             Denial::AmbiguousLength => "ambiguous_length",
+            Denial::IncompleteForwardAuth => "forward_auth_headers_missing",
             Denial::HeadersTooLarge => "headers_too_large",
             Denial::MissingCredential {
                 other_scheme: false,
@@ -160,6 +167,7 @@ impl Denial {
             Denial::BadPath => "The request path contains dot segments or encoded separators.".into(),
             Denial::AmbiguousLength => "The request's length is ambiguous (Content-Length with Transfer-Encoding, or conflicting Content-Length values).".into(),
             Denial::HeadersTooLarge => "The request headers are too large.".into(),
+            Denial::IncompleteForwardAuth => "This forward-auth call lacks the headers that name the original request for the configured caller.".into(),
             Denial::MissingCredential { other_scheme: false } => {
                 "This route requires a credential in 'Authorization: Bearer <token>' or 'X-API-Key: <token>'.".into()
             }
@@ -259,6 +267,7 @@ mod tests {
             (Denial::AuthUnavailable, 503, "auth_unavailable"),
             (Denial::Overloaded, 503, "overloaded"),
             (Denial::BadPath, 400, "invalid_path"),
+            (Denial::IncompleteForwardAuth, 400, "invalid_request"),
         ];
         for (denial, status, code) in table {
             assert_eq!(denial.status(), status, "{denial:?}");

@@ -4,13 +4,20 @@
 //! A request to the configured endpoint path (`forward_auth.path`) is not proxied: it names
 //! the *original* request, and patgate decides that one with the same routes and checks,
 //! answering 200 with the identity headers or the same 401/403/429/503 as the gateway.
-//! The original method, host and URI come from the headers those proxies send:
+//! The original method, host and URI come from the headers the configured caller
+//! (`forward_auth.caller`) sets, and from no other:
 //!
-//! | | method | host | URI |
+//! | caller | method | host | URI |
 //! |---|---|---|---|
-//! | Traefik | `X-Forwarded-Method` | `X-Forwarded-Host` | `X-Forwarded-Uri` |
-//! | nginx (as configured in the README) | `X-Original-Method` | `Host` | `X-Original-URI` |
-//! | Envoy (`path_prefix` = the endpoint) | the request's | `Host` | the path after the endpoint |
+//! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Host` | `X-Forwarded-Uri` |
+//! | `nginx` (as configured in the README) | `X-Original-Method` | `Host` | `X-Original-URI` |
+//! | `envoy` (`path_prefix` = the endpoint) | the request's | `Host` | the path after the endpoint |
+//!
+//! Why one family, named in the conf: each proxy overwrites the headers *it* sets, but passes
+//! the client's others through to the auth call. Were patgate to read whichever family is
+//! present, a client behind nginx could send `X-Forwarded-Uri: /healthz` and have an open
+//! route decided in place of the one it is calling. A call that lacks its caller's headers is
+//! refused (400), never decided on a guess.
 //!
 //! Pure code over the request header.
 
@@ -38,27 +45,84 @@ impl<'a> Target<'a> {
     }
 }
 
+/// The proxy that calls the forward-auth endpoint (`forward_auth.caller`), which decides the
+/// headers that name the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// nginx `auth_request`, with `X-Original-Method`, `X-Original-URI` and `Host` set.
+    Nginx,
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method`, `X-Forwarded-Host`, `X-Forwarded-Uri`.
+    Traefik,
+    /// Envoy HTTP `ext_authz`: the original method, `Host`, and the path after the endpoint.
+    Envoy,
+}
+
+impl Caller {
+    /// Every caller, for messages.
+    pub const NAMES: &'static str = "nginx, traefik or envoy";
+
+    /// `nginx`, `traefik` or `envoy`.
+    pub fn parse(name: &str) -> Option<Caller> {
+        match name {
+            "nginx" => Some(Caller::Nginx),
+            "traefik" => Some(Caller::Traefik),
+            "envoy" => Some(Caller::Envoy),
+            _ => None,
+        }
+    }
+}
+
+/// A forward-auth call that does not name its original request: the header its caller sets
+/// is missing (or not text), so the caller is not the configured one or is misconfigured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("forward-auth call without {0} (forward_auth.caller decides which headers are read)")]
+pub struct Incomplete(pub &'static str);
+
 fn header<'a>(request: &'a RequestHeader, name: &str) -> Option<&'a str> {
     request.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The original request named by a forward-auth call to `endpoint`, or `None` when `request`
-/// is not a call to the endpoint.
-pub fn target<'a>(request: &'a RequestHeader, endpoint: &str) -> Option<Target<'a>> {
+fn required<'a>(request: &'a RequestHeader, name: &'static str) -> Result<&'a str, Incomplete> {
+    header(request, name).ok_or(Incomplete(name))
+}
+
+/// The original request named by a forward-auth call to `endpoint` from `caller`: `None` when
+/// `request` is not a call to the endpoint, an [`Incomplete`] error when it lacks the headers
+/// `caller` sets.
+pub fn target<'a>(
+    request: &'a RequestHeader,
+    endpoint: &str,
+    caller: Caller,
+) -> Option<Result<Target<'a>, Incomplete>> {
     let path = request.uri.path();
     let rest = path.strip_prefix(endpoint)?;
     if !rest.is_empty() && !rest.starts_with('/') {
         return None;
     }
-    let method = header(request, "x-forwarded-method")
-        .or_else(|| header(request, "x-original-method"))
-        .unwrap_or(request.method.as_str());
-    let host = header(request, "x-forwarded-host").or_else(|| header(request, "host"));
-    let uri = header(request, "x-forwarded-uri")
-        .or_else(|| header(request, "x-original-uri"))
-        .unwrap_or(if rest.is_empty() { "/" } else { rest });
-    let path = uri.split('?').next().unwrap_or(uri);
-    Some(Target { method, host, path })
+    let named = || -> Result<(&'a str, Option<&'a str>, &'a str), Incomplete> {
+        Ok(match caller {
+            Caller::Traefik => (
+                required(request, "x-forwarded-method")?,
+                Some(required(request, "x-forwarded-host")?),
+                required(request, "x-forwarded-uri")?,
+            ),
+            Caller::Nginx => (
+                required(request, "x-original-method")?,
+                Some(required(request, "host")?),
+                required(request, "x-original-uri")?,
+            ),
+            Caller::Envoy => (
+                request.method.as_str(),
+                header(request, "host"),
+                if rest.is_empty() { "/" } else { rest },
+            ),
+        })
+    };
+    Some(named().map(|(method, host, uri)| Target {
+        method,
+        host,
+        path: uri.split('?').next().unwrap_or(uri),
+    }))
 }
 
 #[cfg(test)]
@@ -86,7 +150,9 @@ mod tests {
                 ("Host", "patgate.internal"),
             ],
         );
-        let t = target(&r, "/_patgate/auth").expect("a forward-auth call");
+        let t = target(&r, "/_patgate/auth", Caller::Traefik)
+            .expect("a forward-auth call")
+            .expect("complete");
         assert_eq!(
             (t.method, t.host, t.path),
             ("POST", Some("api.example.com"), "/v1/repos")
@@ -103,10 +169,69 @@ mod tests {
                 ("Host", "api.example.com"),
             ],
         );
-        let t = target(&r, "/_patgate/auth").expect("a forward-auth call");
+        let t = target(&r, "/_patgate/auth", Caller::Nginx)
+            .expect("a forward-auth call")
+            .expect("complete");
         assert_eq!(
             (t.method, t.host, t.path),
             ("DELETE", Some("api.example.com"), "/v1/repos/7")
+        );
+    }
+
+    #[test]
+    fn only_the_configured_callers_headers_are_read() {
+        // Behind nginx, the client's own X-Forwarded-* reach the auth call untouched.
+        let forged = [
+            ("X-Original-Method", "DELETE"),
+            ("X-Original-URI", "/v1/billing"),
+            ("Host", "api.example.com"),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Host", "other.example.com"),
+            ("X-Forwarded-Uri", "/healthz"),
+        ];
+        let r = request("/_patgate/auth", &forged);
+        let t = target(&r, "/_patgate/auth", Caller::Nginx)
+            .expect("a forward-auth call")
+            .expect("complete");
+        assert_eq!(
+            (t.method, t.host, t.path),
+            ("DELETE", Some("api.example.com"), "/v1/billing")
+        );
+        // And behind Envoy, neither family counts: the call itself names the request.
+        let r = request("/_patgate/auth/v1/billing", &forged);
+        let t = target(&r, "/_patgate/auth", Caller::Envoy)
+            .expect("a forward-auth call")
+            .expect("complete");
+        assert_eq!((t.method, t.path), ("GET", "/v1/billing"));
+    }
+
+    #[test]
+    fn a_call_without_its_callers_headers_is_incomplete() {
+        let nginx_style = request(
+            "/_patgate/auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/v1/repos"),
+            ],
+        );
+        assert_eq!(
+            target(&nginx_style, "/_patgate/auth", Caller::Traefik),
+            Some(Err(Incomplete("x-forwarded-method")))
+        );
+        let traefik_style = request(
+            "/_patgate/auth",
+            &[
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", "/v1/repos"),
+            ],
+        );
+        assert_eq!(
+            target(&traefik_style, "/_patgate/auth", Caller::Traefik),
+            Some(Err(Incomplete("x-forwarded-host")))
+        );
+        assert_eq!(
+            target(&traefik_style, "/_patgate/auth", Caller::Nginx),
+            Some(Err(Incomplete("x-original-method")))
         );
     }
 
@@ -116,16 +241,23 @@ mod tests {
             "/_patgate/auth/v1/repos/7?y=2",
             &[("Host", "api.example.com")],
         );
-        let t = target(&r, "/_patgate/auth").expect("a forward-auth call");
+        let t = target(&r, "/_patgate/auth", Caller::Envoy)
+            .expect("a forward-auth call")
+            .expect("complete");
         assert_eq!((t.method, t.path), ("GET", "/v1/repos/7"));
     }
 
     #[test]
     fn other_paths_are_not_forward_auth_calls() {
-        assert_eq!(target(&request("/v1/repos", &[]), "/_patgate/auth"), None);
-        assert_eq!(
-            target(&request("/_patgate/authx", &[]), "/_patgate/auth"),
-            None
-        );
+        for caller in [Caller::Nginx, Caller::Traefik, Caller::Envoy] {
+            assert_eq!(
+                target(&request("/v1/repos", &[]), "/_patgate/auth", caller),
+                None
+            );
+            assert_eq!(
+                target(&request("/_patgate/authx", &[]), "/_patgate/auth", caller),
+                None
+            );
+        }
     }
 }

@@ -77,7 +77,7 @@ pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_cred
     let forged: Vec<HeaderName> = request
         .headers
         .keys()
-        .filter(|name| name.as_str().starts_with(&names.prefix_lower))
+        .filter(|name| under_prefix(name.as_str(), &names.prefix_lower))
         .cloned()
         .collect();
     for name in &forged {
@@ -87,6 +87,30 @@ pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_cred
         request.remove_header(&http::header::AUTHORIZATION);
         request.remove_header("x-api-key");
     }
+}
+
+/// Whether the (lowercase) header `name` is under the (lowercase) identity `prefix`, with an
+/// underscore also matching a dash: PHP, Rack, uWSGI and other CGI-style servers turn both
+/// `X-Auth-User` and `X-Auth_User` into `HTTP_X_AUTH_USER`, so the underscore spelling is as
+/// much a forgery as the dashed one.
+fn under_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
+}
+
+/// The six identity header names, in the order of [`pairs`].
+fn names_in_order(names: &IdentityHeaderNames) -> [&Bytes; 6] {
+    [
+        &names.credential_type,
+        &names.token_prefix,
+        &names.org,
+        &names.role,
+        &names.permissions,
+        &names.user,
+    ]
 }
 
 /// The identity headers as (name, value) pairs; an identity without a user has no user
@@ -142,21 +166,25 @@ pub fn inject(
 }
 
 /// Sets the identity headers on a forward-auth answer, for the calling proxy to copy into
-/// the request it forwards.
+/// the request it forwards: always all six names, each one empty where it does not apply (the
+/// user of an API key; every one on an open route, `identity` `None`). A proxy that copies
+/// only the headers an answer carries (Envoy's `allowed_upstream_headers`) thus still
+/// overwrites every identity header a client forged.
 ///
 /// # Errors
 /// As [`inject`].
 pub fn set_on_response(
     response: &mut ResponseHeader,
     names: &IdentityHeaderNames,
-    identity: &Identity,
+    identity: Option<&Identity>,
 ) -> pingora::Result<()> {
-    for (name, value) in pairs(names, identity)
-        .ok_or_else(invalid_value)?
-        .into_iter()
-        .flatten()
-    {
-        response.insert_header(name, value)?;
+    let pairs = match identity {
+        Some(identity) => pairs(names, identity).ok_or_else(invalid_value)?,
+        None => Default::default(),
+    };
+    for (name, pair) in names_in_order(names).into_iter().zip(pairs) {
+        let value = pair.map_or_else(|| HeaderValue::from_static(""), |(_, value)| value);
+        response.insert_header(name.clone(), value)?;
     }
     Ok(())
 }
@@ -224,13 +252,41 @@ mod tests {
             ("x-auth-user", "mallory2"),
             ("X-AUTH-ROLE", "admin"),
             ("x-Auth-Anything-Else", "1"),
+            (
+                "X-Auth_User",
+                "underscore spelling: HTTP_X_AUTH_USER to a CGI-style server",
+            ),
+            ("x_auth_role", "admin"),
             ("X-Authx", "kept: not under the prefix"),
+            ("X_Authx", "kept"),
             ("Accept", "*/*"),
         ]);
         strip(&mut req, &names(), false);
         let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, vec!["accept", "x-authx"]);
+        assert_eq!(left, vec!["accept", "x-authx", "x_authx"]);
+    }
+
+    #[test]
+    fn a_forward_auth_answer_names_all_six_headers() {
+        let names = names();
+        let value = |response: &ResponseHeader, n: &str| {
+            response
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let api_key = sample(None, "viewer", "repos:read");
+        let mut answer = ResponseHeader::build(200, None).expect("response");
+        set_on_response(&mut answer, &names, Some(&api_key)).expect("valid values");
+        assert_eq!(answer.headers.len(), 6);
+        assert_eq!(value(&answer, "x-auth-user").as_deref(), Some(""));
+        assert_eq!(value(&answer, "x-auth-role").as_deref(), Some("viewer"));
+        let mut open = ResponseHeader::build(200, None).expect("response");
+        set_on_response(&mut open, &names, None).expect("valid values");
+        assert_eq!(open.headers.len(), 6);
+        assert!(open.headers.values().all(|v| v.is_empty()));
     }
 
     #[test]

@@ -100,12 +100,21 @@ impl Gateway {
         if !ctx.forward_auth {
             return Ok(false);
         }
-        let mut response = ResponseHeader::build(200, Some(8))?;
+        let mut response = ResponseHeader::build(200, Some(12))?;
         response.insert_header("Content-Length", "0")?;
         response.insert_header("Cache-Control", "no-store")?;
         response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
-        if let Some(identity) = &ctx.identity {
-            identity::set_on_response(&mut response, &self.conf.identity_headers, identity)?;
+        identity::set_on_response(
+            &mut response,
+            &self.conf.identity_headers,
+            ctx.identity.as_ref(),
+        )?;
+        let caller = self.conf.forward_auth.as_ref().map(|f| f.caller);
+        let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
+        if caller == Some(forward_auth::Caller::Envoy) && !keep_credentials {
+            // Envoy's ext_authz removes the headers this answer names from the request it
+            // forwards: the credential never reaches the upstream, as in gateway mode.
+            response.insert_header("x-envoy-auth-headers-to-remove", "authorization, x-api-key")?;
         }
         session
             .write_response_header(Box::new(response), true)
@@ -181,10 +190,17 @@ impl ProxyHttp for Gateway {
             .get(request_id::HEADER)
             .map(|v| v.as_bytes());
         ctx.request_id = request_id::from_client_or_new(client_id);
-        let forward_auth = (self.conf.forward_auth_path.as_deref())
-            .and_then(|endpoint| forward_auth::target(request, endpoint));
+        let forward_auth = (self.conf.forward_auth.as_ref())
+            .and_then(|endpoint| forward_auth::target(request, &endpoint.path, endpoint.caller));
         ctx.forward_auth = forward_auth.is_some();
-        let target = forward_auth.unwrap_or_else(|| Target::of(request));
+        let target = match forward_auth {
+            None => Target::of(request),
+            Some(Ok(target)) => target,
+            Some(Err(incomplete)) => {
+                log::warn!("{incomplete}");
+                return self.deny(session, ctx, Denial::IncompleteForwardAuth).await;
+            }
+        };
         if let Err(denial) = hygiene::check(request, self.conf.limits.max_header_bytes) {
             return self.deny(session, ctx, denial).await;
         }

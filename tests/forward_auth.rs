@@ -1,4 +1,4 @@
-use crate::support::{eventually, Env, Response};
+use crate::support::{eventually, Env, Options, Response};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -8,9 +8,26 @@ fn call(env: &Env, headers: &[(&str, &str)]) -> Response {
     env.request("GET", "/_patgate/auth", headers)
 }
 
+/// The six identity headers a forward-auth answer always carries.
+const IDENTITY_HEADERS: [&str; 6] = [
+    "x-auth-credential-type",
+    "x-auth-token-prefix",
+    "x-auth-org",
+    "x-auth-role",
+    "x-auth-permissions",
+    "x-auth-user",
+];
+
+fn env_called_by(caller: &'static str) -> Env {
+    Env::start_with(Options {
+        forward_auth_caller: caller,
+        ..Options::default()
+    })
+}
+
 #[test]
 fn traefik_style_calls_are_answered_not_proxied() {
-    let env = Env::start();
+    let env = env_called_by("traefik");
     let token = env.user_with_pat("alice", "acme", "member");
     let bearer = format!("Bearer {token}");
     let original = |method: &'static str, uri: &'static str| {
@@ -37,7 +54,28 @@ fn traefik_style_calls_are_answered_not_proxied() {
     call(&env, &original("GET", "/nowhere")).assert_denied(404, "no_route");
     let open = call(&env, &original("GET", "/healthz"));
     assert_eq!(open.status, 200);
-    assert_eq!(open.header("x-auth-user"), None);
+    // Every identity header, empty: a proxy copying the answer overwrites forged ones.
+    for name in IDENTITY_HEADERS {
+        assert_eq!(open.header(name), Some(""), "{name}");
+    }
+    // Only Traefik's own headers name the request: a client's X-Original-* (which Traefik
+    // passes through) is not read.
+    let mut forged = original("GET", "/v1/billing");
+    forged.push(("X-Original-URI", "/healthz"));
+    call(&env, &forged).assert_denied(401, "missing_credential");
+    // A call without them is refused, not decided on a guess.
+    let incomplete = call(
+        &env,
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/healthz"),
+        ],
+    );
+    incomplete.assert_denied(400, "invalid_request");
+    assert_eq!(
+        incomplete.json()["reason"].as_str(),
+        Some("forward_auth_headers_missing")
+    );
     assert_eq!(
         env.upstream.count(),
         0,
@@ -47,21 +85,40 @@ fn traefik_style_calls_are_answered_not_proxied() {
 
 #[test]
 fn envoy_style_calls_carry_the_path_after_the_endpoint() {
-    let env = Env::start();
-    let token = env.user_with_pat("alice", "acme", "viewer");
-    let bearer = format!("Bearer {token}");
-    let response = env.request(
-        "POST",
-        "/_patgate/auth/v1/repos",
-        &[("Authorization", &bearer)],
-    );
+    let env = env_called_by("envoy");
+    env.member("root", "acme", "admin");
+    let key = env.apikey("acme", "viewer", "root");
+    let response = env.request("POST", "/_patgate/auth/v1/repos", &[("X-API-Key", &key)]);
     response.assert_denied(403, "insufficient_scope");
+    // Forwarded-style headers do not count behind Envoy: the call itself names the request.
     let response = env.request(
         "GET",
-        "/_patgate/auth/v1/repos/1",
-        &[("Authorization", &bearer)],
+        "/_patgate/auth/v1/billing",
+        &[
+            ("X-API-Key", &key),
+            ("X-Forwarded-Uri", "/v1/repos"),
+            ("X-Original-URI", "/v1/repos"),
+        ],
     );
+    response.assert_denied(403, "insufficient_scope");
+    let response = env.request("GET", "/_patgate/auth/v1/repos/1", &[("X-API-Key", &key)]);
     assert_eq!(response.status, 200);
+    // An API key has no user: the header is there, empty, so Envoy's copy of the answer
+    // replaces a forged X-Auth-User instead of leaving it.
+    assert_eq!(response.header("x-auth-user"), Some(""));
+    assert_eq!(response.header("x-auth-role"), Some("viewer"));
+    // Envoy removes the credential headers this names from the request it forwards.
+    assert_eq!(
+        response.header("x-envoy-auth-headers-to-remove"),
+        Some("authorization, x-api-key")
+    );
+    let kept = env.request("GET", "/_patgate/auth/legacy", &[("X-API-Key", &key)]);
+    assert_eq!(kept.status, 200);
+    assert_eq!(
+        kept.header("x-envoy-auth-headers-to-remove"),
+        None,
+        "a forward_credentials route keeps them"
+    );
 }
 
 struct Nginx {
@@ -120,13 +177,20 @@ http {{
         listen 127.0.0.1:{port};
         location / {{
             auth_request /_auth;
+            auth_request_set $auth_type $upstream_http_x_auth_credential_type;
+            auth_request_set $auth_prefix $upstream_http_x_auth_token_prefix;
             auth_request_set $auth_user $upstream_http_x_auth_user;
             auth_request_set $auth_org $upstream_http_x_auth_org;
             auth_request_set $auth_role $upstream_http_x_auth_role;
+            auth_request_set $auth_permissions $upstream_http_x_auth_permissions;
+            proxy_set_header X-Auth-Credential-Type $auth_type;
+            proxy_set_header X-Auth-Token-Prefix $auth_prefix;
             proxy_set_header X-Auth-User $auth_user;
             proxy_set_header X-Auth-Org $auth_org;
             proxy_set_header X-Auth-Role $auth_role;
+            proxy_set_header X-Auth-Permissions $auth_permissions;
             proxy_set_header Authorization "";
+            proxy_set_header X-API-Key "";
             proxy_pass http://{upstream};
         }}
         location = /_auth {{
@@ -173,9 +237,14 @@ http {{
 }
 
 fn through_nginx(nginx: &Nginx, path: &str, headers: &[(&str, &str)]) -> Response {
+    through_nginx_as(nginx, "GET", path, headers)
+}
+
+fn through_nginx_as(nginx: &Nginx, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", nginx.port)).expect("connect to nginx");
-    let mut request =
-        format!("GET {path} HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api.example.test\r\nContent-Length: 0\r\nConnection: close\r\n"
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -222,4 +291,60 @@ fn nginx_auth_request_allows_denies_and_passes_the_identity() {
         1,
         "only the allowed request reached the upstream"
     );
+}
+
+#[test]
+fn nginx_callers_cannot_be_told_another_request_or_pass_forged_identity() {
+    let env = Env::start();
+    let nginx = start_nginx(&env);
+    let viewer = env.user_with_pat("vera", "acme", "viewer");
+    let bearer = format!("Bearer {viewer}");
+    env.member("root", "acme", "admin");
+    let key = env.apikey("acme", "viewer", "root");
+
+    // nginx passes the client's X-Forwarded-* to the auth call; they must not name the request.
+    let open_instead = through_nginx(&nginx, "/v1/billing", &[("X-Forwarded-Uri", "/healthz")]);
+    assert_eq!(open_instead.status, 401, "{}", open_instead.body);
+    let read_instead = through_nginx_as(
+        &nginx,
+        "DELETE",
+        "/v1/repos/7",
+        &[
+            ("Authorization", &bearer),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/v1/repos"),
+        ],
+    );
+    assert_eq!(read_instead.status, 403, "{}", read_instead.body);
+    assert_eq!(
+        env.upstream.count(),
+        0,
+        "nothing denied reached the upstream"
+    );
+
+    // Forged identity headers are all replaced, and the credential never reaches the upstream.
+    let received = through_nginx(
+        &nginx,
+        "/v1/repos",
+        &[
+            ("X-API-Key", &key),
+            ("X-Auth-Permissions", "billing:read"),
+            ("X-Auth-Credential-Type", "pat"),
+            ("X-Auth-User", "mallory"),
+        ],
+    )
+    .echoed();
+    assert_eq!(
+        received.header_all("x-auth-permissions"),
+        vec!["repos:read"]
+    );
+    assert_eq!(received.header("x-auth-credential-type"), Some("api_key"));
+    assert_eq!(received.header("x-auth-token-prefix"), Some(&key[..10]));
+    assert_eq!(
+        received.header("x-auth-user"),
+        None,
+        "an API key has no user"
+    );
+    assert_eq!(received.header("x-api-key"), None);
+    assert_eq!(env.upstream.count(), 1);
 }

@@ -1,22 +1,29 @@
 use crate::support::Env;
 
-const FORGED: [(&str, &str); 5] = [
+const FORGED: [(&str, &str); 7] = [
     ("X-Auth-User", "mallory"),
     ("x-auth-user", "mallory2"),
     ("X-AUTH-ROLE", "admin"),
     ("X-Auth-Org", "evilcorp"),
     ("x-AuTh-Something-New", "1"),
+    // CGI-style servers (PHP, Rack, uWSGI) read these as X-Auth-User / X-Auth-Permissions.
+    ("X-Auth_User", "mallory3"),
+    ("x_auth_permissions", "billing:read"),
 ];
+
+/// Whether a header name is an identity header in any spelling, underscores included.
+fn identity_spelling(name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .replace('_', "-")
+        .starts_with("x-auth-")
+}
 
 #[test]
 fn forged_identity_headers_are_stripped_on_open_routes() {
     let env = Env::start();
     let received = env.get("/healthz", &FORGED).echoed();
     assert!(
-        received
-            .headers
-            .iter()
-            .all(|(n, _)| !n.to_ascii_lowercase().starts_with("x-auth-")),
+        received.headers.iter().all(|(n, _)| !identity_spelling(n)),
         "{:?}",
         received.headers
     );
@@ -34,6 +41,28 @@ fn forged_identity_headers_are_replaced_on_protected_routes() {
     assert_eq!(received.header_all("x-auth-role"), vec!["viewer"]);
     assert_eq!(received.header_all("x-auth-org"), vec!["acme"]);
     assert!(received.header_all("x-auth-something-new").is_empty());
+    assert!(received.header_all("x-auth_user").is_empty());
+    assert!(received.header_all("x_auth_permissions").is_empty());
+}
+
+#[test]
+fn an_api_key_request_carries_no_user_header_in_any_spelling() {
+    let env = Env::start();
+    env.member("root", "acme", "admin");
+    let key = env.apikey("acme", "viewer", "root");
+    let mut headers = FORGED.to_vec();
+    headers.push(("X-API-Key", &key));
+    let received = env.get("/v1/repos", &headers).echoed();
+    let users: Vec<&(String, String)> = received
+        .headers
+        .iter()
+        .filter(|(n, _)| identity_spelling(n) && n.to_ascii_lowercase().ends_with("user"))
+        .collect();
+    assert!(users.is_empty(), "{users:?}");
+    assert_eq!(
+        received.header_all("x-auth-permissions"),
+        vec!["repos:read"]
+    );
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub struct Options {
     pub redis_tls: Option<TlsFiles>,
     /// Start Redis requiring this password (`requirepass`); the conf's URL carries it.
     pub redis_password: Option<&'static str>,
+    /// `forward_auth.caller`: the proxy whose headers name a forward-auth call's request.
+    pub forward_auth_caller: &'static str,
     /// Top-level YAML appended to the conf (e.g. `tls_listen:` and `tls:`).
     pub extra_conf: String,
     /// Route list items appended after the standard routes.
@@ -63,6 +65,7 @@ impl Default for Options {
             grace_seconds: 5,
             redis_tls: None,
             redis_password: None,
+            forward_auth_caller: "nginx",
             extra_conf: String::new(),
             extra_routes: String::new(),
         }
@@ -676,6 +679,7 @@ identity_headers:
   signing_key_file: {dir}/identity.key
 forward_auth:
   path: /_patgate/auth
+  caller: {forward_auth_caller}
 access_log:
   format: {access_log}
 limits:
@@ -763,6 +767,7 @@ routes:
             .as_ref()
             .map(|tls| format!("  ca_file: {}\n", tls.ca_file.display()))
             .unwrap_or_default(),
+        forward_auth_caller = o.forward_auth_caller,
         extra_routes = o.extra_routes,
         extra_conf = o.extra_conf,
     )
