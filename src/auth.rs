@@ -130,13 +130,28 @@ impl Authenticator {
             Presented::Ambiguous => Err(Denial::AmbiguousCredential),
         };
         let prefix = parsed.as_ref().ok().map(|t| t.prefix().to_string());
+        // A token verified on this instance before (its keyed digest is in the verified
+        // cache) is no guess, so others' failures do not lock it out: a flood of wrong secrets
+        // for a public prefix, or from a shared address (a NAT, a proxy), leaves the holders
+        // of valid tokens served. Everything else about it is still checked live.
         let limited = self
             .limiter
-            .retry_after(client, prefix.as_deref(), Instant::now());
-        let verdict = match (limited, parsed) {
-            (Some(retry_after), _) => Verdict::Deny(Denial::RateLimited { retry_after }),
-            (None, Ok(token)) => self.verify(&token, require).await,
-            (None, Err(denial)) => Verdict::Deny(denial),
+            .retry_after(client, prefix.as_deref(), Instant::now())
+            .filter(|_| {
+                !parsed
+                    .as_ref()
+                    .is_ok_and(|t| self.cache.get(&self.cache.digest(t.hash_input())).is_some())
+            });
+        // SPEC §4's order: a missing or ambiguous credential answers before the limits (they
+        // are not attempts at a token); a limited client or prefix is refused before any
+        // Redis or bcrypt work on its token, malformed ones included.
+        let verdict = match (parsed, limited) {
+            (Err(denial @ (Denial::MissingCredential { .. } | Denial::AmbiguousCredential)), _) => {
+                Verdict::Deny(denial)
+            }
+            (_, Some(retry_after)) => Verdict::Deny(Denial::RateLimited { retry_after }),
+            (Ok(token), None) => self.verify(&token, require).await,
+            (Err(denial), None) => Verdict::Deny(denial),
         };
         if let Verdict::Deny(Denial::InvalidToken { .. }) = verdict {
             self.limiter

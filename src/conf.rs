@@ -1288,11 +1288,13 @@ impl Builder<'_> {
         if !path_prefix.starts_with('/')
             || !crate::routes::path_is_safe(&path_prefix)
             || path_prefix.contains('?')
+            || path_prefix.contains(';')
         {
             return Err(self.invalid(
                 key("path_prefix"),
                 format!(
-                    "{path_prefix:?} must be an absolute path without '?', '.' or '..' segments"
+                    "{path_prefix:?} must be an absolute path without '?', ';', empty, '.' or \
+                     '..' segments, or needlessly encoded characters"
                 ),
             ));
         }

@@ -45,7 +45,8 @@ impl InvalidReason {
 pub enum Denial {
     /// No route matches host/method/path.
     NoRoute,
-    /// The path has dot segments or encoded separators.
+    /// The path is not canonical: dot or empty segments, encoded separators or unreserved
+    /// characters ([`crate::routes::path_is_safe`]).
     BadPath,
     /// A forward-auth call without the headers its configured caller sets to name the
     /// original request.
@@ -164,7 +165,7 @@ impl Denial {
     pub fn message(&self) -> String {
         match self {
             Denial::NoRoute => "No route matches this host, method and path.".into(),
-            Denial::BadPath => "The request path contains dot segments or encoded separators.".into(),
+            Denial::BadPath => "The request path is not canonical: it has dot or empty segments, or encodes characters that must be sent as they are.".into(),
             Denial::AmbiguousLength => "The request's length is ambiguous (Content-Length with Transfer-Encoding, or conflicting Content-Length values).".into(),
             Denial::HeadersTooLarge => "The request headers are too large.".into(),
             Denial::IncompleteForwardAuth => "This forward-auth call lacks the headers that name the original request for the configured caller.".into(),

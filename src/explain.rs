@@ -117,7 +117,10 @@ pub async fn explain(
             Denial::BadPath,
         ));
     }
-    b.pass("path", "no dot segments or encoded separators");
+    b.pass(
+        "path",
+        "canonical: no dot or empty segments, nothing needlessly encoded",
+    );
     let Some(route) = conf.routes.lookup(host, method, path) else {
         return Ok(b.fail(
             "route",

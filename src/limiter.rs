@@ -9,7 +9,7 @@
 
 use crate::token::PREFIX_LEN;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,22 @@ enum Key {
 impl Key {
     fn prefix(prefix: &str) -> Option<Key> {
         prefix.as_bytes().try_into().ok().map(Key::Prefix)
+    }
+
+    /// The client's key: an IPv4 address as is (also when IPv4-mapped), an IPv6 address by
+    /// its /64, the block one subscriber or host usually gets, so hopping between the
+    /// addresses of one's own /64 does not reset the count.
+    fn client(ip: IpAddr) -> Key {
+        let ip = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(
+                    u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+                )),
+            },
+            v4 => v4,
+        };
+        Key::Client(ip)
     }
 }
 
@@ -78,7 +94,7 @@ impl FailureLimiter {
                 .then(|| ends.duration_since(now).as_secs().max(1))
         };
         let by_client =
-            client.and_then(|ip| over(Key::Client(ip), self.limits.failures_per_client));
+            client.and_then(|ip| over(Key::client(ip), self.limits.failures_per_client));
         let by_prefix = prefix.and_then(|p| over(Key::prefix(p)?, self.limits.failures_per_prefix));
         by_client.max(by_prefix)
     }
@@ -88,7 +104,7 @@ impl FailureLimiter {
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        for key in [client.map(Key::Client), prefix.and_then(Key::prefix)]
+        for key in [client.map(Key::client), prefix.and_then(Key::prefix)]
             .into_iter()
             .flatten()
         {
@@ -134,6 +150,28 @@ mod tests {
 
     fn ip(last: u8) -> Option<IpAddr> {
         Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let limiter = limiter(100);
+        let t0 = Instant::now();
+        for last in 1..=3u16 {
+            let hop: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, last).into();
+            limiter.record_failure(Some(hop), None, t0);
+        }
+        let same_64: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0xa, 0xb, 0xc, 0xd).into();
+        let next_64: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1).into();
+        assert!(limiter.retry_after(Some(same_64), None, t0).is_some());
+        assert_eq!(limiter.retry_after(Some(next_64), None, t0), None);
+        let mapped: IpAddr = Ipv6Addr::from(0xffff_0a00_0001_u128).into();
+        for _ in 0..3 {
+            limiter.record_failure(Some(mapped), None, t0);
+        }
+        assert!(
+            limiter.retry_after(ip(1), None, t0).is_some(),
+            "::ffff:10.0.0.1 is 10.0.0.1"
+        );
     }
 
     #[test]

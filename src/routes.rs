@@ -10,6 +10,7 @@
 
 use crate::tls::UpstreamTls;
 use pingora::upstreams::peer::HttpPeer;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -239,9 +240,17 @@ impl RouteTable {
 
     /// The most specific route for a request, if any. `host` may carry a port; `path` may
     /// carry a query string.
+    ///
+    /// The host is compared without its port and without a trailing dot (`api.example.com.`
+    /// is the same name, fully qualified); the path without `;` parameters
+    /// ([`routing_path`]).
     pub fn lookup(&self, host: Option<&str>, method: &str, path: &str) -> Option<&Arc<Route>> {
-        let host = host.map(strip_port);
-        self.routes.iter().find(|r| r.matches(host, method, path))
+        let host = host.map(|h| {
+            let name = strip_port(h);
+            name.strip_suffix('.').unwrap_or(name)
+        });
+        let path = routing_path(path);
+        self.routes.iter().find(|r| r.matches(host, method, &path))
     }
 
     /// Routes, most specific first.
@@ -268,24 +277,71 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Why a request path is refused before routing: dot segments and encoded separators could
-/// make the upstream see a different path than the one the route was chosen for.
+/// Whether a request path may be routed. Refused: any spelling that a common upstream server
+/// would normalise into a different path than the one the route was chosen for, since the
+/// path is forwarded as sent:
+/// - dot segments (`/a/../b`), also with parameters (`/a/..;/b`, which Tomcat and Spring
+///   resolve);
+/// - empty segments (`/a//b`, which nginx and many frameworks merge);
+/// - backslashes, and the percent-encoded separators and NUL (`%2e`, `%2f`, `%5c`, `%00`);
+/// - percent-encoded unreserved characters (`/v1/%62illing`): RFC 3986 says they are never
+///   encoded, and servers decode them, so a client sending one is choosing a spelling that
+///   routes differently from its meaning.
 pub fn path_is_safe(path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
-    if !path.starts_with('/') || path.contains('\\') {
+    if !path.starts_with('/') || path.contains('\\') || path.contains("//") {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%00")
-    {
+    if encodes_unreserved_or_separator(path.as_bytes()) {
         return false;
     }
-    !path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
+    !path.split('/').any(|segment| {
+        let name = segment.split(';').next().unwrap_or(segment);
+        name == "." || name == ".."
+    })
+}
+
+/// Whether `path` percent-encodes a character that must not be: an unreserved one
+/// (`A-Z a-z 0-9 - . _ ~`), a separator (`/`, `\`) or NUL.
+fn encodes_unreserved_or_separator(path: &[u8]) -> bool {
+    path.windows(3).any(|w| {
+        let decoded = match (w[0], hex(w[1]), hex(w[2])) {
+            (b'%', Some(high), Some(low)) => high << 4 | low,
+            _ => return false,
+        };
+        decoded.is_ascii_alphanumeric()
+            || matches!(decoded, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | 0)
+    })
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The path routes are matched against: each segment without its `;` parameters
+/// (`/v1;x/billing` → `/v1/billing`), as Tomcat, Jetty and Spring read it, so a parameter
+/// cannot move a request to a less specific route than the one those upstreams serve. Borrowed
+/// unless the path has a `;`.
+pub fn routing_path(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    let mut routed = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            routed.push('/');
+        }
+        routed.push_str(segment.split(';').next().unwrap_or(segment));
+    }
+    if let Some(query) = query {
+        routed.push('?');
+        routed.push_str(query);
+    }
+    Cow::Owned(routed)
 }
 
 #[cfg(test)]
@@ -431,8 +487,44 @@ mod tests {
             "relative",
             "/a/..",
             "/a%00",
+            "/healthz/..;/v1/billing",
+            "/a/.;x/b",
+            "/v1//billing",
+            "/v1/%62illing",
+            "/v1/billin%67",
+            "/v1/%7Euser",
+            "/v1/%2D",
+            "/v1/x%5F",
         ] {
             assert!(!path_is_safe(bad), "{bad}");
         }
+        // Reserved and other characters may be encoded; a bare % is the upstream's to judge.
+        for good in [
+            "/v1/repos/a%20b",
+            "/v1/repos/%3A",
+            "/v1/100%",
+            "/v1/a;b=c",
+            "/v1/%zz",
+        ] {
+            assert!(path_is_safe(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn routing_ignores_segment_parameters_and_a_fully_qualified_host() {
+        let table = RouteTable::new(vec![
+            route("v1", None, None, "/v1"),
+            route("billing", None, None, "/v1/billing"),
+            route("api", Some("api.example.com"), None, "/"),
+        ]);
+        let name = |host, path| table.lookup(host, "GET", path).map(|r| r.name.as_str());
+        assert_eq!(name(None, "/v1;x/billing"), Some("billing"));
+        assert_eq!(name(None, "/v1/billing;jsessionid=1/x"), Some("billing"));
+        assert_eq!(name(None, "/v1/billing;x?a=;b"), Some("billing"));
+        assert_eq!(name(None, "/v1/bill;x"), Some("v1"));
+        assert_eq!(name(Some("api.example.com."), "/v2"), Some("api"));
+        assert_eq!(name(Some("api.example.com.:443"), "/v2"), Some("api"));
+        assert_eq!(routing_path("/v1;a/b;c?q=;d"), "/v1/b?q=;d");
+        assert!(matches!(routing_path("/v1/b"), Cow::Borrowed(_)));
     }
 }

@@ -188,11 +188,13 @@ fn a_client_over_its_failure_limit_gets_429_before_any_check() {
         ..Default::default()
     });
     let token = env.user_with_pat("alice", "acme", "member");
+    let warm = env.user_with_pat("bob", "acme", "member");
+    env.get_bearer("/v1/repos", &warm).echoed();
     for _ in 0..3 {
         env.get_bearer("/v1/repos", "garbage")
             .assert_denied(401, "invalid_token");
     }
-    // Even a valid token is refused now: the client is limited, not the token.
+    // A token not verified here before is refused now: the client is limited, not the token…
     let response = env.get_bearer("/v1/repos", &token);
     response.assert_denied(429, "rate_limited");
     let retry_after: u64 = response
@@ -200,7 +202,13 @@ fn a_client_over_its_failure_limit_gets_429_before_any_check() {
         .and_then(|v| v.parse().ok())
         .expect("Retry-After");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_eq!(env.upstream.count(), 0);
+    // …and so is a missing credential, but as what it is (SPEC §4's order).
+    env.get("/v1/repos", &[])
+        .assert_denied(401, "missing_credential");
+    // A token verified on this instance before is no guess: others' failures from the same
+    // address (a NAT, a proxy) do not lock it out.
+    env.get_bearer("/v1/repos", &warm).echoed();
+    assert_eq!(env.upstream.count(), 2);
 }
 
 #[test]
@@ -221,6 +229,28 @@ fn guesses_against_one_prefix_are_limited_for_that_prefix_only() {
         .assert_denied(429, "rate_limited");
     env.get_bearer("/v1/repos", &bob).echoed();
     assert_eq!(env.upstream.count(), 1);
+}
+
+#[test]
+fn guesses_against_a_public_prefix_do_not_lock_out_its_warm_holder() {
+    let env = Env::start_with(crate::support::Options {
+        failures_per_prefix: 2,
+        ..Default::default()
+    });
+    let alice = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &alice).echoed();
+    // The prefix is public (logs, listings, X-Auth-Token-Prefix): anyone can aim at it.
+    for _ in 0..3 {
+        env.get_bearer("/v1/repos", &same_prefix_other_secret(&alice));
+    }
+    env.get_bearer("/v1/repos", &same_prefix_other_secret(&alice))
+        .assert_denied(429, "rate_limited");
+    env.get_bearer("/v1/repos", &alice).echoed();
+    // Still checked live: revoked, it is refused at once, limiter or not.
+    env.cli(&["token", "revoke", &alice[..10]]).expect_ok();
+    env.get_bearer("/v1/repos", &alice)
+        .assert_denied(401, "invalid_token");
+    assert_eq!(env.upstream.count(), 2);
 }
 
 #[test]

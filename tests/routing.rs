@@ -73,8 +73,29 @@ fn dot_segments_and_encoded_slashes_are_refused_before_routing() {
         "/healthz/../v1/billing",
         "/healthz/%2e%2e/v1/billing",
         "/healthz%2F..%2Fv1",
+        "/healthz/..;/v1/billing",
+        "/v1//billing",
+        "/v1/%62illing",
     ] {
         env.get(path, &[]).assert_denied(400, "invalid_path");
     }
     assert_eq!(env.upstream.count(), 0);
+}
+
+#[test]
+fn segment_parameters_and_a_trailing_host_dot_do_not_change_the_route() {
+    let env = Env::start();
+    let token = env.user_with_pat("vera", "acme", "viewer");
+    let bearer = format!("Bearer {token}");
+    // Tomcat and Spring read /v1;x/billing as /v1/billing: so does the routing.
+    env.get("/v1;x/billing", &[("Authorization", &bearer)])
+        .assert_denied(403, "insufficient_scope");
+    env.get("/v1/billing;jsessionid=1", &[("Authorization", &bearer)])
+        .assert_denied(403, "insufficient_scope");
+    // docs.example.test. is docs.example.test: its open route, not the protected one.
+    let received = env
+        .get("/v1/repos", &[("Host", "docs.example.test.")])
+        .echoed();
+    assert_eq!(received.header("x-auth-user"), None);
+    assert_eq!(env.upstream.count(), 1);
 }
