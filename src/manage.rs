@@ -409,22 +409,7 @@ impl Manager<'_> {
         self.check_narrowing(&permissions, &role, "the key's")?;
         let expires = self.conf.policy.expiry.expiry(expires, now)?;
         let creator = self.existing_user(&created_by).await?;
-        if creator.status != Some(UserStatus::Active) {
-            return refuse(format!("user {created_by:?} is not active"));
-        }
-        let creator_role = creator.orgs.get(&org).map(String::as_str).unwrap_or("");
-        let creator_rank = self.conf.roles.rank(creator_role);
-        let admin_rank = self.conf.roles.rank(&self.conf.policy.admin_role);
-        if creator_rank.is_none() || creator_rank < admin_rank {
-            return refuse(format!(
-                "user {created_by:?} is not an admin of org {org:?}"
-            ));
-        }
-        if Some(key_rank) > creator_rank {
-            return refuse(format!(
-                "role {role:?} is above the creator's role {creator_role:?}"
-            ));
-        }
+        self.check_authority(&creator, &created_by, &org, &role, key_rank)?;
         let created = self
             .insert(Kind::ApiKey, |generated, hash| {
                 Ok(CredentialRecord {
@@ -443,9 +428,52 @@ impl Manager<'_> {
                 })
             })
             .await?;
+        // The authority was read before the key was written, in another key (and, on a
+        // cluster, another slot), so nothing made the two one step. Read it again now: a
+        // demotion or suspension acknowledged before this point must not leave a key created
+        // on the old authority. The secret has not been shown, so revoking is enough.
+        let still = self
+            .existing_user(&created_by)
+            .await
+            .and_then(|creator| self.check_authority(&creator, &created_by, &org, &role, key_rank));
+        if let Err(changed) = still {
+            let prefix = created.record.prefix.as_str();
+            self.store.revoke(prefix, Kind::ApiKey, now).await?;
+            log::warn!("API key {prefix} revoked at creation: the creator's authority changed");
+            return Err(changed);
+        }
         self.audit_created(Action::ApikeyCreate, &created.record)
             .await;
         Ok(created)
+    }
+
+    /// Whether `creator` (the user `created_by`) may create an API key of `role` (rank
+    /// `key_rank`) in `org` right now: active, an org admin, and ranked at least as high.
+    fn check_authority(
+        &self,
+        creator: &UserRecord,
+        created_by: &str,
+        org: &str,
+        role: &str,
+        key_rank: usize,
+    ) -> Result<(), ManageError> {
+        if creator.status != Some(UserStatus::Active) {
+            return refuse(format!("user {created_by:?} is not active"));
+        }
+        let creator_role = creator.orgs.get(org).map(String::as_str).unwrap_or("");
+        let creator_rank = self.conf.roles.rank(creator_role);
+        let admin_rank = self.conf.roles.rank(&self.conf.policy.admin_role);
+        if creator_rank.is_none() || creator_rank < admin_rank {
+            return refuse(format!(
+                "user {created_by:?} is not an admin of org {org:?}"
+            ));
+        }
+        if Some(key_rank) > creator_rank {
+            return refuse(format!(
+                "role {role:?} is above the creator's role {creator_role:?}"
+            ));
+        }
+        Ok(())
     }
 
     /// Generates tokens until one's prefix is free (a clash is ~1 in 5.7e10), then stores it.

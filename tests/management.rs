@@ -414,20 +414,16 @@ fn api_keys_follow_the_cli_rules() {
 fn a_narrowed_credential_cannot_mint_a_wider_one() {
     let env = Env::start();
     orgs(&env);
-    env.member("bob", "acme", "member");
     let narrow = env.pat_with(
         "ada",
         "acme",
         &["--permissions", "patgate:admin,repos:read"],
     );
-    let created = env.api_ok(
-        "POST",
-        "/v1/tokens",
-        &narrow,
-        r#"{"user":"bob","name":"inherits"}"#,
-        201,
+    let created = env.api_ok("POST", "/v1/tokens", &narrow, r#"{"name":"inherits"}"#, 201);
+    assert_eq!(
+        created["credential"]["permissions"],
+        json!(["patgate:admin", "repos:read"])
     );
-    assert_eq!(created["credential"]["permissions"], json!(["repos:read"]));
     let token = token_of(&created);
     env.request(
         "POST",
@@ -439,9 +435,32 @@ fn a_narrowed_credential_cannot_mint_a_wider_one() {
         "POST",
         "/v1/tokens",
         &narrow,
-        r#"{"user":"bob","name":"wider","permissions":["repos:write"]}"#,
+        r#"{"name":"wider","permissions":["repos:write"]}"#,
     )
     .assert_denied(403, "forbidden");
+}
+
+#[test]
+fn an_admin_cannot_mint_a_pat_that_acts_as_someone_else() {
+    let env = Env::start();
+    let (_, ada, _) = orgs(&env);
+    env.member("bob", "acme", "member");
+    let refused = env.api(
+        "POST",
+        "/v1/tokens",
+        &ada,
+        r#"{"user":"bob","name":"as bob"}"#,
+    );
+    refused.assert_denied(403, "forbidden");
+    assert!(
+        refused.body.contains("created by its owner"),
+        "{}",
+        refused.body
+    );
+    let listed = env
+        .cli(&["token", "list", "--user", "bob", "--json"])
+        .expect_ok();
+    assert_eq!(listed.stdout.trim(), "[]", "nothing was created");
 }
 
 #[test]

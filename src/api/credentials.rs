@@ -70,7 +70,8 @@ fn created(created: &Created, now: u64) -> Reply {
 }
 
 /// `POST /v1/tokens`: a PAT bound to the caller's org, for the caller (self-service) or,
-/// by an admin, for a member the admin outranks or equals.
+/// by an admin API key (the product acting for its signed-in user), for a member the key
+/// outranks or equals. A person's PAT never mints one for someone else.
 pub async fn create_token(call: &Call<'_>, body: NewTokenBody) -> Reply {
     let NewTokenBody {
         user,
@@ -88,6 +89,16 @@ pub async fn create_token(call: &Call<'_>, body: NewTokenBody) -> Reply {
         }
     };
     call.caller.require_tokens_of(&user)?;
+    if let Some(own) = call.caller.user().filter(|own| *own != user) {
+        // A PAT speaks for its owner (X-Auth-User upstream). A person minting one for someone
+        // else would hold a secret that acts as them: impersonation, and an audit trail that
+        // names the wrong person. Only the product's own admin API key, which signs its users
+        // in itself, creates PATs on a user's behalf.
+        return Err(ApiError::Forbidden(format!(
+            "{own:?} cannot create a PAT for {user:?}: a PAT is created by its owner (or by the \
+             product with an admin API key on the owner's behalf)"
+        )));
+    }
     crate::manage::check_id("user", &user)?;
     let record = call.store.user(&user).await?;
     let record = if call.caller.is_self_service(&user) {
