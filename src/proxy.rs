@@ -290,6 +290,20 @@ impl ProxyHttp for Gateway {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())
     }
 
+    /// What Pingora's error log says about a request: method, path and host, like its
+    /// default, but never the query string, where a client may have put a token by mistake
+    /// (the gateway never reads one there, and never logs one either).
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let request = session.req_header();
+        let host = request
+            .headers
+            .get(http::header::HOST)
+            .map_or(std::borrow::Cow::Borrowed("-"), |h| {
+                String::from_utf8_lossy(h.as_bytes())
+            });
+        format!("{} {}, Host: {host}", request.method, request.uri.path())
+    }
+
     async fn logging(
         &self,
         session: &mut Session,

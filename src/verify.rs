@@ -246,11 +246,22 @@ impl Verifier<'_> {
         }
     }
 
-    /// Scope check, then the identity sent upstream.
+    /// Role check (a role the conf does not define is no role: 403 `no_org_access`), scope
+    /// check, then the identity sent upstream.
     /// The identity's header values come ready from the conf's role table (built here only
     /// for a narrowed list or a role the conf does not define); the credential's own values
     /// are slices of the shared record.
     fn allow(&self, record: &Arc<PackedRecord>, role: &str, require: &[String]) -> Step<Identity> {
+        if self.roles.get(role).is_none() {
+            // A role the conf does not define (removed from the conf, or written by hand)
+            // grants nothing, not even a route that requires nothing: the upstream would be
+            // told a role it cannot know the meaning of.
+            log::warn!(
+                "credential {} acts with role {role:?}, which the conf does not define: refused",
+                record.prefix()
+            );
+            return Err(Denial::NoOrgAccess);
+        }
         let effective = self.roles.effective(role, record.permissions());
         let missing = effective.missing(require);
         if !missing.is_empty() {

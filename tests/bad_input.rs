@@ -10,6 +10,28 @@ fn a_token_in_the_query_string_is_never_read() {
 }
 
 #[test]
+fn a_token_in_the_query_string_never_reaches_the_log() {
+    // An upstream that refuses connections makes Pingora log the request (its summary).
+    let dead = patgate::testkit::free_port().expect("port");
+    let env = Env::start_with(Options {
+        extra_routes: format!(
+            "  - name: dead\n    path_prefix: /dead\n    upstream: 127.0.0.1:{dead}\n    auth: none\n"
+        ),
+        ..Options::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    let response = env.get(&format!("/dead/x?access_token={token}"), &[]);
+    assert_eq!(response.status, 502, "{}", response.body);
+    crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "the upstream failure to be logged",
+        || env.log().contains("/dead/x"),
+        || env.log(),
+    );
+    assert!(!env.log().contains(&token[10..]), "{}", env.log());
+}
+
+#[test]
 fn non_utf8_and_oversized_credentials_are_invalid_tokens() {
     let env = Env::start();
     let request = b"GET /v1/repos HTTP/1.1\r\nHost: x\r\nX-API-Key: pat_\xff\xfe\xfd\r\nConnection: close\r\n\r\n";

@@ -204,3 +204,39 @@ fn user_record_deleted_by_the_product_stops_the_pat() {
     env.get_bearer("/v1/repos", &token)
         .assert_denied(401, "invalid_token");
 }
+
+#[test]
+fn a_role_the_conf_does_not_define_grants_nothing() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.member("root", "acme", "admin");
+    let mut redis = redis::Client::open(env.redis.url())
+        .expect("client")
+        .get_connection()
+        .expect("conn");
+    // A membership written by the product (or left over from a role since removed from the
+    // conf) naming a role the conf does not know.
+    redis::cmd("HSET")
+        .arg("patgate:user:alice")
+        .arg("org:acme")
+        .arg("ghost")
+        .exec(&mut redis)
+        .expect("hset");
+    // Not even a route that requires nothing lets it through.
+    env.get_bearer("/v1/whoami", &token)
+        .assert_denied(403, "no_org_access");
+    let key = env.apikey("acme", "viewer", "root");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("patgate:cred:{}", &key[..10]))
+        .query(&mut redis)
+        .expect("keys");
+    redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg("role")
+        .arg("ghost")
+        .exec(&mut redis)
+        .expect("hset");
+    env.get("/v1/whoami", &[("X-API-Key", &key)])
+        .assert_denied(403, "no_org_access");
+    assert_eq!(env.upstream.count(), 0);
+}
