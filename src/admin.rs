@@ -42,10 +42,14 @@ impl AdminApp {
             path: header.uri.path().to_string(),
             query: header.uri.query().map(str::to_string),
             headers: header.headers.clone(),
-            client: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            client: crate::client_addr::client_address(
+                session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                &header.headers,
+                &self.conf.trusted_proxies,
+            ),
             body: bytes::Bytes::new(),
         };
         let mut body = Vec::new();

@@ -7,6 +7,7 @@
 //! an error, never a panic, and `patgate check` runs exactly this code.
 
 use crate::access_log::Format as AccessLogFormat;
+use crate::client_addr::Network;
 use crate::forward_auth::Caller;
 use crate::lifetime::{ExpiryPolicy, Lifetime};
 use crate::limiter::Limits;
@@ -78,6 +79,8 @@ pub struct File {
     limits: LimitsFile,
     #[serde(default)]
     forward_auth: Option<ForwardAuthFile>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     #[serde(default)]
     access_log: AccessLogFile,
     #[serde(default)]
@@ -593,6 +596,8 @@ pub struct Conf {
     pub limits: Limits,
     /// The forward-auth endpoint and its caller, if forward-auth mode is on.
     pub forward_auth: Option<ForwardAuth>,
+    /// Proxies whose `X-Forwarded-For` names the client ([`crate::client_addr`]).
+    pub trusted_proxies: Vec<Network>,
     /// How each request is logged.
     pub access_log: AccessLogFormat,
     /// The audit trail's settings.
@@ -677,6 +682,7 @@ impl Builder<'_> {
             server,
             limits,
             forward_auth,
+            trusted_proxies,
             access_log,
             audit,
             last_used,
@@ -700,6 +706,13 @@ impl Builder<'_> {
         let forward_auth = forward_auth
             .map(|file| self.forward_auth(file))
             .transpose()?;
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                Network::parse(text).map_err(|e| self.invalid(format!("trusted_proxies[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let audit = self.audit(audit)?;
         let LastUsedFile { interval_seconds } = last_used;
         let last_used_interval = Duration::from_secs(self.in_range(
@@ -721,6 +734,7 @@ impl Builder<'_> {
             server,
             limits,
             forward_auth,
+            trusted_proxies,
             access_log,
             audit,
             last_used_interval,
@@ -1589,6 +1603,15 @@ routes:
         assert!(error(&text).contains("forward_auth.caller: missing: name the proxy"));
         let text = format!("{BASE}forward_auth:\n  path: /_patgate/auth\n  caller: haproxy\n");
         assert!(error(&text).contains(r#"forward_auth.caller: "haproxy" is not a known caller"#));
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() {
+        let text = format!("{BASE}trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7]\n");
+        assert_eq!(parse(&text).expect("valid").trusted_proxies.len(), 3);
+        let text = format!("{BASE}trusted_proxies: [10.0.0.0/8, 10.0.0.0/40]\n");
+        assert!(error(&text).contains("trusted_proxies[1]: \"10.0.0.0/40\": the prefix length"));
+        assert!(parse(BASE).expect("valid").trusted_proxies.is_empty());
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub mod auth;
 pub mod cache;
 pub mod causes;
 pub mod cli;
+pub mod client_addr;
 pub mod commands;
 pub mod conf;
 pub mod credential;

@@ -14,6 +14,7 @@
 use crate::access_log;
 use crate::assertion;
 use crate::auth::Authenticator;
+use crate::client_addr;
 use crate::conf::Conf;
 use crate::denial::Denial;
 use crate::forward_auth::{self, Target};
@@ -81,11 +82,12 @@ impl Gateway {
         route: &str,
         ctx: &mut RequestCtx,
     ) -> Verdict {
-        let client = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let headers = &session.req_header().headers;
+        let client = client_addr::client_address(peer, headers, &self.conf.trusted_proxies);
         let outcome = self
             .auth
             .authenticate(headers, client, require, route)

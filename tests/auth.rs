@@ -232,6 +232,47 @@ fn guesses_against_one_prefix_are_limited_for_that_prefix_only() {
 }
 
 #[test]
+fn behind_a_trusted_proxy_failures_count_against_the_forwarded_client() {
+    let env = Env::start_with(crate::support::Options {
+        failures_per_client: 2,
+        // The tests connect from 127.0.0.1: here that is the load balancer.
+        extra_conf: "trusted_proxies: [127.0.0.1]\n".into(),
+        ..Default::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    let bearer = format!("Bearer {token}");
+    for _ in 0..2 {
+        env.get(
+            "/v1/repos",
+            &[
+                ("Authorization", "Bearer garbage"),
+                ("X-Forwarded-For", "198.51.100.7, 203.0.113.1"),
+            ],
+        )
+        .assert_denied(401, "invalid_token");
+    }
+    env.get(
+        "/v1/repos",
+        &[
+            ("Authorization", &bearer),
+            ("X-Forwarded-For", "203.0.113.1"),
+        ],
+    )
+    .assert_denied(429, "rate_limited");
+    // Another client behind the same proxy is not held back; the forged left entry is not
+    // read (it names the limited address).
+    env.get(
+        "/v1/repos",
+        &[
+            ("Authorization", &bearer),
+            ("X-Forwarded-For", "203.0.113.1, 203.0.113.2"),
+        ],
+    )
+    .echoed();
+    assert_eq!(env.upstream.count(), 1);
+}
+
+#[test]
 fn guesses_against_a_public_prefix_do_not_lock_out_its_warm_holder() {
     let env = Env::start_with(crate::support::Options {
         failures_per_prefix: 2,
