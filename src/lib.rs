@@ -5,12 +5,16 @@
 //!
 //! ```text
 //!  client ──► request_filter ─────────────────────────────────────────────┐   proxy.rs
+//!             0. target     the request, or the one a forward-auth call      forward_auth.rs
+//!                           names (only its configured caller's headers)
 //!             1. route      host/method/path → most specific Route          routes.rs
-//!                           (404 no_route; 400 on dot segments)
+//!                           (404 no_route; 400 on a non-canonical path)
 //!             2. open?      auth: none → skip to step 5
 //!             3. credential Authorization: Bearer / X-API-Key → one token   credential.rs
 //!                           (401 missing_credential, 400 ambiguous_credential)
 //!                limits     client / prefix over its failure limit → 429   limiter.rs
+//!                           (client: peer, or X-Forwarded-For of a         client_addr.rs
+//!                           trusted proxy; a token verified here is exempt)
 //!             4. verify     parse + checksum (no Redis)                      token.rs
 //!                           credential record by prefix  (Redis), kept      store.rs
 //!                             packed: one buffer, shared by the caches     store/packed.rs
