@@ -555,7 +555,7 @@ impl Store {
     /// `tracked_entries` parsed credential records (and as many user records) are kept in a
     /// [`LiveCache`], invalidated by Redis pushes and dropped with the connection. In strict
     /// mode the request-path reads of concurrent requests are coalesced into one batch
-    /// ([`ReadBatcher`]). Must be called inside a Tokio runtime.
+    /// (`ReadBatcher`, store/batch.rs). Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// The URL is invalid.

@@ -1,5 +1,5 @@
 //! [`Seeder`]: writes users and credentials for the benches through the same
-//! [`Manager`](crate::manage::Manager) rules as the CLI, on its own current-thread runtime.
+//! [`Manager`] rules as the CLI, on its own current-thread runtime.
 
 use crate::conf::Conf;
 use crate::manage::{Actor, Created, ManageError, Manager, NewToken};
