@@ -45,10 +45,24 @@ impl Network {
                 .filter(|len| *len <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0..={max}"))?,
         };
-        Ok(Network {
-            address,
-            prefix_len,
-        })
+        // Peers are compared as IPv4 when IPv4-mapped, so such a network is made IPv4 too.
+        let mapped = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+            IpAddr::V4(_) => None,
+        };
+        match mapped {
+            Some(v4) if prefix_len >= 96 => Ok(Network {
+                address: IpAddr::V4(v4),
+                prefix_len: prefix_len - 96,
+            }),
+            Some(_) => Err(format!(
+                "{text:?}: an IPv4-mapped network needs a prefix length of 96 or more"
+            )),
+            None => Ok(Network {
+                address,
+                prefix_len,
+            }),
+        }
     }
 
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
@@ -99,17 +113,18 @@ pub fn client_address(
     if !is_trusted(client) {
         return Some(client);
     }
-    // Several X-Forwarded-For headers are one list, in order.
-    let entries: Vec<&str> = headers
+    // Several X-Forwarded-For headers are one list, in order. Split the raw bytes: a proxy
+    // appends its entry to the client's line, so one bad byte the client sent must spoil
+    // only the client's own entries, not the trusted ones to their right.
+    let entries: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .collect();
-    for text in entries.into_iter().rev() {
+    for bytes in entries.into_iter().rev() {
         // An entry that is not an address ends the walk: the hop before it is the last one
         // anybody vouches for, so the failures count against that hop.
-        let Some(hop) = entry(text) else {
+        let Some(hop) = std::str::from_utf8(bytes).ok().and_then(entry) else {
             break;
         };
         client = hop;
@@ -154,6 +169,10 @@ mod tests {
         assert!(Network::parse("0.0.0.0/0")
             .expect("valid")
             .contains("8.8.8.8".parse().expect("ip")));
+        let mapped = Network::parse("::ffff:10.0.0.0/104").expect("valid");
+        assert!(mapped.contains("10.9.9.9".parse().expect("ip")));
+        assert!(mapped.contains("::ffff:10.9.9.9".parse().expect("ip")));
+        assert!(Network::parse("::ffff:10.0.0.0/64").is_err());
         for bad in [
             "10.0.0.0/33",
             "::/129",
@@ -194,6 +213,18 @@ mod tests {
         assert_eq!(
             client_address(ip("10.0.0.9"), &headers, &trusted),
             ip("2001:db8::7")
+        );
+    }
+
+    #[test]
+    fn a_bad_byte_in_the_clients_part_spoils_only_its_own_entries() {
+        let trusted = nets(&["127.0.0.1"]);
+        let mut headers = HeaderMap::new();
+        let line = http::HeaderValue::from_bytes(b"\xff, 203.0.113.9").expect("obs-text");
+        headers.append("x-forwarded-for", line);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &headers, &trusted),
+            ip("203.0.113.9")
         );
     }
 

@@ -1671,6 +1671,8 @@ routes:
         let route = conf
             .routes
             .lookup(Some("api.example.com"), "GET", "/v1/repos")
+            .ok()
+            .flatten()
             .expect("route");
         assert_eq!(route.upstreams.len(), 2);
         assert_eq!(
@@ -2023,7 +2025,12 @@ routes:
             "{{sni: api.internal, ca_file: {d}/ca.pem}}"
         )))
         .expect("valid");
-        let route = conf.routes.lookup(None, "GET", "/v1/repos").expect("route");
+        let route = conf
+            .routes
+            .lookup(None, "GET", "/v1/repos")
+            .ok()
+            .flatten()
+            .expect("route");
         let tls = route.upstream_tls.as_ref().expect("tls");
         assert_eq!(tls.server_name("127.0.0.1"), "api.internal");
         assert_eq!(route.upstream_hosts, vec!["127.0.0.1".to_string()]);

@@ -113,15 +113,22 @@ pub async fn explain(
     if !path_is_safe(path) {
         return Ok(b.fail(
             "path",
-            format!("{path:?} has dot segments or encoded separators"),
+            format!("{path:?} is not canonical: dot or empty segments, or needless encoding"),
             Denial::BadPath,
         ));
     }
+    let Ok(route) = conf.routes.lookup(host, method, path) else {
+        return Ok(b.fail(
+            "path",
+            format!("{path:?}: its ; parameters change the route it takes"),
+            Denial::BadPath,
+        ));
+    };
     b.pass(
         "path",
         "canonical: no dot or empty segments, nothing needlessly encoded",
     );
-    let Some(route) = conf.routes.lookup(host, method, path) else {
+    let Some(route) = route else {
         return Ok(b.fail(
             "route",
             format!(
@@ -237,6 +244,13 @@ pub async fn explain(
             ))
         }
     };
+    if conf.roles.get(&role).is_none() {
+        return Ok(b.fail(
+            "role",
+            format!("{role:?} is not a role the conf defines, so it grants nothing"),
+            Denial::NoOrgAccess,
+        ));
+    }
     let effective = conf.roles.effective(&role, record.permissions.as_deref());
     let missing = effective.missing(require);
     let granted = conf.roles.listed(&effective).join(" ");

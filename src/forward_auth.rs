@@ -113,7 +113,8 @@ pub fn target<'a>(
             ),
             Caller::Envoy => (
                 request.method.as_str(),
-                header(request, "host"),
+                // Over HTTP/2 the host is the :authority, in the URI, not a Host header.
+                request.uri.host().or_else(|| header(request, "host")),
                 if rest.is_empty() { "/" } else { rest },
             ),
         })

@@ -23,7 +23,7 @@ pub enum LifetimeError {
     #[error("invalid duration {0:?}: write a positive number followed by s, m, h or d (e.g. 90s, 15m, 12h, 30d), or never")]
     Syntax(String),
     /// Longer than [`Lifetime::LONGEST`]: an expiry that far out is a typo or means `never`.
-    #[error("duration {0:?} is longer than 100 years (36500d): write never for no expiry")]
+    #[error("duration {0:?} is longer than 100 years (36500d), the longest accepted")]
     TooLong(String),
     /// Longer than `policy.max_lifetime`.
     #[error("lifetime {requested} is above the policy maximum of {max}")]

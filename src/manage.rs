@@ -347,6 +347,10 @@ impl Manager<'_> {
             return refuse(format!("user {user:?} has no role in org {org:?}"));
         };
         self.check_narrowing(&permissions, role, "the user's")?;
+        // A PAT made through the API by someone other than its owner (the product's admin
+        // API key) says so in every listing: its owner can see a token they did not make.
+        let on_behalf =
+            (self.actor.org.is_some() && self.actor.name != user).then(|| self.actor.name.clone());
         let created = self
             .insert(Kind::Pat, |generated, hash| {
                 Ok(CredentialRecord {
@@ -354,7 +358,7 @@ impl Manager<'_> {
                     kind: Kind::Pat,
                     hash,
                     user: Some(user.clone()),
-                    created_by: None,
+                    created_by: on_behalf.clone(),
                     org: org.clone(),
                     role: None,
                     name: name.clone(),
@@ -440,6 +444,9 @@ impl Manager<'_> {
             let prefix = created.record.prefix.as_str();
             self.store.revoke(prefix, Kind::ApiKey, now).await?;
             log::warn!("API key {prefix} revoked at creation: the creator's authority changed");
+            let entry = Entry::new(Action::ApikeyRevoke, &self.actor.name, prefix, Some(&org))
+                .with("reason", "creator_authority_changed_during_creation");
+            self.audit(entry).await;
             return Err(changed);
         }
         self.audit_created(Action::ApikeyCreate, &created.record)

@@ -22,7 +22,7 @@ use crate::hygiene;
 use crate::identity;
 use crate::metrics;
 use crate::request_id;
-use crate::routes::{path_is_safe, Access, Route};
+use crate::routes::{path_is_safe, Access, AmbiguousPath, Route};
 use crate::verify::{Identity, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -209,12 +209,14 @@ impl ProxyHttp for Gateway {
         if !path_is_safe(target.path) {
             return self.deny(session, ctx, Denial::BadPath).await;
         }
-        let route = self
+        let route = match self
             .conf
             .routes
-            .lookup(target.host, target.method, target.path);
-        let Some(route) = route.cloned() else {
-            return self.deny(session, ctx, Denial::NoRoute).await;
+            .lookup(target.host, target.method, target.path)
+        {
+            Ok(Some(route)) => Arc::clone(route),
+            Ok(None) => return self.deny(session, ctx, Denial::NoRoute).await,
+            Err(AmbiguousPath) => return self.deny(session, ctx, Denial::BadPath).await,
         };
         ctx.route = Some(Arc::clone(&route));
         let verdict = match &route.access {

@@ -209,7 +209,8 @@ impl Route {
     }
 }
 
-/// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…` and `/v1/repos?…`.
+/// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…`, `/v1/repos?…`
+/// and `/v1/repos;…` (a parameter of its last segment).
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => {
@@ -217,10 +218,18 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
                 || rest.is_empty()
                 || rest.starts_with('/')
                 || rest.starts_with('?')
+                || rest.starts_with(';')
         }
         None => false,
     }
 }
+
+/// A path whose `;` segment parameters change the route it takes: upstreams that read them
+/// as parameters (Tomcat, Jetty, Spring) and upstreams that read them as part of the segment
+/// (nginx, Envoy, most others) would serve different resources, so it is refused (400
+/// `invalid_path`) rather than routed on a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbiguousPath;
 
 /// All routes, sorted most specific first.
 #[derive(Debug)]
@@ -242,15 +251,34 @@ impl RouteTable {
     /// carry a query string.
     ///
     /// The host is compared without its port and without a trailing dot (`api.example.com.`
-    /// is the same name, fully qualified); the path without `;` parameters
-    /// ([`routing_path`]).
-    pub fn lookup(&self, host: Option<&str>, method: &str, path: &str) -> Option<&Arc<Route>> {
+    /// is the same name, fully qualified).
+    ///
+    /// # Errors
+    /// [`AmbiguousPath`] when the path with its `;` parameters and without them
+    /// ([`routing_path`]) take different routes.
+    pub fn lookup(
+        &self,
+        host: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Result<Option<&Arc<Route>>, AmbiguousPath> {
         let host = host.map(|h| {
             let name = strip_port(h);
             name.strip_suffix('.').unwrap_or(name)
         });
-        let path = routing_path(path);
-        self.routes.iter().find(|r| r.matches(host, method, &path))
+        let find = |path: &str| self.routes.iter().find(|r| r.matches(host, method, path));
+        let route = find(path);
+        if path.contains(';') {
+            let same = match (route, find(&routing_path(path))) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return Err(AmbiguousPath);
+            }
+        }
+        Ok(route)
     }
 
     /// Routes, most specific first.
@@ -282,7 +310,8 @@ fn strip_port(host: &str) -> &str {
 /// path is forwarded as sent:
 /// - dot segments (`/a/../b`), also with parameters (`/a/..;/b`, which Tomcat and Spring
 ///   resolve);
-/// - empty segments (`/a//b`, which nginx and many frameworks merge);
+/// - empty segments (`/a//b`, which nginx and many frameworks merge), also when only
+///   parameters (`/a/;x/b`);
 /// - backslashes, and the percent-encoded separators and NUL (`%2e`, `%2f`, `%5c`, `%00`);
 /// - percent-encoded unreserved characters (`/v1/%62illing`): RFC 3986 says they are never
 ///   encoded, and servers decode them, so a client sending one is choosing a spelling that
@@ -295,9 +324,11 @@ pub fn path_is_safe(path: &str) -> bool {
     if encodes_unreserved_or_separator(path.as_bytes()) {
         return false;
     }
+    // A segment that is only parameters (`/v1/;x/billing`) is an empty segment to a server
+    // that drops parameters, as `//` is.
     !path.split('/').any(|segment| {
         let name = segment.split(';').next().unwrap_or(segment);
-        name == "." || name == ".."
+        name == "." || name == ".." || segment.starts_with(';')
     })
 }
 
@@ -318,10 +349,9 @@ fn hex(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|d| d as u8)
 }
 
-/// The path routes are matched against: each segment without its `;` parameters
-/// (`/v1;x/billing` → `/v1/billing`), as Tomcat, Jetty and Spring read it, so a parameter
-/// cannot move a request to a less specific route than the one those upstreams serve. Borrowed
-/// unless the path has a `;`.
+/// The path as Tomcat, Jetty and Spring read it: each segment without its `;` parameters
+/// (`/v1;x/billing` → `/v1/billing`). [`RouteTable::lookup`] refuses a path whose route
+/// this changes. Borrowed unless the path has a `;`.
 pub fn routing_path(path: &str) -> Cow<'_, str> {
     if !path.contains(';') {
         return Cow::Borrowed(path);
@@ -366,7 +396,11 @@ mod tests {
         method: &str,
         path: &str,
     ) -> Option<&'a str> {
-        table.lookup(host, method, path).map(|r| r.name.as_str())
+        table
+            .lookup(host, method, path)
+            .ok()
+            .flatten()
+            .map(|r| r.name.as_str())
     }
 
     #[test]
@@ -495,6 +529,8 @@ mod tests {
             "/v1/%7Euser",
             "/v1/%2D",
             "/v1/x%5F",
+            "/v1/;x/billing",
+            "/;x/v1/billing",
         ] {
             assert!(!path_is_safe(bad), "{bad}");
         }
@@ -517,13 +553,23 @@ mod tests {
             route("billing", None, None, "/v1/billing"),
             route("api", Some("api.example.com"), None, "/"),
         ]);
-        let name = |host, path| table.lookup(host, "GET", path).map(|r| r.name.as_str());
-        assert_eq!(name(None, "/v1;x/billing"), Some("billing"));
-        assert_eq!(name(None, "/v1/billing;jsessionid=1/x"), Some("billing"));
-        assert_eq!(name(None, "/v1/billing;x?a=;b"), Some("billing"));
-        assert_eq!(name(None, "/v1/bill;x"), Some("v1"));
-        assert_eq!(name(Some("api.example.com."), "/v2"), Some("api"));
-        assert_eq!(name(Some("api.example.com.:443"), "/v2"), Some("api"));
+        let name = |host, path| {
+            table
+                .lookup(host, "GET", path)
+                .map(|r| r.map(|r| r.name.as_str()))
+        };
+        // Parameters that change nothing about the route are fine…
+        assert_eq!(
+            name(None, "/v1/billing;jsessionid=1/x"),
+            Ok(Some("billing"))
+        );
+        assert_eq!(name(None, "/v1/billing;jsessionid=1"), Ok(Some("billing")));
+        assert_eq!(name(None, "/v1/billing;x?a=;b"), Ok(Some("billing")));
+        assert_eq!(name(None, "/v1/bill;x"), Ok(Some("v1")));
+        // …one that does is refused: Tomcat serves /v1/billing, nginx /v1;x/billing.
+        assert_eq!(name(None, "/v1;x/billing"), Err(AmbiguousPath));
+        assert_eq!(name(Some("api.example.com."), "/v2"), Ok(Some("api")));
+        assert_eq!(name(Some("api.example.com.:443"), "/v2"), Ok(Some("api")));
         assert_eq!(routing_path("/v1;a/b;c?q=;d"), "/v1/b?q=;d");
         assert!(matches!(routing_path("/v1/b"), Cow::Borrowed(_)));
     }

@@ -249,8 +249,7 @@ impl Verifier<'_> {
     /// Role check (a role the conf does not define is no role: 403 `no_org_access`), scope
     /// check, then the identity sent upstream.
     /// The identity's header values come ready from the conf's role table (built here only
-    /// for a narrowed list or a role the conf does not define); the credential's own values
-    /// are slices of the shared record.
+    /// for a narrowed list); the credential's own values are slices of the shared record.
     fn allow(&self, record: &Arc<PackedRecord>, role: &str, require: &[String]) -> Step<Identity> {
         if self.roles.get(role).is_none() {
             // A role the conf does not define (removed from the conf, or written by hand)

@@ -66,8 +66,9 @@ fn removal_stops_the_pat_for_good() {
         .assert_denied(401, "invalid_token");
     env.cli(&["user", "reactivate", "alice"])
         .expect_refused("removal is final");
-    // The status write itself checks for a removal (one script), so a suspension cannot
-    // overwrite "removed" either.
+    // A suspension cannot overwrite "removed" either. (The status write checks for a removal
+    // in the same script as the write, so a removal racing it stays final too; this shows the
+    // refusal, not the race.)
     env.cli(&["user", "suspend", "alice"])
         .expect_refused("removal is final");
     env.cli(&["user", "put", "alice", "--org", "acme", "--role", "member"])

@@ -396,6 +396,12 @@ fn api_keys_follow_the_cli_rules() {
         r#"{"user":"alice","name":"from settings"}"#,
         201,
     );
+    // Its owner can see that the key, not she, made it.
+    assert_eq!(for_alice["credential"]["user"], "alice");
+    assert_eq!(
+        for_alice["credential"]["created_by"],
+        json!(&admin_key[..10])
+    );
     env.get_bearer("/v1/repos", &token_of(&for_alice)).echoed();
     let keys = env.api_ok("GET", "/v1/apikeys", &ada, "", 200);
     assert_eq!(keys.as_array().map(Vec::len), Some(3));
@@ -436,6 +442,48 @@ fn a_narrowed_credential_cannot_mint_a_wider_one() {
         "/v1/tokens",
         &narrow,
         r#"{"name":"wider","permissions":["repos:write"]}"#,
+    )
+    .assert_denied(403, "forbidden");
+}
+
+#[test]
+fn a_narrowed_admin_key_mints_for_a_member_within_both() {
+    let env = Env::start();
+    orgs(&env);
+    env.member("bob", "acme", "member");
+    let narrow_key = env
+        .cli(&[
+            "apikey",
+            "create",
+            "--org",
+            "acme",
+            "--role",
+            "admin",
+            "--created-by",
+            "ada",
+            "--name",
+            "narrow service",
+            "--permissions",
+            "patgate:admin,repos:read",
+        ])
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+    let created = env.api_ok(
+        "POST",
+        "/v1/tokens",
+        &narrow_key,
+        r#"{"user":"bob","name":"inherits"}"#,
+        201,
+    );
+    // Inherited: the key's permissions within bob's member role, so patgate:admin is dropped.
+    assert_eq!(created["credential"]["permissions"], json!(["repos:read"]));
+    env.api(
+        "POST",
+        "/v1/tokens",
+        &narrow_key,
+        r#"{"user":"bob","name":"wider","permissions":["repos:write"]}"#,
     )
     .assert_denied(403, "forbidden");
 }
