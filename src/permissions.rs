@@ -165,11 +165,19 @@ impl Roles {
     /// Effective permissions of a credential acting with `role` and an optional narrowing list.
     /// A role the conf no longer defines grants nothing.
     pub fn effective(&self, role: &str, narrowing: Option<&[String]>) -> Effective<'_> {
-        let grants = match self.get(role) {
-            Some(role) => &role.grants,
-            None => return Effective::Some(BTreeSet::new()),
-        };
-        match (grants, narrowing) {
+        match self.get(role) {
+            Some(role) => self.effective_of(role, narrowing),
+            None => Effective::Some(BTreeSet::new()),
+        }
+    }
+
+    /// [`Roles::effective`] for a role already looked up (the request path looks it up once).
+    pub fn effective_of<'a>(
+        &'a self,
+        role: &'a Role,
+        narrowing: Option<&[String]>,
+    ) -> Effective<'a> {
+        match (&role.grants, narrowing) {
             (Grants::All, None) => Effective::All,
             (Grants::All, Some(list)) => Effective::Some(list.iter().cloned().collect()),
             (Grants::Some(set), None) => Effective::Role(set),
@@ -188,27 +196,22 @@ impl Roles {
         }
     }
 
-    /// The identity header values of `role` with `effective` permissions: its name and the
-    /// sorted, space-separated list. A conf role without narrowing reuses the values made when
-    /// the conf was loaded (no allocation); a narrowed list, or a role name the conf does not
-    /// define, is built here. `None` if a stored role name is not a valid header value.
+    /// The identity header values of `role` (a conf role, looked up once by the caller) with
+    /// `effective` permissions: its name and the sorted, space-separated list. Without
+    /// narrowing they are the values made when the conf was loaded (no allocation); a narrowed
+    /// list is built here. `None` if a narrowing list read from Redis is not a valid header
+    /// value.
     pub fn header_values(
         &self,
-        role: &str,
+        role: &Role,
         effective: &Effective,
     ) -> Option<(HeaderValue, HeaderValue)> {
-        let defined = self.get(role);
-        let name = match defined {
-            Some(defined) => defined.name_value.clone(),
-            None => HeaderValue::from_str(role).ok()?,
+        let listed = match effective {
+            Effective::All => self.all_value.clone(),
+            Effective::Role(_) => role.listed_value.clone(),
+            Effective::Some(set) => joined(set).ok()?,
         };
-        let listed = match (effective, defined) {
-            (Effective::All, _) => self.all_value.clone(),
-            (Effective::Role(_), Some(defined)) => defined.listed_value.clone(),
-            (Effective::Role(set), None) => joined(set).ok()?,
-            (Effective::Some(set), _) => joined(set).ok()?,
-        };
-        Some((name, listed))
+        Some((role.name_value.clone(), listed))
     }
 }
 
@@ -293,10 +296,12 @@ mod tests {
             ("admin", None),
             ("member", Some(&narrowing[..])),
             ("admin", Some(&narrowing[..])),
-            ("owner", None),
         ] {
-            let effective = roles.effective(role, narrowing);
-            let (name, listed) = roles.header_values(role, &effective).expect("valid values");
+            let defined = roles.get(role).expect("a conf role");
+            let effective = roles.effective_of(defined, narrowing);
+            let (name, listed) = roles
+                .header_values(defined, &effective)
+                .expect("valid values");
             assert_eq!(name, role);
             assert_eq!(
                 listed,
@@ -304,14 +309,17 @@ mod tests {
                 "{role}"
             );
         }
-        let all = roles.effective("admin", None);
+        let admin = roles.get("admin").expect("a conf role");
+        let all = roles.effective_of(admin, None);
         assert_eq!(
-            roles.header_values("admin", &all).map(|v| v.1),
+            roles.header_values(admin, &all).map(|v| v.1),
             Some(HeaderValue::from_static(
                 "billing:read repos:read repos:write"
             ))
         );
-        assert_eq!(roles.header_values("bad\nname", &all), None);
+        let mut odd = BTreeSet::new();
+        odd.insert("bad\nvalue".to_string());
+        assert_eq!(roles.header_values(admin, &Effective::Some(odd)), None);
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl Verifier<'_> {
     /// The identity's header values come ready from the conf's role table (built here only
     /// for a narrowed list); the credential's own values are slices of the shared record.
     fn allow(&self, record: &Arc<PackedRecord>, role: &str, require: &[String]) -> Step<Identity> {
-        if self.roles.get(role).is_none() {
+        let Some(defined) = self.roles.get(role) else {
             // A role the conf does not define (removed from the conf, or written by hand)
             // grants nothing, not even a route that requires nothing: the upstream would be
             // told a role it cannot know the meaning of.
@@ -260,15 +260,15 @@ impl Verifier<'_> {
                 record.prefix()
             );
             return Err(Denial::NoOrgAccess);
-        }
-        let effective = self.roles.effective(role, record.permissions());
+        };
+        let effective = self.roles.effective_of(defined, record.permissions());
         let missing = effective.missing(require);
         if !missing.is_empty() {
             return Err(Denial::InsufficientScope { missing });
         }
         let (role, permissions) = self
             .roles
-            .header_values(role, &effective)
+            .header_values(defined, &effective)
             .ok_or(invalid(InvalidReason::Unknown))?;
         Ok(Identity::new(Arc::clone(record), role, permissions))
     }
