@@ -169,23 +169,7 @@ fn api_key_is_revoked_immediately() {
 fn api_key_narrowing_is_enforced() {
     let env = Env::start();
     env.member("root", "acme", "admin");
-    let out = env
-        .cli(&[
-            "apikey",
-            "create",
-            "--org",
-            "acme",
-            "--role",
-            "member",
-            "--created-by",
-            "root",
-            "--name",
-            "ro",
-            "--permissions",
-            "repos:read",
-        ])
-        .expect_ok();
-    let key = out.stdout.trim().to_string();
+    let key = env.apikey_with("acme", "member", "root", &["--permissions", "repos:read"]);
     env.get_bearer("/v1/repos", &key).echoed();
     post_bearer(&env, &key).assert_denied(403, "insufficient_scope");
 }

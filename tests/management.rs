@@ -451,25 +451,12 @@ fn a_narrowed_admin_key_mints_for_a_member_within_both() {
     let env = Env::start();
     orgs(&env);
     env.member("bob", "acme", "member");
-    let narrow_key = env
-        .cli(&[
-            "apikey",
-            "create",
-            "--org",
-            "acme",
-            "--role",
-            "admin",
-            "--created-by",
-            "ada",
-            "--name",
-            "narrow service",
-            "--permissions",
-            "patgate:admin,repos:read",
-        ])
-        .expect_ok()
-        .stdout
-        .trim()
-        .to_string();
+    let narrow_key = env.apikey_with(
+        "acme",
+        "admin",
+        "ada",
+        &["--permissions", "patgate:admin,repos:read"],
+    );
     let created = env.api_ok(
         "POST",
         "/v1/tokens",

@@ -234,7 +234,12 @@ impl CliFor<'_> {
 
     /// Creates an API key; `admin` must be an admin of `org`.
     pub fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
-        let args = [
+        self.apikey_with(org, role, admin, &[])
+    }
+
+    /// Creates an API key with extra CLI args (e.g. `--permissions`); returns the token.
+    pub fn apikey_with(&self, org: &str, role: &str, admin: &str, extra: &[&str]) -> String {
+        let mut args = vec![
             "apikey",
             "create",
             "--org",
@@ -246,6 +251,7 @@ impl CliFor<'_> {
             "--name",
             "ci",
         ];
+        args.extend_from_slice(extra);
         run_cli(self.0, &args).expect_ok().stdout.trim().to_string()
     }
 }
@@ -375,6 +381,11 @@ impl Env {
     /// Creates an API key; `admin` must be an admin of `org`.
     pub fn apikey(&self, org: &str, role: &str, admin: &str) -> String {
         CliFor(&self.conf_path).apikey(org, role, admin)
+    }
+
+    /// Creates an API key with extra CLI args; returns the token.
+    pub fn apikey_with(&self, org: &str, role: &str, admin: &str, extra: &[&str]) -> String {
+        CliFor(&self.conf_path).apikey_with(org, role, admin, extra)
     }
 
     /// Sends a request with `Connection: close` and reads the whole response.
