@@ -83,6 +83,20 @@ pub enum Access {
     },
 }
 
+impl Access {
+    /// Whether passing this guarantees passing `other`: `other` is open, or both are
+    /// protected and this requires every permission `other` requires.
+    pub fn at_least_as_strict_as(&self, other: &Access) -> bool {
+        match (self, other) {
+            (_, Access::Open) => true,
+            (Access::Open, Access::Protected { .. }) => false,
+            (Access::Protected { require: mine }, Access::Protected { require: theirs }) => {
+                theirs.iter().all(|p| mine.contains(p))
+            }
+        }
+    }
+}
+
 /// One validated route.
 #[derive(Debug)]
 pub struct Route {
@@ -209,8 +223,9 @@ impl Route {
     }
 }
 
-/// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…`, `/v1/repos?…`
-/// and `/v1/repos;…` (a parameter of its last segment).
+/// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…` and `/v1/repos?…`.
+/// A `;` is part of its segment here (`/v1/repos;x` is not under `/v1/repos`), as nginx, Envoy,
+/// Go and Express read it; [`RouteTable::lookup`] also reads the path as Tomcat does.
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => {
@@ -218,16 +233,15 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
                 || rest.is_empty()
                 || rest.starts_with('/')
                 || rest.starts_with('?')
-                || rest.starts_with(';')
         }
         None => false,
     }
 }
 
-/// A path whose `;` segment parameters change the route it takes: upstreams that read them
-/// as parameters (Tomcat, Jetty, Spring) and upstreams that read them as part of the segment
-/// (nginx, Envoy, most others) would serve different resources, so it is refused (400
-/// `invalid_path`) rather than routed on a guess.
+/// A path whose two readings take routes neither of which is at least as strict as the other:
+/// upstreams that drop `;` segment parameters (Tomcat, Jetty, Spring) and upstreams that keep
+/// them in the segment (nginx, Envoy, Go, Express) would serve resources the conf guards
+/// differently, so it is refused (400 `invalid_path`) rather than routed on a guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AmbiguousPath;
 
@@ -253,9 +267,16 @@ impl RouteTable {
     /// The host is compared without its port and without a trailing dot (`api.example.com.`
     /// is the same name, fully qualified).
     ///
+    /// A path with `;` is read both ways: literally (the parameter is part of its segment) and
+    /// as Tomcat reads it ([`routing_path`]). When the two readings take different routes, the
+    /// stricter one is used, so whichever kind of server the upstream is, the request passed
+    /// every check its reading of the path calls for (`/v1/billing;jsessionid=1` under a
+    /// stricter `/v1/billing` than `/v1`; `/v1/public;x` under a protected `/v1` rather than an
+    /// open `/v1/public`).
+    ///
     /// # Errors
-    /// [`AmbiguousPath`] when the path with its `;` parameters and without them
-    /// ([`routing_path`]) take different routes.
+    /// [`AmbiguousPath`] when neither route is at least as strict as the other, or only one
+    /// reading has a route.
     pub fn lookup(
         &self,
         host: Option<&str>,
@@ -267,18 +288,17 @@ impl RouteTable {
             name.strip_suffix('.').unwrap_or(name)
         });
         let find = |path: &str| self.routes.iter().find(|r| r.matches(host, method, path));
-        let route = find(path);
-        if path.contains(';') {
-            let same = match (route, find(&routing_path(path))) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                return Err(AmbiguousPath);
-            }
+        let literal = find(path);
+        if !path.contains(';') {
+            return Ok(literal);
         }
-        Ok(route)
+        match (literal, find(&routing_path(path))) {
+            (None, None) => Ok(None),
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ok(Some(a)),
+            (Some(a), Some(b)) if a.access.at_least_as_strict_as(&b.access) => Ok(Some(a)),
+            (Some(a), Some(b)) if b.access.at_least_as_strict_as(&a.access) => Ok(Some(b)),
+            _ => Err(AmbiguousPath),
+        }
     }
 
     /// Routes, most specific first.
@@ -333,7 +353,8 @@ pub fn path_is_safe(path: &str) -> bool {
 }
 
 /// Whether `path` percent-encodes a character that must not be: an unreserved one
-/// (`A-Z a-z 0-9 - . _ ~`), a separator (`/`, `\`) or NUL.
+/// (`A-Z a-z 0-9 - . _ ~`), a separator (`/`, `\`, and `;`, which a hop that decodes before a
+/// parameter-dropping server would turn into one) or NUL.
 fn encodes_unreserved_or_separator(path: &[u8]) -> bool {
     path.windows(3).any(|w| {
         let decoded = match (w[0], hex(w[1]), hex(w[2])) {
@@ -341,7 +362,7 @@ fn encodes_unreserved_or_separator(path: &[u8]) -> bool {
             _ => return false,
         };
         decoded.is_ascii_alphanumeric()
-            || matches!(decoded, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | 0)
+            || matches!(decoded, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | b';' | 0)
     })
 }
 
@@ -531,6 +552,8 @@ mod tests {
             "/v1/x%5F",
             "/v1/;x/billing",
             "/;x/v1/billing",
+            "/v1%3Bx/billing",
+            "/v1%3bx/billing",
         ] {
             assert!(!path_is_safe(bad), "{bad}");
         }
@@ -546,11 +569,51 @@ mod tests {
         }
     }
 
+    fn protected(mut r: Route, require: &[&str]) -> Route {
+        r.access = Access::Protected {
+            require: require.iter().map(|p| p.to_string()).collect(),
+        };
+        r
+    }
+
     #[test]
-    fn routing_ignores_segment_parameters_and_a_fully_qualified_host() {
+    fn a_segment_parameter_takes_the_stricter_of_its_two_readings() {
+        let table = RouteTable::new(vec![
+            protected(route("v1", None, None, "/v1"), &["repos:read"]),
+            route("public", None, None, "/v1/public"),
+            protected(
+                route("billing", None, None, "/v1/billing"),
+                &["repos:read", "billing:read"],
+            ),
+            protected(route("other", None, None, "/v1/other"), &["other:read"]),
+        ]);
+        let name = |path| {
+            table
+                .lookup(None, "GET", path)
+                .map(|r| r.map(|r| r.name.as_str()))
+        };
+        // Literally (nginx, Go, Express) under /v1; to Tomcat the open /v1/public: /v1 wins.
+        assert_eq!(name("/v1/public;x"), Ok(Some("v1")));
+        assert_eq!(name("/v1/public;x/users/42"), Ok(Some("v1")));
+        // Literally /v1, to Tomcat /v1/billing, which requires more: billing wins.
+        assert_eq!(name("/v1/billing;jsessionid=1"), Ok(Some("billing")));
+        assert_eq!(name("/v1/billing;x?a=;b"), Ok(Some("billing")));
+        // Both readings /v1.
+        assert_eq!(name("/v1/bill;x"), Ok(Some("v1")));
+        // Neither route covers the other's requirements (repos:read / other:read): refused.
+        assert_eq!(name("/v1/other;x"), Err(AmbiguousPath));
+        // Only one reading has a route (literally, v1;x is no segment of /v1): refused.
+        let lone = RouteTable::new(vec![route("billing", None, None, "/v1/billing")]);
+        assert_eq!(
+            lone.lookup(None, "GET", "/v1;x/billing").map(|_| ()),
+            Err(AmbiguousPath)
+        );
+    }
+
+    #[test]
+    fn routing_ignores_a_fully_qualified_hosts_dot() {
         let table = RouteTable::new(vec![
             route("v1", None, None, "/v1"),
-            route("billing", None, None, "/v1/billing"),
             route("api", Some("api.example.com"), None, "/"),
         ]);
         let name = |host, path| {
@@ -558,16 +621,6 @@ mod tests {
                 .lookup(host, "GET", path)
                 .map(|r| r.map(|r| r.name.as_str()))
         };
-        // Parameters that change nothing about the route are fine…
-        assert_eq!(
-            name(None, "/v1/billing;jsessionid=1/x"),
-            Ok(Some("billing"))
-        );
-        assert_eq!(name(None, "/v1/billing;jsessionid=1"), Ok(Some("billing")));
-        assert_eq!(name(None, "/v1/billing;x?a=;b"), Ok(Some("billing")));
-        assert_eq!(name(None, "/v1/bill;x"), Ok(Some("v1")));
-        // …one that does is refused: Tomcat serves /v1/billing, nginx /v1;x/billing.
-        assert_eq!(name(None, "/v1;x/billing"), Err(AmbiguousPath));
         assert_eq!(name(Some("api.example.com."), "/v2"), Ok(Some("api")));
         assert_eq!(name(Some("api.example.com.:443"), "/v2"), Ok(Some("api")));
         assert_eq!(routing_path("/v1;a/b;c?q=;d"), "/v1/b?q=;d");

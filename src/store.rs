@@ -5,7 +5,7 @@
 //!
 //! | key | type | fields / members |
 //! |---|---|---|
-//! | `cred:<prefix>` | hash | `kind` (`pat`/`api_key`), `hash`, `org`, `name`, `created`, `expires`?, `user`? (PAT), `role`? (API key), `created_by`? (API key), `permissions`? (space-separated narrowing list), `revoked`? |
+//! | `cred:<prefix>` | hash | `kind` (`pat`/`api_key`), `hash`, `org`, `name`, `created`, `expires`?, `user`? (PAT), `role`? (API key), `created_by`? (API key; a PAT made on its owner's behalf), `permissions`? (space-separated narrowing list), `revoked`? |
 //! | `user:<user>` | hash | `status` (`active`/`suspended`/`removed`), `org:<org>` = role in that org |
 //! | `user_tokens:<user>` | set | prefixes of the user's PATs |
 //! | `org_keys:<org>` | set | prefixes of the org's API keys |
@@ -145,7 +145,8 @@ pub struct CredentialRecord {
     pub hash: String,
     /// Owning user (PATs only).
     pub user: Option<String>,
-    /// Admin who created it (API keys only).
+    /// For an API key, the admin on whose authority it was made; for a PAT made through the
+    /// API by someone other than its owner (the product's admin key), that caller.
     pub created_by: Option<String>,
     /// The org it acts in.
     pub org: String,

@@ -1,4 +1,4 @@
-use crate::support::Env;
+use crate::support::{Env, Options};
 
 #[test]
 fn unmatched_path_is_404_no_route_and_nothing_is_forwarded() {
@@ -90,13 +90,46 @@ fn a_harmless_segment_parameter_and_a_trailing_host_dot_route_as_without() {
     let env = Env::start();
     let token = env.user_with_pat("vera", "acme", "viewer");
     let bearer = format!("Bearer {token}");
-    // A parameter that does not change the route (Tomcat and nginx agree it is billing).
+    // A parameter that does not change the route (Tomcat and nginx agree: repos-read) passes,
+    // and the path goes upstream as sent.
+    let received = env
+        .get("/v1/repos/7;jsessionid=1", &[("Authorization", &bearer)])
+        .echoed();
+    assert_eq!(received.path, "/v1/repos/7;jsessionid=1");
+    // Here /v1/billing;jsessionid=1 is billing to Tomcat and no route literally: refused.
     env.get("/v1/billing;jsessionid=1", &[("Authorization", &bearer)])
-        .assert_denied(403, "insufficient_scope");
+        .assert_denied(400, "invalid_path");
     // docs.example.test. is docs.example.test: its open route, not the protected one.
     let received = env
         .get("/v1/repos", &[("Host", "docs.example.test.")])
         .echoed();
     assert_eq!(received.header("x-auth-user"), None);
-    assert_eq!(env.upstream.count(), 1);
+    assert_eq!(env.upstream.count(), 2);
+}
+
+#[test]
+fn a_segment_parameter_cannot_reach_an_open_route_under_a_protected_one() {
+    let backend = patgate::testkit::upstream::Upstream::start().expect("upstream");
+    let route = |name: &str, prefix: &str, access: &str| {
+        format!(
+            "  - name: {name}\n    path_prefix: {prefix}\n    upstream: {}\n    {access}\n",
+            backend.addr()
+        )
+    };
+    let env = Env::start_with(Options {
+        extra_routes: [
+            route("v1-root", "/v1", "require: [repos:write]"),
+            route("v1-public", "/v1/public", "auth: none"),
+        ]
+        .concat(),
+        ..Options::default()
+    });
+    env.get("/v1/public/docs", &[]).echoed();
+    // Tomcat reads /v1/public;x/docs as the open /v1/public/docs, but nginx, Go or Express
+    // read a segment "public;x" under the protected /v1: the stricter reading decides.
+    env.get("/v1/public;x/docs", &[])
+        .assert_denied(401, "missing_credential");
+    env.get("/v1/public;x", &[])
+        .assert_denied(401, "missing_credential");
+    assert_eq!(backend.count(), 1);
 }
