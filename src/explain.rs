@@ -120,7 +120,7 @@ pub async fn explain(
     let Ok(route) = conf.routes.lookup(host, method, path) else {
         return Ok(b.fail(
             "path",
-            format!("{path:?}: its ; parameters change the route it takes"),
+            format!("{path:?}: read with and without its ; parameters it takes routes that do not cover each other"),
             Denial::BadPath,
         ));
     };
