@@ -199,7 +199,7 @@ impl ProxyHttp for Gateway {
             None => Target::of(request),
             Some(Ok(target)) => target,
             Some(Err(incomplete)) => {
-                log::warn!("{incomplete}");
+                log::debug!("{incomplete}");
                 return self.deny(session, ctx, Denial::IncompleteForwardAuth).await;
             }
         };

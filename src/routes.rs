@@ -193,9 +193,9 @@ impl Route {
         self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len()
     }
 
-    fn matches(&self, host: Option<&str>, method: &str, path: &str) -> bool {
+    fn matches(&self, host: Option<&str>, method: &str, path: &str, any_case: bool) -> bool {
         self.host.matches(host)
-            && path_has_prefix(path, &self.path_prefix)
+            && path_has_prefix(path, &self.path_prefix, any_case)
             && self
                 .methods
                 .as_ref()
@@ -226,8 +226,18 @@ impl Route {
 /// Segment-aware prefix test: `/v1/repos` covers `/v1/repos`, `/v1/repos/…` and `/v1/repos?…`.
 /// A `;` is part of its segment here (`/v1/repos;x` is not under `/v1/repos`), as nginx, Envoy,
 /// Go and Express read it; [`RouteTable::lookup`] also reads the path as Tomcat does.
-fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
+///
+/// With `any_case`, ASCII letters of the prefix match in either case (a case-insensitive
+/// server's reading of the path).
+fn path_has_prefix(path: &str, prefix: &str, any_case: bool) -> bool {
+    let rest = if any_case {
+        path.get(..prefix.len())
+            .filter(|head| head.eq_ignore_ascii_case(prefix))
+            .and_then(|_| path.get(prefix.len()..))
+    } else {
+        path.strip_prefix(prefix)
+    };
+    match rest {
         Some(rest) => {
             prefix.ends_with('/')
                 || rest.is_empty()
@@ -238,10 +248,11 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// A path whose two readings take routes neither of which is at least as strict as the other:
+/// A path whose readings take routes neither of which is at least as strict as the other:
 /// upstreams that drop `;` segment parameters (Tomcat, Jetty, Spring) and upstreams that keep
-/// them in the segment (nginx, Envoy, Go, Express) would serve resources the conf guards
-/// differently, so it is refused (400 `invalid_path`) rather than routed on a guess.
+/// them in the segment (nginx, Envoy, Go, Express), or upstreams that route case-insensitively
+/// (ASP.NET Core) and those that do not, would serve resources the conf guards differently, so
+/// it is refused (400 `invalid_path`) rather than routed on a guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AmbiguousPath;
 
@@ -249,6 +260,9 @@ pub struct AmbiguousPath;
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// Some route's prefix has an upper-case letter, so even a lower-case path has a
+    /// case-insensitive reading of its own.
+    mixed_case_prefixes: bool,
 }
 
 impl RouteTable {
@@ -256,8 +270,12 @@ impl RouteTable {
     pub fn new(mut routes: Vec<Route>) -> RouteTable {
         // Stable sort: among equally specific routes (which cannot overlap), conf order is kept.
         routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+        let mixed_case_prefixes = routes
+            .iter()
+            .any(|r| r.path_prefix.bytes().any(|b| b.is_ascii_uppercase()));
         RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
+            mixed_case_prefixes,
         }
     }
 
@@ -267,16 +285,17 @@ impl RouteTable {
     /// The host is compared without its port and without a trailing dot (`api.example.com.`
     /// is the same name, fully qualified).
     ///
-    /// A path with `;` is read both ways: literally (the parameter is part of its segment) and
-    /// as Tomcat reads it ([`routing_path`]). When the two readings take different routes, the
-    /// stricter one is used, so whichever kind of server the upstream is, the request passed
-    /// every check its reading of the path calls for (`/v1/billing;jsessionid=1` under a
-    /// stricter `/v1/billing` than `/v1`; `/v1/public;x` under a protected `/v1` rather than an
-    /// open `/v1/public`).
+    /// The path is read as the servers behind a gateway may read it: literally; as Tomcat does
+    /// when it has `;` parameters ([`routing_path`]); and case-insensitively, as ASP.NET Core
+    /// does, when case could matter (the path or a prefix has an upper-case letter). When the
+    /// readings take different routes, the strictest is used, so whichever kind of server the
+    /// upstream is, the request passed every check its reading of the path calls for
+    /// (`/v1/billing;jsessionid=1` under a stricter `/v1/billing` than `/v1`; `/v1/public;x`
+    /// and `/V1/Public` under a protected `/v1` rather than an open `/v1/public`).
     ///
     /// # Errors
-    /// [`AmbiguousPath`] when neither route is at least as strict as the other, or only one
-    /// reading has a route.
+    /// [`AmbiguousPath`] when two readings take routes neither of which is at least as strict
+    /// as the other, or only one of them has a route.
     pub fn lookup(
         &self,
         host: Option<&str>,
@@ -287,18 +306,29 @@ impl RouteTable {
             let name = strip_port(h);
             name.strip_suffix('.').unwrap_or(name)
         });
-        let find = |path: &str| self.routes.iter().find(|r| r.matches(host, method, path));
-        let literal = find(path);
-        if !path.contains(';') {
+        let find = |path: &str, any_case: bool| {
+            self.routes
+                .iter()
+                .find(|r| r.matches(host, method, path, any_case))
+        };
+        let literal = find(path, false);
+        let params = path.contains(';');
+        let case = self.mixed_case_prefixes || path.bytes().any(|b| b.is_ascii_uppercase());
+        if !params && !case {
             return Ok(literal);
         }
-        match (literal, find(&routing_path(path))) {
-            (None, None) => Ok(None),
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ok(Some(a)),
-            (Some(a), Some(b)) if a.access.at_least_as_strict_as(&b.access) => Ok(Some(a)),
-            (Some(a), Some(b)) if b.access.at_least_as_strict_as(&a.access) => Ok(Some(b)),
-            _ => Err(AmbiguousPath),
+        let without_params = routing_path(path);
+        let mut chosen = literal;
+        if params {
+            chosen = stricter(chosen, find(&without_params, false))?;
         }
+        if case {
+            chosen = stricter(chosen, find(path, true))?;
+            if params {
+                chosen = stricter(chosen, find(&without_params, true))?;
+            }
+        }
+        Ok(chosen)
     }
 
     /// Routes, most specific first.
@@ -314,6 +344,20 @@ impl RouteTable {
     /// Whether there are no routes.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+/// The stricter of the routes two readings of a path take ([`RouteTable::lookup`]).
+fn stricter<'a>(
+    a: Option<&'a Arc<Route>>,
+    b: Option<&'a Arc<Route>>,
+) -> Result<Option<&'a Arc<Route>>, AmbiguousPath> {
+    match (a, b) {
+        (None, None) => Ok(None),
+        (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ok(Some(a)),
+        (Some(a), Some(b)) if a.access.at_least_as_strict_as(&b.access) => Ok(Some(a)),
+        (Some(a), Some(b)) if b.access.at_least_as_strict_as(&a.access) => Ok(Some(b)),
+        _ => Err(AmbiguousPath),
     }
 }
 
@@ -607,6 +651,47 @@ mod tests {
         assert_eq!(
             lone.lookup(None, "GET", "/v1;x/billing").map(|_| ()),
             Err(AmbiguousPath)
+        );
+    }
+
+    #[test]
+    fn a_path_in_another_case_takes_the_stricter_reading() {
+        let table = RouteTable::new(vec![
+            protected(route("v1", None, None, "/v1"), &["repos:read"]),
+            route("public", None, None, "/v1/public"),
+            protected(
+                route("billing", None, None, "/v1/billing"),
+                &["repos:read", "billing:read"],
+            ),
+            protected(route("other", None, None, "/v1/other"), &["other:read"]),
+        ]);
+        let name = |path| {
+            table
+                .lookup(None, "GET", path)
+                .map(|r| r.map(|r| r.name.as_str()))
+        };
+        // ASP.NET Core serves /V1/Billing from its billing handler: billing's checks apply.
+        assert_eq!(name("/v1/Billing"), Ok(Some("billing")));
+        // A case-sensitive server reads /v1/Public under /v1, ASP.NET as /v1/public: /v1 wins.
+        assert_eq!(name("/v1/Public/docs"), Ok(Some("v1")));
+        // Case after the prefix changes nothing (ids are often mixed-case).
+        assert_eq!(name("/v1/public/AbC123"), Ok(Some("public")));
+        // Incomparable, and only one reading with a route: refused.
+        assert_eq!(name("/v1/Other"), Err(AmbiguousPath));
+        assert_eq!(name("/V1/x"), Err(AmbiguousPath));
+        // Both at once: Spring with case-insensitive matching reads /v1/Public;x/y as
+        // /v1/public/y; the stricter /v1 decides.
+        assert_eq!(name("/v1/Public;x/y"), Ok(Some("v1")));
+        // A prefix with capitals is matched both ways too.
+        let capitals = RouteTable::new(vec![
+            route("root", None, None, "/"),
+            protected(route("admin", None, None, "/Admin"), &["admin:all"]),
+        ]);
+        assert_eq!(
+            capitals
+                .lookup(None, "GET", "/admin/x")
+                .map(|r| r.map(|r| r.name.as_str())),
+            Ok(Some("admin"))
         );
     }
 

@@ -108,7 +108,7 @@ fn a_harmless_segment_parameter_and_a_trailing_host_dot_route_as_without() {
 }
 
 #[test]
-fn a_segment_parameter_cannot_reach_an_open_route_under_a_protected_one() {
+fn a_parameter_or_another_case_cannot_reach_an_open_route_under_a_protected_one() {
     let backend = patgate::testkit::upstream::Upstream::start().expect("upstream");
     let route = |name: &str, prefix: &str, access: &str| {
         format!(
@@ -131,5 +131,11 @@ fn a_segment_parameter_cannot_reach_an_open_route_under_a_protected_one() {
         .assert_denied(401, "missing_credential");
     env.get("/v1/public;x", &[])
         .assert_denied(401, "missing_credential");
-    assert_eq!(backend.count(), 1);
+    // The same for case: ASP.NET Core reads /v1/Public/docs as the open route, a
+    // case-sensitive server as a segment "Public" under the protected /v1.
+    env.get("/v1/Public/docs", &[])
+        .assert_denied(401, "missing_credential");
+    // Mixed case after the prefix (an id) changes nothing.
+    env.get("/v1/public/AbC123", &[]).echoed();
+    assert_eq!(backend.count(), 2);
 }
