@@ -348,7 +348,8 @@ impl Manager<'_> {
         };
         self.check_narrowing(&permissions, role, "the user's")?;
         // A PAT made through the API by someone other than its owner (the product's admin
-        // API key) says so in every listing: its owner can see a token they did not make.
+        // API key) records who made it (`created_by`, in JSON listings and the API), so its
+        // owner can see a token they did not make.
         let on_behalf =
             (self.actor.org.is_some() && self.actor.name != user).then(|| self.actor.name.clone());
         let created = self
