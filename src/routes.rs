@@ -620,9 +620,10 @@ mod tests {
         r
     }
 
-    #[test]
-    fn a_segment_parameter_takes_the_stricter_of_its_two_readings() {
-        let table = RouteTable::new(vec![
+    /// A protected `/v1` with an open `/v1/public`, a stricter `/v1/billing` and an
+    /// incomparable `/v1/other` under it.
+    fn nested() -> RouteTable {
+        RouteTable::new(vec![
             protected(route("v1", None, None, "/v1"), &["repos:read"]),
             route("public", None, None, "/v1/public"),
             protected(
@@ -630,12 +631,20 @@ mod tests {
                 &["repos:read", "billing:read"],
             ),
             protected(route("other", None, None, "/v1/other"), &["other:read"]),
-        ]);
-        let name = |path| {
-            table
-                .lookup(None, "GET", path)
-                .map(|r| r.map(|r| r.name.as_str()))
-        };
+        ])
+    }
+
+    /// The name of the route `path` takes in `table` (GET, any host).
+    fn routed<'a>(table: &'a RouteTable, path: &str) -> Result<Option<&'a str>, AmbiguousPath> {
+        table
+            .lookup(None, "GET", path)
+            .map(|r| r.map(|r| r.name.as_str()))
+    }
+
+    #[test]
+    fn a_segment_parameter_takes_the_stricter_of_its_two_readings() {
+        let table = nested();
+        let name = |path| routed(&table, path);
         // Literally (nginx, Go, Express) under /v1; to Tomcat the open /v1/public: /v1 wins.
         assert_eq!(name("/v1/public;x"), Ok(Some("v1")));
         assert_eq!(name("/v1/public;x/users/42"), Ok(Some("v1")));
@@ -656,20 +665,8 @@ mod tests {
 
     #[test]
     fn a_path_in_another_case_takes_the_stricter_reading() {
-        let table = RouteTable::new(vec![
-            protected(route("v1", None, None, "/v1"), &["repos:read"]),
-            route("public", None, None, "/v1/public"),
-            protected(
-                route("billing", None, None, "/v1/billing"),
-                &["repos:read", "billing:read"],
-            ),
-            protected(route("other", None, None, "/v1/other"), &["other:read"]),
-        ]);
-        let name = |path| {
-            table
-                .lookup(None, "GET", path)
-                .map(|r| r.map(|r| r.name.as_str()))
-        };
+        let table = nested();
+        let name = |path| routed(&table, path);
         // ASP.NET Core serves /V1/Billing from its billing handler: billing's checks apply.
         assert_eq!(name("/v1/Billing"), Ok(Some("billing")));
         // A case-sensitive server reads /v1/Public under /v1, ASP.NET as /v1/public: /v1 wins.
