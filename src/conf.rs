@@ -518,6 +518,9 @@ pub struct IdentityHeaderNames {
     pub role: Bytes,
     /// `<prefix>Permissions`.
     pub permissions: Bytes,
+    /// The six names lowercased, in the order credential type, token prefix, org, role,
+    /// permissions, user: what [`crate::identity::forwarded_request`] inserts.
+    pub lowercase: [http::HeaderName; 6],
     /// `<prefix>Required-Permissions`: on 403 responses, what the route requires.
     pub required_permissions: String,
     /// `<prefix>Assertion`: the signed identity on `sign_identity` routes.
@@ -527,9 +530,24 @@ pub struct IdentityHeaderNames {
 }
 
 impl IdentityHeaderNames {
-    fn new(prefix: &str) -> IdentityHeaderNames {
+    /// The names under `prefix`; an error if one is not a valid header name.
+    fn new(prefix: &str) -> Result<IdentityHeaderNames, http::header::InvalidHeaderName> {
         let name = |suffix: &str| Bytes::from(format!("{prefix}{suffix}"));
-        IdentityHeaderNames {
+        let lower = |suffix: &str| {
+            http::HeaderName::from_bytes(
+                format!("{prefix}{suffix}").to_ascii_lowercase().as_bytes(),
+            )
+        };
+        let lowercase = [
+            lower("Credential-Type")?,
+            lower("Token-Prefix")?,
+            lower("Org")?,
+            lower("Role")?,
+            lower("Permissions")?,
+            lower("User")?,
+        ];
+        Ok(IdentityHeaderNames {
+            lowercase,
             prefix_lower: prefix.to_ascii_lowercase(),
             credential_type: name("Credential-Type"),
             token_prefix: name("Token-Prefix"),
@@ -540,7 +558,7 @@ impl IdentityHeaderNames {
             required_permissions: format!("{prefix}Required-Permissions"),
             assertion: format!("{prefix}Assertion"),
             signing_key: None,
-        }
+        })
     }
 }
 
@@ -1170,13 +1188,16 @@ impl Builder<'_> {
             r.starts_with(&prefix.to_ascii_lowercase())
                 || prefix.to_ascii_lowercase().starts_with(r)
         });
-        if !valid || reserved {
-            return Err(self.invalid(
-                "identity_headers.prefix",
-                format!("{prefix:?} must be 2+ letters, digits or '-' and must not cover standard headers"),
-            ));
-        }
-        let mut names = IdentityHeaderNames::new(&prefix);
+        let names = match IdentityHeaderNames::new(&prefix) {
+            Ok(names) if valid && !reserved => names,
+            _ => {
+                return Err(self.invalid(
+                    "identity_headers.prefix",
+                    format!("{prefix:?} must be 2+ letters, digits or '-' and must not cover standard headers"),
+                ))
+            }
+        };
+        let mut names = names;
         if let Some(path) = signing_key_file {
             names.signing_key = Some(self.signing_key(&path)?);
         }

@@ -71,24 +71,6 @@ impl Identity {
     }
 }
 
-/// Removes every header under the identity prefix, and the credential headers unless kept.
-pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames, keep_credentials: bool) {
-    // HeaderMap stores names lowercased, so one lowercase prefix test catches every spelling.
-    let forged: Vec<HeaderName> = request
-        .headers
-        .keys()
-        .filter(|name| under_prefix(name.as_str(), &names.prefix_lower))
-        .cloned()
-        .collect();
-    for name in &forged {
-        request.remove_header(name);
-    }
-    if !keep_credentials {
-        request.remove_header(&http::header::AUTHORIZATION);
-        request.remove_header("x-api-key");
-    }
-}
-
 /// Whether the (lowercase) header `name` is under the (lowercase) identity `prefix`, with an
 /// underscore also matching a dash: PHP, Rack, uWSGI and other CGI-style servers turn both
 /// `X-Auth-User` and `X-Auth_User` into `HTTP_X_AUTH_USER`, so the underscore spelling is as
@@ -145,25 +127,66 @@ fn invalid_value() -> Box<pingora::Error> {
     )
 }
 
-/// Sets the identity headers for a verified request. Call [`strip`] first.
+/// The request to forward upstream: `request`'s method, target and headers, less every
+/// header under the identity prefix and (unless `keep_credentials`) the credential, plus the
+/// request id and, for a verified `identity`, the identity headers (none on an open route,
+/// `identity` `None`). Stripping is done on the copy before anything is set, so no client
+/// header can survive under an identity name.
+///
+/// Built as a plain header map, without Pingora's header-case map, so header names reach the
+/// upstream lowercased (as over HTTP/2, and as Envoy and HAProxy send them; names are
+/// case-insensitive, RFC 9110 §5.1). What that buys: each header is one insert of a name made
+/// once at conf load, into a map sized once, where Pingora's `insert_header` parses the name
+/// again and inserts it into two maps that it grows on the way (BENCHMARKS.md).
 ///
 /// # Errors
-/// A value is not a valid header value (a record written by hand with control characters);
-/// the caller fails the request.
-pub fn inject(
-    request: &mut RequestHeader,
+/// A stored value is not a valid header value (a record written by hand with control
+/// characters), or the original target cannot be restored; the caller fails the request, and
+/// nothing is forwarded.
+pub fn forwarded_request(
+    request: &RequestHeader,
     names: &IdentityHeaderNames,
-    identity: &Identity,
-) -> pingora::Result<()> {
-    for (name, value) in pairs(names, identity)
-        .ok_or_else(invalid_value)?
-        .into_iter()
-        .flatten()
-    {
-        request.insert_header(name, value)?;
+    keep_credentials: bool,
+    request_id: HeaderValue,
+    identity: Option<&Identity>,
+) -> pingora::Result<RequestHeader> {
+    let values = match identity {
+        Some(identity) => pairs(names, identity).ok_or_else(invalid_value)?,
+        None => Default::default(),
+    };
+    let mut parts = request.as_owned_parts();
+    let headers = &mut parts.headers;
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| under_prefix(name.as_str(), &names.prefix_lower))
+        .cloned()
+        .collect();
+    for name in &forged {
+        headers.remove(name);
     }
-    Ok(())
+    if !keep_credentials {
+        headers.remove(http::header::AUTHORIZATION);
+        headers.remove(X_API_KEY);
+    }
+    headers.reserve(values.len() + 1);
+    headers.insert(X_REQUEST_ID, request_id);
+    for (name, value) in names.lowercase.iter().zip(values) {
+        if let Some((_, value)) = value {
+            headers.insert(name.clone(), value);
+        }
+    }
+    let mut forwarded = RequestHeader::from(parts);
+    if forwarded.raw_path() != request.raw_path() {
+        forwarded.set_raw_path(request.raw_path())?;
+    }
+    if let Some(end_stream) = request.send_end_stream() {
+        forwarded.set_send_end_stream(end_stream);
+    }
+    Ok(forwarded)
 }
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Sets the identity headers on a forward-auth answer, for the calling proxy to copy into
 /// the request it forwards: always all six names, each one empty where it does not apply (the
@@ -172,7 +195,7 @@ pub fn inject(
 /// overwrites every identity header a client forged.
 ///
 /// # Errors
-/// As [`inject`].
+/// As [`forwarded_request`].
 pub fn set_on_response(
     response: &mut ResponseHeader,
     names: &IdentityHeaderNames,
@@ -245,9 +268,25 @@ mod tests {
         request
     }
 
+    /// The request `forwarded_request` builds from `req` (request id `rid`).
+    fn forwarded(
+        req: &RequestHeader,
+        keep_credentials: bool,
+        identity: Option<&Identity>,
+    ) -> pingora::Result<RequestHeader> {
+        let rid = HeaderValue::from_static("rid");
+        forwarded_request(req, &names(), keep_credentials, rid, identity)
+    }
+
+    fn sorted_names(req: &RequestHeader) -> Vec<&str> {
+        let mut names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
     #[test]
     fn forged_headers_are_stripped_in_any_case_and_count() {
-        let mut req = request(&[
+        let req = request(&[
             ("X-Auth-User", "mallory"),
             ("x-auth-user", "mallory2"),
             ("X-AUTH-ROLE", "admin"),
@@ -261,10 +300,22 @@ mod tests {
             ("X_Authx", "kept"),
             ("Accept", "*/*"),
         ]);
-        strip(&mut req, &names(), false);
-        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
-        left.sort_unstable();
-        assert_eq!(left, vec!["accept", "x-authx", "x_authx"]);
+        let out = forwarded(&req, false, None).expect("open route");
+        assert_eq!(
+            sorted_names(&out),
+            vec!["accept", "x-authx", "x-request-id", "x_authx"]
+        );
+        let identity = sample(Some("alice"), "member", "repos:read");
+        let out = forwarded(&req, false, Some(&identity)).expect("valid values");
+        let users: Vec<_> = out.headers.get_all("x-auth-user").iter().collect();
+        assert_eq!(
+            users,
+            ["alice"],
+            "the forged copies are gone, one value set"
+        );
+        assert_eq!(out.headers.get_all("x-auth-role").iter().count(), 1);
+        assert!(out.headers.get("x-auth-anything-else").is_none());
+        assert!(out.headers.get("x_auth_role").is_none());
     }
 
     #[test]
@@ -291,43 +342,49 @@ mod tests {
 
     #[test]
     fn credentials_are_stripped_unless_kept() {
-        let headers = [("Authorization", "Bearer x"), ("X-API-Key", "y")];
-        let mut stripped = request(&headers);
-        strip(&mut stripped, &names(), false);
-        assert!(stripped.headers.is_empty());
-        let mut kept = request(&headers);
-        strip(&mut kept, &names(), true);
-        assert_eq!(kept.headers.len(), 2);
-    }
-
-    #[test]
-    fn identity_is_set_after_stripping() {
-        let mut req = request(&[("X-Auth-User", "mallory")]);
-        let names = names();
-        strip(&mut req, &names, false);
-        let identity = sample(Some("alice"), "member", "repos:read repos:write");
-        inject(&mut req, &names, &identity).expect("valid values");
-        let get = |n: &str| {
-            req.headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        assert_eq!(get("x-auth-user").as_deref(), Some("alice"));
-        assert_eq!(req.headers.get_all("x-auth-user").iter().count(), 1);
-        assert_eq!(get("x-auth-credential-type").as_deref(), Some("pat"));
+        let req = request(&[("Authorization", "Bearer x"), ("X-API-Key", "y")]);
+        let stripped = forwarded(&req, false, None).expect("open route");
+        assert_eq!(sorted_names(&stripped), vec!["x-request-id"]);
+        let kept = forwarded(&req, true, None).expect("open route");
         assert_eq!(
-            get("x-auth-permissions").as_deref(),
-            Some("repos:read repos:write")
+            sorted_names(&kept),
+            vec!["authorization", "x-api-key", "x-request-id"]
         );
     }
 
     #[test]
-    fn a_stored_value_that_is_not_a_header_value_fails_before_anything_is_set() {
-        let mut req = request(&[("Accept", "*/*")]);
+    fn the_identity_and_request_id_are_set_and_the_target_kept() {
+        let mut req = RequestHeader::build("POST", b"/v1/a%2Fb;p?q=1&r", None).expect("request");
+        req.append_header("Host", "api.example.com").expect("host");
+        let identity = sample(Some("alice"), "member", "repos:read repos:write");
+        let out = forwarded(&req, false, Some(&identity)).expect("valid values");
+        let get = |n: &str| out.headers.get(n).and_then(|v| v.to_str().ok());
+        assert_eq!(get("x-auth-user"), Some("alice"));
+        assert_eq!(get("x-auth-credential-type"), Some("pat"));
+        assert_eq!(get("x-auth-token-prefix"), Some("pat_abcdef"));
+        assert_eq!(get("x-auth-org"), Some("acme"));
+        assert_eq!(get("x-auth-role"), Some("member"));
+        assert_eq!(get("x-auth-permissions"), Some("repos:read repos:write"));
+        assert_eq!(get("x-request-id"), Some("rid"));
+        assert_eq!(out.method, http::Method::POST);
+        assert_eq!(out.raw_path(), b"/v1/a%2Fb;p?q=1&r");
+        let mut wire = Vec::new();
+        out.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).expect("ascii");
+        assert!(wire.contains("Host: api.example.com\r\n"), "{wire}");
+        assert!(wire.contains("x-auth-user: alice\r\n"), "{wire}");
+        let api_key = sample(None, "viewer", "repos:read");
+        let out = forwarded(&req, false, Some(&api_key)).expect("valid values");
+        assert!(
+            out.headers.get("x-auth-user").is_none(),
+            "an API key has no user"
+        );
+    }
+
+    #[test]
+    fn a_stored_value_that_is_not_a_header_value_forwards_nothing() {
+        let req = request(&[("Accept", "*/*")]);
         let identity = sample(Some("al\nice"), "member", "repos:read");
-        assert!(inject(&mut req, &names(), &identity).is_err());
-        let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, vec!["accept"], "no identity header half-set");
+        assert!(forwarded(&req, false, Some(&identity)).is_err());
     }
 }

@@ -24,12 +24,16 @@
 //!                           role ∩ narrowing ⊇ route's require               permissions.rs
 //!                           → Verdict::Allow(Identity) | Verdict::Deny       denial.rs
 //!             Deny: JSON error + WWW-Authenticate / Retry-After, nothing forwarded
+//!             pass: the request to forward, rebuilt once (no case map:     identity.rs
+//!                           names go upstream lowercased)
+//!                           5. strip client X-Auth-* (+ credential)
+//!                           6. set X-Request-Id and X-Auth-* from the Identity
+//!                              (values are slices of the packed record or made
+//!                              once per conf role, names made at conf load)
 //!          ──► upstream_peer            route's next upstream (round-robin); TLS with SNI and
 //!                                       a verified certificate on upstream_tls routes  tls.rs
-//!          ──► upstream_request_filter  5. strip client X-Auth-* (+ credential)  identity.rs
-//!                                       6. set X-Auth-* from the Identity (values
-//!                                          are slices of the packed record or made
-//!                                          once per conf role: nothing copied)
+//!          ──► upstream_request_filter  refuses a request `pass` did not rebuild; the signed
+//!                                       assertion on sign_identity routes   assertion.rs
 //!          ──► upstream ──► logging     one line per request, prefix only, never a secret
 //! ```
 //!

@@ -4,8 +4,10 @@
 //!   a [`Denial`] is written here, and only here, as JSON with its challenge headers.
 //! * `upstream_peer`: the route's next upstream, round-robin; over TLS with SNI and a verified
 //!   certificate when the route has `upstream_tls` (tls.rs).
-//! * `upstream_request_filter`: strip forged identity and credential headers, then set the
-//!   verified identity (identity.rs). Strip runs on every route, open ones included.
+//! * `pass`: a request that may go upstream is rebuilt (identity.rs): forged identity and
+//!   credential headers stripped, on every route, open ones included, then the request id and
+//!   the verified identity set; a forward-auth call is answered instead.
+//! * `upstream_request_filter`: only the signed identity assertion, on `sign_identity` routes.
 //! * `logging`: one line per request (never a secret; the 10-character prefix at most).
 //!
 //! Authentication itself (credential, limits, verification, records) is auth.rs's
@@ -60,6 +62,9 @@ pub struct RequestCtx {
     request_id: String,
     /// This is a forward-auth call: answer it, never proxy it.
     forward_auth: bool,
+    /// `pass` rebuilt the request to forward (identity.rs's `forwarded_request`: stripped,
+    /// request id and identity set); `upstream_request_filter` refuses to forward otherwise.
+    forwarded_built: bool,
     /// When the request arrived.
     started: Option<Instant>,
     /// The upstream chosen, once proxied.
@@ -100,6 +105,20 @@ impl Gateway {
     /// 200 with the identity headers for the calling proxy to copy (`Ok(true)`).
     async fn pass(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if !ctx.forward_auth {
+            // Built here, before Pingora copies the request for the upstream, so that the
+            // copy is of the finished request (identity.rs says why it has no case map).
+            let request_id = http::HeaderValue::from_str(&ctx.request_id)
+                .map_err(|_| Error::explain(InternalError, "request id not a header value"))?;
+            let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
+            let forwarded = identity::forwarded_request(
+                session.req_header(),
+                &self.conf.identity_headers,
+                keep_credentials,
+                request_id,
+                ctx.identity.as_ref(),
+            )?;
+            *session.req_header_mut() = forwarded;
+            ctx.forwarded_built = true;
             return Ok(false);
         }
         let mut response = ResponseHeader::build(200, Some(12))?;
@@ -260,12 +279,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let names = &self.conf.identity_headers;
-        let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
-        identity::strip(upstream_request, names, keep_credentials);
-        upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if !ctx.forwarded_built {
+            // Fail closed: only a request rebuilt in `pass` (stripped, identity set) goes out.
+            return Error::e_explain(HTTPStatus(500), "request to forward was not built");
+        }
         match (&ctx.identity, ctx.route.as_ref().map(|r| &r.access)) {
             (Some(identity), _) => {
-                identity::inject(upstream_request, names, identity)?;
                 let signing = ctx.route.as_ref().filter(|r| r.sign_identity);
                 if let (Some(_), Some(key)) = (signing, &names.signing_key) {
                     let path = upstream_request
