@@ -29,8 +29,7 @@
 
 use super::connection::Connection;
 use super::StoreError;
-use redis::{Arg, Cmd, RedisError, Value};
-use std::collections::HashMap;
+use redis::{Arg, Cmd, Pipeline, RedisError, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -40,21 +39,31 @@ use tokio::sync::{watch, Notify};
 /// command, or why the batch got none.
 type Replies = Result<Vec<Result<Value, RedisError>>, StoreError>;
 
+/// How many of a batch's distinct commands a new command is compared with for dedup. A
+/// batch holds one or two commands per waiting request, and a hot credential's reads come
+/// early in it; past this, commands are sent as they come. A short linear scan of
+/// fingerprints is cheaper than a hash table for the batch sizes seen (BENCHMARKS.md), and
+/// cannot be made to degrade.
+const DEDUP_SCAN: usize = 64;
+
 /// The batch being filled.
 struct Batch {
-    commands: Vec<Cmd>,
-    /// Fingerprint of a command's arguments → its position in `commands` (the dedup table;
-    /// a fingerprint shared by two different commands only costs the dedup of the second).
-    positions: HashMap<u64, usize>,
+    /// The distinct commands, in a pipeline that does not stop at an error reply.
+    commands: Pipeline,
+    /// The fingerprint of each of `commands`, in order (a fingerprint shared by two
+    /// different commands only costs the dedup of the second).
+    fingerprints: Vec<u64>,
     /// Where the replies are published, once, for every request of this batch.
     done: watch::Sender<Option<Arc<Replies>>>,
 }
 
 impl Batch {
     fn new() -> Batch {
+        let mut commands = Pipeline::with_capacity(8);
+        commands.ignore_errors();
         Batch {
-            commands: Vec::new(),
-            positions: HashMap::new(),
+            commands,
+            fingerprints: Vec::with_capacity(8),
             done: watch::channel(None).0,
         }
     }
@@ -62,15 +71,23 @@ impl Batch {
     /// Adds `cmd` unless the batch already holds the same command; its position either way.
     fn add(&mut self, cmd: Cmd) -> usize {
         let fingerprint = fingerprint(&cmd);
-        let next = self.commands.len();
-        let position = *self.positions.entry(fingerprint).or_insert(next);
-        match self.commands.get(position) {
-            Some(held) if position != next && held.args_iter().eq(cmd.args_iter()) => position,
-            _ => {
-                self.commands.push(cmd);
-                next
-            }
-        }
+        let same = self
+            .fingerprints
+            .iter()
+            .take(DEDUP_SCAN)
+            .zip(self.commands.cmd_iter())
+            .position(|(&held_fingerprint, held)| {
+                held_fingerprint == fingerprint && held.args_iter().eq(cmd.args_iter())
+            });
+        same.unwrap_or_else(|| {
+            self.fingerprints.push(fingerprint);
+            self.commands.add_command(cmd);
+            self.fingerprints.len() - 1
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fingerprints.is_empty()
     }
 }
 
@@ -79,8 +96,7 @@ impl Batch {
 /// (FNV-1a, before), since the arguments are key names and field lists of 20 to 100 bytes.
 ///
 /// Not keyed, so a client could craft commands with equal fingerprints; that only costs
-/// them their dedup ([`Batch::add`] compares the arguments), while the table itself hashes
-/// the fingerprint with std's keyed hasher, so it cannot be made to degrade.
+/// them their dedup ([`Batch::add`] compares the arguments).
 fn fingerprint(cmd: &Cmd) -> u64 {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(SEED);
@@ -191,7 +207,7 @@ impl ReadBatcher {
                 return Err(StoreError::Timeout(self.shared.timeout));
             }
             let batch = &mut *guard;
-            let first = batch.commands.is_empty();
+            let first = batch.is_empty();
             let positions = commands.map(|cmd| batch.add(cmd));
             (positions, batch.done.subscribe(), first)
         };
@@ -234,17 +250,17 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
         shared.wake.notified().await;
         tokio::task::yield_now().await;
         let batch = shared.take_pending();
-        if batch.commands.is_empty() {
+        if batch.is_empty() {
             continue;
         }
         let mut conn = conn.clone();
         let timeout = shared.timeout;
         tokio::spawn(async move {
-            let replies = match tokio::time::timeout(timeout, send(&mut conn, batch.commands)).await
-            {
-                Ok(replies) => replies,
-                Err(_) => Err(StoreError::Timeout(timeout)),
-            };
+            let replies =
+                match tokio::time::timeout(timeout, send(&mut conn, &batch.commands)).await {
+                    Ok(replies) => replies,
+                    Err(_) => Err(StoreError::Timeout(timeout)),
+                };
             // On a cluster each command fails on its own, so a node's timeout shows in its
             // commands' replies rather than as the batch's.
             let timed_out = match &replies {
@@ -279,20 +295,18 @@ impl Drop for FlusherExit {
 /// One pipeline on one server; on a cluster (whose crate refuses a pipeline spanning slots)
 /// every command at once, each to its node, so one unreachable node fails only the requests
 /// that read from it.
-async fn send(conn: &mut Connection, commands: Vec<Cmd>) -> Replies {
+async fn send(conn: &mut Connection, commands: &Pipeline) -> Replies {
     if conn.is_cluster() {
-        let queries = commands.into_iter().map(|cmd| {
+        let queries = commands.cmd_iter().map(|cmd| {
             let mut conn = conn.clone();
             async move { cmd.query_async::<Value>(&mut conn).await }
         });
         return Ok(futures_util::future::join_all(queries).await);
     }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for cmd in commands {
-        pipe.add_command(cmd);
-    }
-    let values: Vec<Value> = pipe.query_async(conn).await.map_err(StoreError::Redis)?;
+    let values: Vec<Value> = commands
+        .query_async(conn)
+        .await
+        .map_err(StoreError::Redis)?;
     Ok(values.into_iter().map(Ok).collect())
 }
 
@@ -354,11 +368,20 @@ mod tests {
         assert_eq!(batch.add(hmget("a")), 0);
         assert_eq!(batch.add(hmget("b")), 1);
         assert_eq!(batch.add(hmget("a")), 0);
-        // A fingerprint that collides with another command's only costs the dedup.
-        batch.positions.insert(super::fingerprint(&hmget("c")), 0);
+        // A fingerprint that collides with another command's is told apart by its arguments.
+        batch.fingerprints[0] = super::fingerprint(&hmget("c"));
         assert_eq!(batch.add(hmget("c")), 2);
-        assert_eq!(batch.add(hmget("c")), 3);
-        assert_eq!(batch.commands.len(), 4);
+        assert_eq!(batch.add(hmget("c")), 2);
+        assert_eq!(batch.commands.len(), 3);
+        // Past the scanned commands, a command is sent again rather than compared.
+        let mut long = super::Batch::new();
+        for n in 0..super::DEDUP_SCAN {
+            assert_eq!(long.add(hmget(&n.to_string())), n);
+        }
+        let late = super::DEDUP_SCAN;
+        assert_eq!(long.add(hmget("late")), late);
+        assert_eq!(long.add(hmget("late")), late + 1);
+        assert_eq!(long.add(hmget("0")), 0);
     }
 
     #[test]
