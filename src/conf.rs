@@ -519,7 +519,7 @@ pub struct IdentityHeaderNames {
     /// `<prefix>Permissions`.
     pub permissions: Bytes,
     /// The six names lowercased, in the order credential type, token prefix, org, role,
-    /// permissions, user: what [`crate::identity::forwarded_request`] inserts.
+    /// permissions, user: what [`crate::identity::make_forwardable`] inserts.
     pub lowercase: [http::HeaderName; 6],
     /// `<prefix>Required-Permissions`: on 403 responses, what the route requires.
     pub required_permissions: String,

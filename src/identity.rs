@@ -127,34 +127,43 @@ fn invalid_value() -> Box<pingora::Error> {
     )
 }
 
-/// The request to forward upstream: `request`'s method, target and headers, less every
-/// header under the identity prefix and (unless `keep_credentials`) the credential, plus the
-/// request id and, for a verified `identity`, the identity headers (none on an open route,
-/// `identity` `None`). Stripping is done on the copy before anything is set, so no client
-/// header can survive under an identity name.
+/// Makes `request` the request to forward upstream: its method, target and headers, less
+/// every header under the identity prefix and (unless `keep_credentials`) the credential, plus
+/// the request id and, for a verified `identity`, the identity headers (none on an open route,
+/// `identity` `None`). Stripping is done before anything is set, so no client header can
+/// survive under an identity name.
 ///
-/// Built as a plain header map, without Pingora's header-case map, so header names reach the
-/// upstream lowercased (as over HTTP/2, and as Envoy and HAProxy send them; names are
-/// case-insensitive, RFC 9110 §5.1). What that buys: each header is one insert of a name made
-/// once at conf load, into a map sized once, where Pingora's `insert_header` parses the name
-/// again and inserts it into two maps that it grows on the way (BENCHMARKS.md).
+/// Rebuilt in place as a plain header map: the request's own map is taken over (not copied)
+/// and Pingora's header-case map dropped, so header names reach the upstream lowercased (as
+/// over HTTP/2, and as Envoy and HAProxy send them; names are case-insensitive, RFC 9110
+/// §5.1). What that buys: each header is one insert of a name made once at conf load, into a
+/// map reserved once, where Pingora's `insert_header` parses the name again and inserts it
+/// into two maps that it grows on the way (BENCHMARKS.md).
 ///
 /// # Errors
 /// A stored value is not a valid header value (a record written by hand with control
-/// characters), or the original target cannot be restored; the caller fails the request, and
-/// nothing is forwarded.
-pub fn forwarded_request(
-    request: &RequestHeader,
+/// characters: `request` is left as it was), or the original target cannot be restored; the
+/// caller fails the request, and nothing is forwarded.
+pub fn make_forwardable(
+    request: &mut RequestHeader,
     names: &IdentityHeaderNames,
     keep_credentials: bool,
     request_id: HeaderValue,
     identity: Option<&Identity>,
-) -> pingora::Result<RequestHeader> {
+) -> pingora::Result<()> {
     let values = match identity {
         Some(identity) => pairs(names, identity).ok_or_else(invalid_value)?,
         None => Default::default(),
     };
-    let mut parts = request.as_owned_parts();
+    // The URI gives the target back except for absolute-form or non-UTF-8 targets (rare),
+    // which are kept verbatim as Pingora keeps them.
+    let verbatim_target = match request.uri.path_and_query() {
+        Some(target) if target.as_str().as_bytes() == request.raw_path() => None,
+        _ => Some(request.raw_path().to_vec()),
+    };
+    let end_stream = request.send_end_stream();
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(request, empty));
     let headers = &mut parts.headers;
     let forged: Vec<HeaderName> = headers
         .keys()
@@ -175,14 +184,14 @@ pub fn forwarded_request(
             headers.insert(name.clone(), value);
         }
     }
-    let mut forwarded = RequestHeader::from(parts);
-    if forwarded.raw_path() != request.raw_path() {
-        forwarded.set_raw_path(request.raw_path())?;
+    *request = RequestHeader::from(parts);
+    if let Some(end_stream) = end_stream {
+        request.set_send_end_stream(end_stream);
     }
-    if let Some(end_stream) = request.send_end_stream() {
-        forwarded.set_send_end_stream(end_stream);
+    match verbatim_target {
+        Some(target) => request.set_raw_path(&target),
+        None => Ok(()),
     }
-    Ok(forwarded)
 }
 
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -195,7 +204,7 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// overwrites every identity header a client forged.
 ///
 /// # Errors
-/// As [`forwarded_request`].
+/// As [`make_forwardable`].
 pub fn set_on_response(
     response: &mut ResponseHeader,
     names: &IdentityHeaderNames,
@@ -268,14 +277,16 @@ mod tests {
         request
     }
 
-    /// The request `forwarded_request` builds from `req` (request id `rid`).
+    /// What `make_forwardable` makes of a copy of `req` (request id `rid`).
     fn forwarded(
         req: &RequestHeader,
         keep_credentials: bool,
         identity: Option<&Identity>,
     ) -> pingora::Result<RequestHeader> {
         let rid = HeaderValue::from_static("rid");
-        forwarded_request(req, &names(), keep_credentials, rid, identity)
+        let mut req = req.clone();
+        make_forwardable(&mut req, &names(), keep_credentials, rid, identity)?;
+        Ok(req)
     }
 
     fn sorted_names(req: &RequestHeader) -> Vec<&str> {
@@ -383,8 +394,22 @@ mod tests {
 
     #[test]
     fn a_stored_value_that_is_not_a_header_value_forwards_nothing() {
-        let req = request(&[("Accept", "*/*")]);
+        let mut req = request(&[("Accept", "*/*"), ("X-Auth-User", "mallory")]);
         let identity = sample(Some("al\nice"), "member", "repos:read");
-        assert!(forwarded(&req, false, Some(&identity)).is_err());
+        let rid = HeaderValue::from_static("rid");
+        assert!(make_forwardable(&mut req, &names(), false, rid, Some(&identity)).is_err());
+        assert_eq!(
+            sorted_names(&req),
+            vec!["accept", "x-auth-user"],
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_kept_verbatim() {
+        let req = RequestHeader::build("GET", b"http://api.example.com/v1/x?y", None)
+            .expect("absolute-form");
+        let out = forwarded(&req, false, None).expect("open route");
+        assert_eq!(out.raw_path(), req.raw_path());
     }
 }

@@ -62,7 +62,7 @@ pub struct RequestCtx {
     request_id: String,
     /// This is a forward-auth call: answer it, never proxy it.
     forward_auth: bool,
-    /// `pass` rebuilt the request to forward (identity.rs's `forwarded_request`: stripped,
+    /// `pass` rebuilt the request to forward (identity.rs's `make_forwardable`: stripped,
     /// request id and identity set); `upstream_request_filter` refuses to forward otherwise.
     forwarded_built: bool,
     /// When the request arrived.
@@ -110,14 +110,13 @@ impl Gateway {
             let request_id = http::HeaderValue::from_str(&ctx.request_id)
                 .map_err(|_| Error::explain(InternalError, "request id not a header value"))?;
             let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
-            let forwarded = identity::forwarded_request(
-                session.req_header(),
+            identity::make_forwardable(
+                session.req_header_mut(),
                 &self.conf.identity_headers,
                 keep_credentials,
                 request_id,
                 ctx.identity.as_ref(),
             )?;
-            *session.req_header_mut() = forwarded;
             ctx.forwarded_built = true;
             return Ok(false);
         }
