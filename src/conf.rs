@@ -1175,19 +1175,27 @@ impl Builder<'_> {
             && prefix
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        let reserved = [
+        // Every header under the prefix is stripped from requests, so it must not cover a
+        // header the gateway or the HTTP framing relies on: these names, or any name under
+        // these families.
+        let lower = prefix.to_ascii_lowercase();
+        let names = [
             "authorization",
             "x-api-key",
+            "x-request-id",
             "host",
-            "content-",
-            "transfer-",
             "connection",
-        ]
-        .iter()
-        .any(|r| {
-            r.starts_with(&prefix.to_ascii_lowercase())
-                || prefix.to_ascii_lowercase().starts_with(r)
-        });
+            "keep-alive",
+            "expect",
+            "upgrade",
+            "te",
+            "trailer",
+        ];
+        let families = ["content-", "transfer-", "proxy-"];
+        let reserved = names.iter().any(|name| name.starts_with(&lower))
+            || families
+                .iter()
+                .any(|family| family.starts_with(&lower) || lower.starts_with(family));
         let names = match IdentityHeaderNames::new(&prefix) {
             Ok(names) if valid && !reserved => names,
             _ => {
@@ -1709,6 +1717,16 @@ routes:
         assert!(error(&text).contains("identity_headers.prefix"));
         let ok = format!("{BASE}identity_headers:\n  prefix: \"X-Gw-\"\n");
         assert_eq!(parse(&ok).expect("valid").identity_headers.org, "X-Gw-Org");
+        // A prefix covering a framing header (Expect: 100-continue, Upgrade) or a family.
+        for prefix in ["Ex", "up", "Te", "X-Request", "Proxy-Auth-", "Content-"] {
+            let text = format!("{BASE}identity_headers:\n  prefix: \"{prefix}\"\n");
+            assert!(error(&text).contains("identity_headers.prefix"), "{prefix}");
+        }
+        // A prefix that only starts like one of those names covers none of them.
+        for prefix in ["Tenant-", "Hostname-", "Expected-Auth-"] {
+            let text = format!("{BASE}identity_headers:\n  prefix: \"{prefix}\"\n");
+            assert!(parse(&text).is_ok(), "{prefix}");
+        }
     }
 
     /// A CA, a server certificate for localhost and its key, in a temp dir (rcgen).

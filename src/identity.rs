@@ -71,16 +71,66 @@ impl Identity {
     }
 }
 
-/// Whether the (lowercase) header `name` is under the (lowercase) identity `prefix`, with an
+/// Whether the header `name` (any case) is under the (lowercase) identity `prefix`, with an
 /// underscore also matching a dash: PHP, Rack, uWSGI and other CGI-style servers turn both
 /// `X-Auth-User` and `X-Auth_User` into `HTTP_X_AUTH_USER`, so the underscore spelling is as
 /// much a forgery as the dashed one.
-fn under_prefix(name: &str, prefix: &str) -> bool {
+fn under_prefix(name: &[u8], prefix: &str) -> bool {
     name.len() >= prefix.len()
         && name
-            .bytes()
+            .iter()
             .zip(prefix.bytes())
-            .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
+            .all(|(&n, p)| n.to_ascii_lowercase() == p || (n == b'_' && p == b'-'))
+}
+
+/// Whether a `Connection` token names a header the gateway sets: one under the identity
+/// prefix, or the request id.
+fn names_own_header(token: &[u8], prefix: &str) -> bool {
+    under_prefix(token, prefix) || token.eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes())
+}
+
+/// Takes out of `Connection` every token that names a header the gateway sets.
+///
+/// A client may list header names in `Connection` to mark them hop-by-hop, and Pingora removes
+/// the headers so named from the request it sends upstream, after this request was built. The
+/// client's own headers of those names are already stripped here, so what such a token would
+/// remove is the gateway's identity: `Connection: X-Auth-User` would send a PAT's request
+/// upstream without its user. The other tokens (`keep-alive`, `close`, `upgrade`, other
+/// names) keep their meaning.
+fn keep_own_headers_end_to_end(headers: &mut http::HeaderMap, prefix: &str) {
+    let tokens = |value: &HeaderValue| -> Vec<Vec<u8>> {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(|token| token.trim_ascii().to_vec())
+            .filter(|token| !token.is_empty())
+            .collect()
+    };
+    let nominated = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|token| names_own_header(token.trim_ascii(), prefix))
+        });
+    if !nominated {
+        return;
+    }
+    let kept: Vec<Vec<u8>> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(tokens)
+        .filter(|token| !names_own_header(token, prefix))
+        .collect();
+    headers.remove(http::header::CONNECTION);
+    // Tokens of a valid value, joined by ", ": a valid value again.
+    if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b", "[..])) {
+        if !value.is_empty() {
+            headers.insert(http::header::CONNECTION, value);
+        }
+    }
 }
 
 /// The six identity header names, in the order of [`pairs`].
@@ -167,12 +217,13 @@ pub fn make_forwardable(
     let headers = &mut parts.headers;
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| under_prefix(name.as_str(), &names.prefix_lower))
+        .filter(|name| under_prefix(name.as_str().as_bytes(), &names.prefix_lower))
         .cloned()
         .collect();
     for name in &forged {
         headers.remove(name);
     }
+    keep_own_headers_end_to_end(headers, &names.prefix_lower);
     if !keep_credentials {
         headers.remove(http::header::AUTHORIZATION);
         headers.remove(X_API_KEY);
@@ -349,6 +400,35 @@ mod tests {
         set_on_response(&mut open, &names, None).expect("valid values");
         assert_eq!(open.headers.len(), 6);
         assert!(open.headers.values().all(|v| v.is_empty()));
+    }
+
+    #[test]
+    fn a_connection_header_cannot_mark_the_gateways_headers_hop_by_hop() {
+        let mut req = request(&[
+            ("Connection", "keep-alive, X-Auth-User,x-auth-role"),
+            ("Connection", " X_Auth_Org , X-Request-Id, X-Hop"),
+            ("X-Hop", "1"),
+        ]);
+        let identity = sample(Some("alice"), "member", "repos:read");
+        let out = forwarded(&req, false, Some(&identity)).expect("valid values");
+        let connection: Vec<_> = out.headers.get_all("connection").iter().collect();
+        assert_eq!(connection, ["keep-alive, X-Hop"], "the other tokens kept");
+        req.remove_header("x-hop");
+        req.insert_header("Connection", "X-Auth-User, X-Request-Id")
+            .expect("header");
+        let out = forwarded(&req, false, Some(&identity)).expect("valid values");
+        assert!(
+            out.headers.get("connection").is_none(),
+            "nothing left to say"
+        );
+        let plain = request(&[("Connection", "close")]);
+        let out = forwarded(&plain, false, None).expect("open route");
+        let connection: Vec<_> = out.headers.get_all("connection").iter().collect();
+        assert_eq!(
+            connection,
+            ["close"],
+            "untouched when it names none of ours"
+        );
     }
 
     #[test]

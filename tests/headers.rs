@@ -46,6 +46,33 @@ fn forged_identity_headers_are_replaced_on_protected_routes() {
 }
 
 #[test]
+fn a_connection_header_cannot_strip_the_identity_the_gateway_sets() {
+    let env = Env::start();
+    let token = env.user_with_pat("alice", "acme", "viewer");
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        // One header: Pingora reads only the first `Connection` for `close`, and the test
+        // client sends its own `Connection: close` after these.
+        (
+            "Connection",
+            "close, X-Auth-User, x-auth-role,X_Auth_Org , X-Request-Id, X-Hop",
+        ),
+        ("X-Hop", "hop-by-hop, as its client asked"),
+    ];
+    let received = env.get("/v1/repos", &headers).echoed();
+    assert_eq!(received.header_all("x-auth-user"), vec!["alice"]);
+    assert_eq!(received.header_all("x-auth-role"), vec!["viewer"]);
+    assert_eq!(received.header_all("x-auth-org"), vec!["acme"]);
+    assert_eq!(received.header_all("x-request-id").len(), 1);
+    assert!(
+        received.header_all("x-hop").is_empty(),
+        "{:?}",
+        received.headers
+    );
+}
+
+#[test]
 fn an_api_key_request_carries_no_user_header_in_any_spelling() {
     let env = Env::start();
     env.member("root", "acme", "admin");
