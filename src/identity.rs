@@ -98,39 +98,28 @@ fn names_own_header(token: &[u8], prefix: &str) -> bool {
 /// upstream without its user. The other tokens (`keep-alive`, `close`, `upgrade`, other
 /// names) keep their meaning.
 fn keep_own_headers_end_to_end(headers: &mut http::HeaderMap, prefix: &str) {
-    let tokens = |value: &HeaderValue| -> Vec<Vec<u8>> {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .map(|token| token.trim_ascii().to_vec())
-            .filter(|token| !token.is_empty())
-            .collect()
-    };
-    let nominated = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|value| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|token| names_own_header(token.trim_ascii(), prefix))
-        });
-    if !nominated {
+    if !connection_tokens(headers).any(|token| names_own_header(token, prefix)) {
         return;
     }
-    let kept: Vec<Vec<u8>> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .flat_map(tokens)
+    let kept: Vec<&[u8]> = connection_tokens(headers)
         .filter(|token| !names_own_header(token, prefix))
         .collect();
-    headers.remove(http::header::CONNECTION);
     // Tokens of a valid value, joined by ", ": a valid value again.
-    if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b", "[..])) {
+    let value = HeaderValue::from_bytes(&kept.join(&b", "[..]));
+    headers.remove(http::header::CONNECTION);
+    if let Ok(value) = value {
         if !value.is_empty() {
             headers.insert(http::header::CONNECTION, value);
         }
     }
+}
+
+/// The non-empty tokens of every `Connection` header, trimmed.
+fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
+    (headers.get_all(http::header::CONNECTION).iter())
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
 }
 
 /// The six identity header names, in the order of [`pairs`].
