@@ -33,6 +33,7 @@ mod commands;
 mod connection;
 pub mod live;
 mod packed;
+mod wire;
 
 pub use packed::PackedRecord;
 
@@ -574,9 +575,10 @@ impl Store {
                 conf.timeout,
             ));
         }
-        let reads = live
-            .is_none()
-            .then(|| Arc::new(ReadBatcher::start(conn.clone(), conf.timeout)));
+        let reads = live.is_none().then(|| {
+            let wire = wire::WireTarget::for_conf(conf);
+            Arc::new(ReadBatcher::start(conn.clone(), wire, conf.timeout))
+        });
         let untracked = match live {
             Some(_) => Some(Connection::open(conf, None)?),
             None => None,

@@ -342,20 +342,27 @@ fn a_connection_reset_mid_request_fails_closed_at_once_and_the_gateway_reconnect
     let responses = concurrent_requests(&env, &token, 3);
     let (returned, killed) = sleeper.join().expect("sleeper thread");
     assert!(killed >= 1, "the gateway's connection was killed");
+    // The first request's batch was on the killed connection. The others may have waited
+    // for it in the next batch (strict reads send one batch at a time: store/batch.rs),
+    // which went out on a new connection once Redis was awake: answered, and rightly so.
+    let (verified, denied): (Vec<_>, Vec<_>) = responses
+        .into_iter()
+        .partition(|(response, _)| response.status == 200);
+    assert!(!denied.is_empty(), "the killed batch was denied");
     // Answered by the reset (well before the 5 s timeout), not by waiting it out.
-    assert_all_unavailable(&responses, Duration::from_secs(4));
+    assert_all_unavailable(&denied, Duration::from_secs(4));
     assert_eq!(
         env.upstream.count(),
-        1,
-        "nothing forwarded across the reset"
+        1 + verified.len(),
+        "nothing forwarded across the reset but what was verified after it"
     );
     assert!(
-        redis_errors(&env, "connection") - dropped_before >= responses.len() as f64,
+        redis_errors(&env, "connection") - dropped_before >= denied.len() as f64,
         "each denial was the dropped connection"
     );
 
     recovery_time(&env, &token, returned, 200, "CLIENT KILL mid-request");
-    assert_eq!(env.upstream.count(), 2);
+    assert_eq!(env.upstream.count(), 2 + verified.len());
 }
 
 #[test]
@@ -527,12 +534,13 @@ fn a_silent_connection_is_replaced_and_nothing_stale_survives(freshness: &'stati
     );
     env.get_bearer("/v1/repos", &revoked)
         .assert_denied(401, "invalid_token");
-    assert!(
-        env.log()
-            .contains("did not answer a PING after a timeout; replaced it"),
-        "{}",
-        env.log()
-    );
+    // Strict's reads have a connection of their own, dropped when a batch outlives its
+    // deadline (store/wire.rs); tracked mode's is redis-rs's, probed and replaced.
+    let replaced = match freshness {
+        "strict" => "strict reads: Redis did not answer within 200ms; dropped the connection",
+        _ => "did not answer a PING after a timeout; replaced it",
+    };
+    assert!(env.log().contains(replaced), "{}", env.log());
     if freshness == "tracked" {
         // Not merely served over the untracked connection: the cache is back in use, on a
         // new tracked connection, whichever noticed the silence first. The heartbeat suspends

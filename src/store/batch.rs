@@ -23,16 +23,25 @@
 //! reply to one command (e.g. `WRONGTYPE` on a corrupt key) fails only the requests that
 //! asked for it.
 //!
-//! On a Redis Cluster the batch cannot be one pipeline (the crate refuses keys from several
-//! slots in one); its distinct commands go out at once, each to its node, which redis-rs
-//! pipelines per node connection. Identical reads are still sent once.
+//! How a batch travels depends on the topology:
+//! - **One server on plain TCP** (`redis://`): the flusher sends each batch itself over a
+//!   connection of its own and parses the replies (wire.rs), one batch at a time: the next
+//!   batch forms while one is on its way, and is sent when its replies are in. A request
+//!   waits for at most one deadline from the moment its batch opened (the batch behind a
+//!   stalled one fails at the same time, not one deadline later).
+//! - **TLS, a Unix socket, Sentinel**: one pipeline through redis-rs's multiplexed
+//!   connection, on a task of its own per batch, so several can be on their way at once.
+//! - **Cluster**: the batch cannot be one pipeline (the crate refuses keys from several slots
+//!   in one); its distinct commands go out at once, each to its node, which redis-rs
+//!   pipelines per node connection. Identical reads are still sent once.
 
 use super::connection::Connection;
+use super::wire::{WireConnection, WireTarget};
 use super::StoreError;
 use redis::{Arg, Cmd, Pipeline, RedisError, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 /// What one flushed batch got back: a reply (or that command's own error) per distinct
@@ -55,6 +64,8 @@ struct Batch {
     fingerprints: Vec<u64>,
     /// Where the replies are published, once, for every request of this batch.
     done: watch::Sender<Option<Arc<Replies>>>,
+    /// When its first command came (the one-server flusher's deadline counts from there).
+    opened: Option<Instant>,
 }
 
 impl Batch {
@@ -65,6 +76,7 @@ impl Batch {
             commands,
             fingerprints: Vec::with_capacity(8),
             done: watch::channel(None).0,
+            opened: None,
         }
     }
 
@@ -171,16 +183,23 @@ impl<const N: usize> Replied<N> {
 }
 
 impl ReadBatcher {
-    /// A batcher sending on `conn`, each batch within `timeout`; spawns its flusher on the
-    /// current Tokio runtime (so it must be called inside one).
-    pub fn start(conn: Connection, timeout: Duration) -> ReadBatcher {
+    /// A batcher sending each batch within `timeout`: itself over a connection of its own
+    /// to `wire` when that is given (one server on plain TCP), else on `conn`. Spawns its
+    /// flusher on the current Tokio runtime (so it must be called inside one).
+    pub fn start(conn: Connection, wire: Option<WireTarget>, timeout: Duration) -> ReadBatcher {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Batch::new()),
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
             timeout,
         });
-        let flusher = tokio::spawn(flush(Arc::clone(&shared), conn)).abort_handle();
+        let flusher = match wire {
+            Some(target) => {
+                let wire = WireConnection::new(target);
+                tokio::spawn(flush_over_wire(Arc::clone(&shared), wire)).abort_handle()
+            }
+            None => tokio::spawn(flush(Arc::clone(&shared), conn)).abort_handle(),
+        };
         ReadBatcher { shared, flusher }
     }
 
@@ -208,6 +227,9 @@ impl ReadBatcher {
             }
             let batch = &mut *guard;
             let first = batch.is_empty();
+            if first {
+                batch.opened = Some(Instant::now());
+            }
             let positions = commands.map(|cmd| batch.add(cmd));
             (positions, batch.done.subscribe(), first)
         };
@@ -274,6 +296,57 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
             }
             batch.done.send_replace(Some(Arc::new(replies)));
         });
+    }
+}
+
+/// The one-server flusher: sends each batch itself over its own connection (wire.rs) and
+/// publishes the replies, one batch at a time; the batch that formed meanwhile goes next,
+/// without waiting for a wake-up. While nothing is pending it watches the idle connection,
+/// so that one closed by the server is dropped before a batch is written into it.
+async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
+    let _exit = FlusherExit(Arc::clone(&shared));
+    let timeout = shared.timeout;
+    loop {
+        let mut batch = shared.take_pending();
+        if batch.is_empty() {
+            tokio::select! {
+                () = shared.wake.notified() => {}
+                () = wire.closed_while_idle() => {
+                    log::info!("strict reads: Redis closed the idle connection; the next batch connects anew");
+                    continue;
+                }
+            }
+            // Let every request that is ready to run add its commands first.
+            tokio::task::yield_now().await;
+            batch = shared.take_pending();
+            if batch.is_empty() {
+                continue;
+            }
+        }
+        let deadline = batch.opened.unwrap_or_else(Instant::now) + timeout;
+        if Instant::now() >= deadline {
+            // It waited out its deadline behind a batch that took it all: not sent.
+            batch
+                .done
+                .send_replace(Some(Arc::new(Err(StoreError::Timeout(timeout)))));
+            continue;
+        }
+        let replies = match tokio::time::timeout_at(deadline.into(), wire.exchange(&batch.commands))
+            .await
+        {
+            Ok(Ok(values)) => Ok(values.into_iter().map(Ok).collect()),
+            Ok(Err(e)) => Err(StoreError::Redis(e)),
+            Err(_) => {
+                // Its replies may still come: they would be read as the next batch's.
+                if wire.disconnect() {
+                    log::warn!(
+                            "strict reads: Redis did not answer within {timeout:?}; dropped the connection, the next batch connects anew"
+                        );
+                }
+                Err(StoreError::Timeout(timeout))
+            }
+        };
+        batch.done.send_replace(Some(Arc::new(replies)));
     }
 }
 
