@@ -41,7 +41,7 @@ use crate::conf::{Freshness, RedisConf};
 use crate::token::Kind;
 use batch::ReadBatcher;
 use bytes::Bytes;
-use commands::Joined;
+use commands::{Joined, Read};
 use connection::Connection;
 use live::{Invalidator, LiveCache};
 use redis::AsyncCommands;
@@ -315,14 +315,6 @@ pub enum StatusChange {
     /// No such user.
     NoSuchUser,
 }
-
-/// The fields of a credential that can change under a warm request: its stored hash and
-/// whether (and when) it was revoked.
-const LIVENESS_FIELDS: [Joined<'static>; 3] = [
-    Joined(&["hash"]),
-    Joined(&["revoked"]),
-    Joined(&["revoked_ms"]),
-];
 
 /// The kind part of a credential record's key: `<key_prefix>cred:<prefix>`.
 const CREDENTIAL: &str = "cred:";
@@ -727,7 +719,7 @@ impl Store {
     ) -> Result<Option<CredentialRecord>, StoreError> {
         let fields: HashMap<String, String> = match &self.reads {
             Some(reads) => {
-                let hgetall = commands::hgetall(Joined(&[key]));
+                let hgetall = Read::record(Joined::one(key));
                 let replied = self.timed(reads.read([hgetall])).await?;
                 decode(replied.get(0)?)?
             }
@@ -766,10 +758,7 @@ impl Store {
             };
             return Ok((liveness, access));
         }
-        let (cred, user) = (
-            self.liveness_command(prefix),
-            self.access_command(user, org),
-        );
+        let (cred, user) = (self.liveness_read(prefix), self.access_read(user, org));
         type Liveness3 = (Option<String>, Option<String>, Option<String>);
         type Access2 = (Option<String>, Option<String>);
         let ((hash, revoked, revoked_ms), (status, role)): (Liveness3, Access2) =
@@ -782,15 +771,16 @@ impl Store {
                 let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
                 self.bounded(async {
                     futures_util::future::try_join(
-                        cred.query_async(&mut a),
-                        user.query_async(&mut b),
+                        cred.to_cmd()?.query_async(&mut a),
+                        user.to_cmd()?.query_async(&mut b),
                     )
                     .await
                 })
                 .await?
             } else {
                 let mut pipe = redis::pipe();
-                pipe.add_command(cred).add_command(user);
+                let to_cmd = |read: Read<'_>| read.to_cmd().map_err(StoreError::Redis);
+                pipe.add_command(to_cmd(cred)?).add_command(to_cmd(user)?);
                 let mut conn = self.conn.clone();
                 self.bounded(pipe.query_async(&mut conn)).await?
             };
@@ -803,21 +793,14 @@ impl Store {
     }
 
     /// `HMGET cred:<prefix> hash revoked revoked_ms`: what can change about a known
-    /// credential (built without a `String` key: commands.rs).
-    fn liveness_command(&self, prefix: &str) -> redis::Cmd {
-        commands::hmget(
-            Joined(&self.keys.credential_pieces(prefix)),
-            &LIVENESS_FIELDS,
-        )
+    /// credential (written without a `String` key: commands.rs).
+    fn liveness_read<'a>(&'a self, prefix: &'a str) -> Read<'a> {
+        Read::liveness(Joined(self.keys.credential_pieces(prefix)))
     }
 
     /// `HMGET user:<user> status org:<org>`: the owner's status and role in `org`.
-    fn access_command(&self, user: &str, org: &str) -> redis::Cmd {
-        let membership = [MEMBERSHIP_FIELD_PREFIX, org];
-        commands::hmget(
-            Joined(&self.keys.user_pieces(user)),
-            &[Joined(&["status"]), Joined(&membership)],
-        )
+    fn access_read<'a>(&'a self, user: &'a str, org: &'a str) -> Read<'a> {
+        Read::access(Joined(self.keys.user_pieces(user)), org)
     }
 
     /// What can change about a credential already known to this instance (its stored hash
@@ -830,13 +813,15 @@ impl Store {
         if let Some(live) = &self.live {
             return Ok(self.live_credential(live, prefix).await?.liveness());
         }
-        let hmget = self.liveness_command(prefix);
+        let hmget = self.liveness_read(prefix);
         let (hash, revoked, revoked_ms): (Option<String>, Option<String>, Option<String>) =
             match &self.reads {
                 Some(reads) => decode(self.timed(reads.read([hmget])).await?.get(0)?)?,
                 None => {
-                    self.bounded(hmget.query_async(&mut self.conn.clone()))
-                        .await?
+                    self.bounded(async {
+                        hmget.to_cmd()?.query_async(&mut self.conn.clone()).await
+                    })
+                    .await?
                 }
             };
         Ok(Liveness::from_fields(hash, revoked, revoked_ms))
@@ -854,11 +839,11 @@ impl Store {
                 role: owner.roles.get(org).cloned(),
             });
         }
-        let hmget = self.access_command(user, org);
+        let hmget = self.access_read(user, org);
         let (status, role): (Option<String>, Option<String>) = match &self.reads {
             Some(reads) => decode(self.timed(reads.read([hmget])).await?.get(0)?)?,
             None => {
-                self.bounded(hmget.query_async(&mut self.conn.clone()))
+                self.bounded(async { hmget.to_cmd()?.query_async(&mut self.conn.clone()).await })
                     .await?
             }
         };

@@ -35,10 +35,11 @@
 //!   in one); its distinct commands go out at once, each to its node, which redis-rs
 //!   pipelines per node connection. Identical reads are still sent once.
 
+use super::commands::{self, Read};
 use super::connection::Connection;
 use super::wire::{WireConnection, WireTarget};
 use super::StoreError;
-use redis::{Arg, Cmd, Pipeline, RedisError, Value};
+use redis::{Cmd, Pipeline, RedisError, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -57,11 +58,11 @@ const DEDUP_SCAN: usize = 64;
 
 /// The batch being filled.
 struct Batch {
-    /// The distinct commands, in a pipeline that does not stop at an error reply.
-    commands: Pipeline,
-    /// The fingerprint of each of `commands`, in order (a fingerprint shared by two
-    /// different commands only costs the dedup of the second).
-    fingerprints: Vec<u64>,
+    /// The distinct commands, back to back, as they go to Redis (RESP).
+    packed: Vec<u8>,
+    /// Where each distinct command ends in `packed`, and its fingerprint (a fingerprint
+    /// shared by two different commands only costs the dedup of the second).
+    commands: Vec<(usize, u64)>,
     /// Where the replies are published, once, for every request of this batch.
     done: watch::Sender<Option<Arc<Replies>>>,
     /// When its first command came (the one-server flusher's deadline counts from there).
@@ -70,66 +71,82 @@ struct Batch {
 
 impl Batch {
     fn new() -> Batch {
-        let mut commands = Pipeline::with_capacity(8);
-        commands.ignore_errors();
         Batch {
-            commands,
-            fingerprints: Vec::with_capacity(8),
+            packed: Vec::with_capacity(512),
+            commands: Vec::with_capacity(8),
             done: watch::channel(None).0,
             opened: None,
         }
     }
 
-    /// Adds `cmd` unless the batch already holds the same command; its position either way.
-    fn add(&mut self, cmd: Cmd) -> usize {
-        let fingerprint = fingerprint(&cmd);
-        let same = self
-            .fingerprints
-            .iter()
-            .take(DEDUP_SCAN)
-            .zip(self.commands.cmd_iter())
-            .position(|(&held_fingerprint, held)| {
-                held_fingerprint == fingerprint && held.args_iter().eq(cmd.args_iter())
-            });
-        same.unwrap_or_else(|| {
-            self.fingerprints.push(fingerprint);
-            self.commands.add_command(cmd);
-            self.fingerprints.len() - 1
-        })
+    /// Adds `read` unless the batch already holds the same command; its position either way.
+    fn add(&mut self, read: &Read<'_>) -> usize {
+        let start = self.packed.len();
+        read.write_resp(&mut self.packed);
+        let added = &self.packed[start..];
+        let fingerprint = fingerprint(added);
+        let mut held_start = 0;
+        let same =
+            self.commands
+                .iter()
+                .take(DEDUP_SCAN)
+                .position(|&(held_end, held_fingerprint)| {
+                    let held = &self.packed[held_start..held_end];
+                    held_start = held_end;
+                    held_fingerprint == fingerprint && held == added
+                });
+        match same {
+            Some(position) => {
+                self.packed.truncate(start);
+                position
+            }
+            None => {
+                self.commands.push((self.packed.len(), fingerprint));
+                self.commands.len() - 1
+            }
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.fingerprints.is_empty()
+        self.commands.is_empty()
+    }
+
+    /// Its distinct commands as redis-rs commands, for the topologies that send through
+    /// redis-rs (parsed back from `packed`, which this batch wrote itself).
+    fn to_cmds(&self) -> Result<Vec<Cmd>, RedisError> {
+        let mut start = 0;
+        self.commands
+            .iter()
+            .map(|&(end, _)| {
+                let packed = &self.packed[start..end];
+                start = end;
+                commands::cmd_from_packed(packed)
+            })
+            .collect()
     }
 }
 
-/// A hash of `cmd`'s arguments, computed in place: no packing, no allocation. Eight bytes
-/// at a time (the multiply-rotate step of rustc's FxHasher) rather than byte at a time
-/// (FNV-1a, before), since the arguments are key names and field lists of 20 to 100 bytes.
+/// A hash of a packed command, eight bytes at a time (the multiply-rotate step of rustc's
+/// FxHasher) rather than byte at a time (FNV-1a, before): commands are 40 to 120 bytes.
+/// The packed form carries each argument's length, so argument boundaries count.
 ///
 /// Not keyed, so a client could craft commands with equal fingerprints; that only costs
-/// them their dedup ([`Batch::add`] compares the arguments).
-fn fingerprint(cmd: &Cmd) -> u64 {
+/// them their dedup ([`Batch::add`] compares the bytes).
+fn fingerprint(packed: &[u8]) -> u64 {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(SEED);
-    cmd.args_iter().fold(0, |hash, arg| match arg {
-        // The length first, so that ("ab", "c") and ("a", "bc") differ.
-        Arg::Simple(bytes) => {
-            let mut words = bytes.chunks_exact(8);
-            let hash = words
-                .by_ref()
-                .fold(mix(hash, bytes.len() as u64), |hash, word| {
-                    let mut buf = [0u8; 8];
-                    buf.copy_from_slice(word);
-                    mix(hash, u64::from_le_bytes(buf))
-                });
-            let tail = words.remainder();
+    let mut words = packed.chunks_exact(8);
+    let hash = words
+        .by_ref()
+        .fold(mix(0, packed.len() as u64), |hash, word| {
             let mut buf = [0u8; 8];
-            buf[..tail.len()].copy_from_slice(tail);
+            buf.copy_from_slice(word);
             mix(hash, u64::from_le_bytes(buf))
-        }
-        _ => mix(hash, u64::MAX),
-    })
+        });
+    let tail = words.remainder();
+    let mut buf = [0u8; 8];
+    buf[..tail.len()].copy_from_slice(tail);
+    mix(hash, u64::from_le_bytes(buf))
 }
 
 struct Shared {
@@ -214,7 +231,10 @@ impl ReadBatcher {
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
-    pub async fn read<const N: usize>(&self, commands: [Cmd; N]) -> Result<Replied<N>, StoreError> {
+    pub async fn read<const N: usize>(
+        &self,
+        commands: [Read<'_>; N],
+    ) -> Result<Replied<N>, StoreError> {
         let (positions, mut answered, first) = {
             let mut guard = self
                 .shared
@@ -230,7 +250,7 @@ impl ReadBatcher {
             if first {
                 batch.opened = Some(Instant::now());
             }
-            let positions = commands.map(|cmd| batch.add(cmd));
+            let positions = commands.map(|read| batch.add(&read));
             (positions, batch.done.subscribe(), first)
         };
         if first {
@@ -278,11 +298,10 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
         let mut conn = conn.clone();
         let timeout = shared.timeout;
         tokio::spawn(async move {
-            let replies =
-                match tokio::time::timeout(timeout, send(&mut conn, &batch.commands)).await {
-                    Ok(replies) => replies,
-                    Err(_) => Err(StoreError::Timeout(timeout)),
-                };
+            let replies = match tokio::time::timeout(timeout, send(&mut conn, &batch)).await {
+                Ok(replies) => replies,
+                Err(_) => Err(StoreError::Timeout(timeout)),
+            };
             // On a cluster each command fails on its own, so a node's timeout shows in its
             // commands' replies rather than as the batch's.
             let timed_out = match &replies {
@@ -331,8 +350,11 @@ async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
                 .send_replace(Some(Arc::new(Err(StoreError::Timeout(timeout)))));
             continue;
         }
-        let replies = match tokio::time::timeout_at(deadline.into(), wire.exchange(&batch.commands))
-            .await
+        let replies = match tokio::time::timeout_at(
+            deadline.into(),
+            wire.exchange(&batch.packed, batch.commands.len()),
+        )
+        .await
         {
             Ok(Ok(values)) => Ok(values.into_iter().map(Ok).collect()),
             Ok(Err(e)) => Err(StoreError::Redis(e)),
@@ -368,15 +390,21 @@ impl Drop for FlusherExit {
 /// One pipeline on one server; on a cluster (whose crate refuses a pipeline spanning slots)
 /// every command at once, each to its node, so one unreachable node fails only the requests
 /// that read from it.
-async fn send(conn: &mut Connection, commands: &Pipeline) -> Replies {
+async fn send(conn: &mut Connection, batch: &Batch) -> Replies {
+    let commands = batch.to_cmds().map_err(StoreError::Redis)?;
     if conn.is_cluster() {
-        let queries = commands.cmd_iter().map(|cmd| {
+        let queries = commands.into_iter().map(|cmd| {
             let mut conn = conn.clone();
             async move { cmd.query_async::<Value>(&mut conn).await }
         });
         return Ok(futures_util::future::join_all(queries).await);
     }
-    let values: Vec<Value> = commands
+    let mut pipeline = Pipeline::with_capacity(commands.len());
+    pipeline.ignore_errors();
+    for cmd in commands {
+        pipeline.add_command(cmd);
+    }
+    let values: Vec<Value> = pipeline
         .query_async(conn)
         .await
         .map_err(StoreError::Redis)?;
@@ -386,6 +414,7 @@ async fn send(conn: &mut Connection, commands: &Pipeline) -> Replies {
 #[cfg(test)]
 mod tests {
     use crate::conf::Conf;
+    use crate::store::commands::Joined;
     use crate::store::{Store, StoreError};
     use crate::testkit::redis::RedisServer;
     use std::path::Path;
@@ -430,53 +459,62 @@ mod tests {
             .expect("hset");
     }
 
+    fn hmget(key: &str) -> super::Read<'_> {
+        super::Read::liveness(Joined::one(key))
+    }
+
+    fn packed(read: super::Read<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        read.write_resp(&mut out);
+        out
+    }
+
     #[test]
     fn a_batch_sends_a_command_once_and_never_merges_different_ones() {
-        let hmget = |key: &str| {
-            let mut cmd = redis::cmd("HMGET");
-            cmd.arg(key).arg("hash");
-            cmd
-        };
         let mut batch = super::Batch::new();
-        assert_eq!(batch.add(hmget("a")), 0);
-        assert_eq!(batch.add(hmget("b")), 1);
-        assert_eq!(batch.add(hmget("a")), 0);
-        // A fingerprint that collides with another command's is told apart by its arguments.
-        batch.fingerprints[0] = super::fingerprint(&hmget("c"));
-        assert_eq!(batch.add(hmget("c")), 2);
-        assert_eq!(batch.add(hmget("c")), 2);
+        assert_eq!(batch.add(&hmget("a")), 0);
+        assert_eq!(batch.add(&hmget("b")), 1);
+        assert_eq!(batch.add(&hmget("a")), 0);
+        // A fingerprint that collides with another command's is told apart by its bytes.
+        batch.commands[0].1 = super::fingerprint(&packed(hmget("c")));
+        assert_eq!(batch.add(&hmget("c")), 2);
+        assert_eq!(batch.add(&hmget("c")), 2);
         assert_eq!(batch.commands.len(), 3);
+        // What goes to Redis: each distinct command once, in order.
+        let expected = [packed(hmget("a")), packed(hmget("b")), packed(hmget("c"))].concat();
+        assert_eq!(batch.packed, expected);
+        // And what goes through redis-rs on the other topologies is the same.
+        let cmds = batch.to_cmds().expect("parses back");
+        let repacked: Vec<u8> = cmds
+            .iter()
+            .flat_map(|cmd| cmd.get_packed_command())
+            .collect();
+        assert_eq!(repacked, expected);
         // Past the scanned commands, a command is sent again rather than compared.
         let mut long = super::Batch::new();
-        for n in 0..super::DEDUP_SCAN {
-            assert_eq!(long.add(hmget(&n.to_string())), n);
+        let keys: Vec<String> = (0..super::DEDUP_SCAN).map(|n| n.to_string()).collect();
+        for (n, key) in keys.iter().enumerate() {
+            assert_eq!(long.add(&hmget(key)), n);
         }
         let late = super::DEDUP_SCAN;
-        assert_eq!(long.add(hmget("late")), late);
-        assert_eq!(long.add(hmget("late")), late + 1);
-        assert_eq!(long.add(hmget("0")), 0);
+        assert_eq!(long.add(&hmget("late")), late);
+        assert_eq!(long.add(&hmget("late")), late + 1);
+        assert_eq!(long.add(&hmget("0")), 0);
     }
 
     #[test]
     fn fingerprints_follow_every_byte_and_every_argument_boundary() {
-        let cmd = |args: &[&str]| {
-            let mut cmd = redis::cmd(args[0]);
-            for arg in &args[1..] {
-                cmd.arg(*arg);
-            }
-            super::fingerprint(&cmd)
+        let cmd = |key: &str, org: &str| {
+            super::fingerprint(&packed(super::Read::access(Joined::one(key), org)))
         };
-        let key = "patgate:cred:pat_AAAAAA";
-        assert_eq!(cmd(&["HMGET", key, "hash"]), cmd(&["HMGET", key, "hash"]));
+        let key = "patgate:user:alice";
+        assert_eq!(cmd(key, "acme"), cmd(key, "acme"));
         // A change in the last byte of a word, of a tail, and a moved boundary.
-        assert_ne!(
-            cmd(&["HMGET", key, "hash"]),
-            cmd(&["HMGET", "patgate:cred:pat_AAAAAB", "hash"])
-        );
-        assert_ne!(cmd(&["HMGET", key, "hash"]), cmd(&["HMGET", key, "hasi"]));
-        assert_ne!(cmd(&["HMGET", "ab", "c"]), cmd(&["HMGET", "a", "bc"]));
+        assert_ne!(cmd(key, "acme"), cmd("patgate:user:alicf", "acme"));
+        assert_ne!(cmd(key, "acme"), cmd(key, "acmf"));
+        assert_ne!(cmd("ab", "c"), cmd("a", "bc"));
         // Zero padding of a tail is not the same as a zero byte.
-        assert_ne!(cmd(&["GET", "a"]), cmd(&["GET", "a\0"]));
+        assert_ne!(super::fingerprint(b"a"), super::fingerprint(b"a\0"));
     }
 
     #[tokio::test]

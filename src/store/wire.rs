@@ -91,7 +91,6 @@ pub struct WireConnection {
     /// Set while an exchange runs: if its future is dropped half-way (its deadline), the
     /// connection is left mid-reply and must not be used again.
     busy: bool,
-    out: Vec<u8>,
     input: Vec<u8>,
 }
 
@@ -102,28 +101,27 @@ impl WireConnection {
             target,
             stream: None,
             busy: false,
-            out: Vec::with_capacity(1024),
             input: Vec::with_capacity(READ_CHUNK),
         }
     }
 
-    /// Sends `commands` as one pipeline and reads one reply per command. An error reply is
-    /// returned as that command's `Value::ServerError`, as redis-rs returns it from a
-    /// pipeline that ignores errors.
+    /// Sends `packed` (`count` commands, as Redis reads them) and reads one reply per
+    /// command. An error reply is returned as that command's `Value::ServerError`, as
+    /// redis-rs returns it from a pipeline that ignores errors.
     ///
     /// # Errors
     /// Connecting, the handshake, writing or reading failed, or a reply did not parse; the
     /// connection has been dropped.
-    pub async fn exchange(&mut self, commands: &Pipeline) -> Result<Vec<Value>, RedisError> {
+    pub async fn exchange(
+        &mut self,
+        packed: &[u8],
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
         if std::mem::replace(&mut self.busy, true) {
             // The last exchange was given up half-way (see `busy`).
             self.stream = None;
         }
-        self.out.clear();
-        for cmd in commands.cmd_iter() {
-            cmd.write_packed_command(&mut self.out);
-        }
-        let replied = self.send_and_read(commands.len()).await;
+        let replied = self.send_and_read(packed, count).await;
         if replied.is_err() {
             self.stream = None;
         }
@@ -158,14 +156,18 @@ impl WireConnection {
         self.stream = None;
     }
 
-    async fn send_and_read(&mut self, replies: usize) -> Result<Vec<Value>, RedisError> {
+    async fn send_and_read(
+        &mut self,
+        packed: &[u8],
+        replies: usize,
+    ) -> Result<Vec<Value>, RedisError> {
         if self.stream.is_none() {
             self.stream = Some(self.dial().await?);
         }
         let Some(stream) = self.stream.as_mut() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected).into());
         };
-        stream.write_all(&self.out).await?;
+        stream.write_all(packed).await?;
         read_replies(stream, &mut self.input, replies).await
     }
 
@@ -229,7 +231,7 @@ fn protocol_error(problem: &'static str) -> RedisError {
 ///
 /// # Errors
 /// `input` does not start with a well-formed RESP2 reply.
-fn parse(input: &[u8], depth: u8) -> Result<Option<(Value, usize)>, RedisError> {
+pub fn parse(input: &[u8], depth: u8) -> Result<Option<(Value, usize)>, RedisError> {
     let Some(kind) = input.first() else {
         return Ok(None);
     };
@@ -457,6 +459,14 @@ mod tests {
         assert!(WireTarget::for_conf(&conf("rediss://127.0.0.1:6390")).is_none());
     }
 
+    async fn exchange(
+        wire: &mut WireConnection,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<Value>, RedisError> {
+        wire.exchange(&pipeline.get_packed_pipeline(), pipeline.len())
+            .await
+    }
+
     fn pipeline(commands: &[&[&str]]) -> Pipeline {
         let mut pipe = Pipeline::new();
         for args in commands {
@@ -477,14 +487,16 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let url = format!("{}/2", redis.node_url());
         let mut wire = WireConnection::new(WireTarget::for_conf(&conf(&url)).expect("plain"));
-        let replies = wire
-            .exchange(&pipeline(&[
+        let replies = exchange(
+            &mut wire,
+            &pipeline(&[
                 &["HSET", "k", "a", "1", "b", "2"],
                 &["HMGET", "k", "a", "missing", "b"],
                 &["GET", "k"],
-            ]))
-            .await
-            .expect("exchange");
+            ]),
+        )
+        .await
+        .expect("exchange");
         assert_eq!(replies[0], Value::Int(2));
         assert_eq!(
             replies[1],
@@ -513,7 +525,7 @@ mod tests {
         // A wrong password fails the exchange and leaves no connection behind.
         let wrong = format!("redis://:wrong@127.0.0.1:{}/2", redis.port());
         let mut refused = WireConnection::new(WireTarget::for_conf(&conf(&wrong)).expect("plain"));
-        let failed = refused.exchange(&pipeline(&[&["PING"]])).await;
+        let failed = exchange(&mut refused, &pipeline(&[&["PING"]])).await;
         assert!(failed.is_err(), "{failed:?}");
         assert!(refused.stream.is_none());
     }
@@ -526,7 +538,7 @@ mod tests {
             WireConnection::new(WireTarget::for_conf(&conf(&redis.url())).expect("plain"));
         let ping = pipeline(&[&["PING"]]);
         assert_eq!(
-            wire.exchange(&ping).await.expect("ping"),
+            exchange(&mut wire, &ping).await.expect("ping"),
             [Value::SimpleString("PONG".into())]
         );
         let mut control = redis.connection(Duration::from_secs(5)).expect("control");
@@ -544,7 +556,7 @@ mod tests {
             .expect("the close is noticed");
         assert!(wire.stream.is_none());
         assert_eq!(
-            wire.exchange(&ping).await.expect("redialled"),
+            exchange(&mut wire, &ping).await.expect("redialled"),
             [Value::SimpleString("PONG".into())]
         );
 
@@ -564,12 +576,13 @@ mod tests {
         let mut wire =
             WireConnection::new(WireTarget::for_conf(&conf(&redis.url())).expect("plain"));
         let slow = pipeline(&[&["DEBUG", "SLEEP", "0.3"], &["ECHO", "late"]]);
-        let given_up = tokio::time::timeout(Duration::from_millis(50), wire.exchange(&slow)).await;
+        let given_up =
+            tokio::time::timeout(Duration::from_millis(50), exchange(&mut wire, &slow)).await;
         assert!(given_up.is_err(), "answered within 50 ms: {given_up:?}");
         // Its replies are on their way on the old connection; this exchange must not read them.
         let echo = pipeline(&[&["ECHO", "mine"]]);
         assert_eq!(
-            wire.exchange(&echo).await.expect("echo"),
+            exchange(&mut wire, &echo).await.expect("echo"),
             [Value::BulkString(b"mine".to_vec())]
         );
     }
