@@ -239,23 +239,62 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// From the stored `hash`, `revoked` (seconds) and `revoked_ms` fields; `None` without a
-    /// hash (no record).
-    fn from_fields(
-        hash: Option<String>,
-        revoked: Option<String>,
-        revoked_ms: Option<String>,
-    ) -> Option<Liveness> {
+    /// From the reply to `HMGET cred:<prefix> hash revoked revoked_ms` (the stored hash,
+    /// `revoked` in seconds, `revoked_ms`); `None` without a hash (no record). Read in place:
+    /// the hash is the only copy made.
+    ///
+    /// # Errors
+    /// An error reply, or a reply that is not three fields with a UTF-8 hash.
+    fn from_reply(reply: &redis::Value) -> Result<Option<Liveness>, StoreError> {
+        let [hash, revoked, revoked_ms] = hmget_fields(reply)?;
+        let number = |field: Option<&[u8]>| {
+            field
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .and_then(|text| text.parse::<u64>().ok())
+        };
         let revoked = revoked.map(|seconds| {
-            let ms = revoked_ms.and_then(|ms| ms.parse().ok());
-            ms.or_else(|| seconds.parse::<u64>().ok().map(|s| s * 1000))
+            number(revoked_ms)
+                .or_else(|| number(Some(seconds)).map(|s| s * 1000))
                 .unwrap_or(0)
         });
-        hash.map(|hash| Liveness {
-            hash: Bytes::from(hash),
+        let hash = match hash {
+            Some(hash) => std::str::from_utf8(hash).map_err(|_| unexpected_reply())?,
+            None => return Ok(None),
+        };
+        Ok(Some(Liveness {
+            hash: Bytes::copy_from_slice(hash.as_bytes()),
             revoked,
-        })
+        }))
     }
+}
+
+/// The fields of one `HMGET` reply, in order and in place (`None`: no such field or key).
+///
+/// # Errors
+/// An error reply, or a reply that is not `K` fields.
+fn hmget_fields<const K: usize>(reply: &redis::Value) -> Result<[Option<&[u8]>; K], StoreError> {
+    use redis::Value;
+    let items = match reply {
+        Value::Array(items) if items.len() == K => items,
+        Value::ServerError(e) => return Err(StoreError::Redis(e.clone().into())),
+        _ => return Err(unexpected_reply()),
+    };
+    let mut fields = [None; K];
+    for (field, item) in fields.iter_mut().zip(items) {
+        *field = match item {
+            Value::BulkString(bytes) => Some(bytes.as_slice()),
+            Value::Nil => None,
+            _ => return Err(unexpected_reply()),
+        };
+    }
+    Ok(fields)
+}
+
+fn unexpected_reply() -> StoreError {
+    StoreError::Redis(redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "an HMGET reply of another shape than asked for",
+    )))
 }
 
 /// What the gateway needs about a PAT's owner for one request.
@@ -265,6 +304,31 @@ pub struct UserAccess {
     pub status: Option<UserStatus>,
     /// The user's current role in the org asked about.
     pub role: Option<String>,
+}
+
+impl UserAccess {
+    /// From the reply to `HMGET user:<user> status org:<org>`, read in place (the role is
+    /// the only copy made). An unknown or non-UTF-8 status is no status (inactive).
+    ///
+    /// # Errors
+    /// An error reply, or a reply that is not two fields with a UTF-8 role.
+    fn from_reply(reply: &redis::Value) -> Result<UserAccess, StoreError> {
+        let [status, role] = hmget_fields(reply)?;
+        let role = match role {
+            Some(role) => Some(
+                std::str::from_utf8(role)
+                    .map_err(|_| unexpected_reply())?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(UserAccess {
+            status: status
+                .and_then(|status| std::str::from_utf8(status).ok())
+                .and_then(UserStatus::parse),
+            role,
+        })
+    }
 }
 
 /// A whole user record.
@@ -759,37 +823,38 @@ impl Store {
             return Ok((liveness, access));
         }
         let (cred, user) = (self.liveness_read(prefix), self.access_read(user, org));
-        type Liveness3 = (Option<String>, Option<String>, Option<String>);
-        type Access2 = (Option<String>, Option<String>);
-        let ((hash, revoked, revoked_ms), (status, role)): (Liveness3, Access2) =
-            if let Some(reads) = &self.reads {
-                let replied = self.timed(reads.read([cred, user])).await?;
-                (decode(replied.get(0)?)?, decode(replied.get(1)?)?)
-            } else if self.conn.is_cluster() {
-                // Two slots: the crate refuses a cross-slot pipeline, so the two reads go out
-                // at once, each to its node; the request waits for the slower one.
-                let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
-                self.bounded(async {
-                    futures_util::future::try_join(
-                        cred.to_cmd()?.query_async(&mut a),
-                        user.to_cmd()?.query_async(&mut b),
-                    )
-                    .await
-                })
-                .await?
-            } else {
-                let mut pipe = redis::pipe();
-                let to_cmd = |read: Read<'_>| read.to_cmd().map_err(StoreError::Redis);
-                pipe.add_command(to_cmd(cred)?).add_command(to_cmd(user)?);
-                let mut conn = self.conn.clone();
-                self.bounded(pipe.query_async(&mut conn)).await?
-            };
-        let liveness = Liveness::from_fields(hash, revoked, revoked_ms);
-        let access = UserAccess {
-            status: status.as_deref().and_then(UserStatus::parse),
-            role,
+        if let Some(reads) = &self.reads {
+            let replied = self.timed(reads.read([cred, user])).await?;
+            let liveness = Liveness::from_reply(replied.get(0)?)?;
+            return Ok((liveness, UserAccess::from_reply(replied.get(1)?)?));
+        }
+        let (cred_reply, user_reply): (redis::Value, redis::Value) = if self.conn.is_cluster() {
+            // Two slots: the crate refuses a cross-slot pipeline, so the two reads go out
+            // at once, each to its node; the request waits for the slower one.
+            let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
+            self.bounded(async {
+                futures_util::future::try_join(
+                    cred.to_cmd()?.query_async(&mut a),
+                    user.to_cmd()?.query_async(&mut b),
+                )
+                .await
+            })
+            .await?
+        } else {
+            let mut pipe = redis::pipe();
+            let to_cmd = |read: Read<'_>| read.to_cmd().map_err(StoreError::Redis);
+            pipe.add_command(to_cmd(cred)?).add_command(to_cmd(user)?);
+            let mut conn = self.conn.clone();
+            self.bounded(pipe.query_async(&mut conn)).await?
         };
-        Ok((liveness, access))
+        let liveness = Liveness::from_reply(&cred_reply)?;
+        Ok((liveness, UserAccess::from_reply(&user_reply)?))
+    }
+
+    /// `read` on its own, through redis-rs (a store without a read batcher).
+    async fn query_alone(&self, read: Read<'_>) -> Result<redis::Value, StoreError> {
+        self.bounded(async { read.to_cmd()?.query_async(&mut self.conn.clone()).await })
+            .await
     }
 
     /// `HMGET cred:<prefix> hash revoked revoked_ms`: what can change about a known
@@ -814,17 +879,10 @@ impl Store {
             return Ok(self.live_credential(live, prefix).await?.liveness());
         }
         let hmget = self.liveness_read(prefix);
-        let (hash, revoked, revoked_ms): (Option<String>, Option<String>, Option<String>) =
-            match &self.reads {
-                Some(reads) => decode(self.timed(reads.read([hmget])).await?.get(0)?)?,
-                None => {
-                    self.bounded(async {
-                        hmget.to_cmd()?.query_async(&mut self.conn.clone()).await
-                    })
-                    .await?
-                }
-            };
-        Ok(Liveness::from_fields(hash, revoked, revoked_ms))
+        match &self.reads {
+            Some(reads) => Liveness::from_reply(self.timed(reads.read([hmget])).await?.get(0)?),
+            None => Liveness::from_reply(&self.query_alone(hmget).await?),
+        }
     }
 
     /// The user's status and current role in `org`, in one command.
@@ -840,17 +898,10 @@ impl Store {
             });
         }
         let hmget = self.access_read(user, org);
-        let (status, role): (Option<String>, Option<String>) = match &self.reads {
-            Some(reads) => decode(self.timed(reads.read([hmget])).await?.get(0)?)?,
-            None => {
-                self.bounded(async { hmget.to_cmd()?.query_async(&mut self.conn.clone()).await })
-                    .await?
-            }
-        };
-        Ok(UserAccess {
-            status: status.as_deref().and_then(UserStatus::parse),
-            role,
-        })
+        match &self.reads {
+            Some(reads) => UserAccess::from_reply(self.timed(reads.read([hmget])).await?.get(0)?),
+            None => UserAccess::from_reply(&self.query_alone(hmget).await?),
+        }
     }
 
     /// The whole user record, if the user exists.
@@ -1278,4 +1329,80 @@ fn stored_audit(reply: redis::streams::StreamRangeReply) -> Vec<StoredAudit> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Liveness, StoreError, UserAccess, UserStatus};
+    use redis::Value;
+
+    fn bulk(text: &[u8]) -> Value {
+        Value::BulkString(text.to_vec())
+    }
+
+    #[test]
+    fn a_liveness_reply_is_read_in_place() {
+        let live = Value::Array(vec![bulk(b"$2b$04$hash"), Value::Nil, Value::Nil]);
+        let liveness = Liveness::from_reply(&live)
+            .expect("reads")
+            .expect("a record");
+        assert_eq!(&liveness.hash[..], b"$2b$04$hash");
+        assert_eq!(liveness.revoked, None);
+        // Revoked: milliseconds when stored, else seconds × 1000, else 0 (still revoked).
+        let revoked = |seconds: &[u8], ms: Option<&[u8]>| {
+            let ms = ms.map_or(Value::Nil, bulk);
+            let reply = Value::Array(vec![bulk(b"h"), bulk(seconds), ms]);
+            Liveness::from_reply(&reply)
+                .expect("reads")
+                .expect("a record")
+                .revoked
+        };
+        assert_eq!(
+            revoked(b"1700000000", Some(b"1700000000123")),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(revoked(b"1700000000", None), Some(1_700_000_000_000));
+        assert_eq!(revoked(b"garbage", Some(b"\xff")), Some(0));
+        // No hash: no record.
+        let gone = Value::Array(vec![Value::Nil, Value::Nil, Value::Nil]);
+        assert_eq!(Liveness::from_reply(&gone).expect("reads"), None);
+    }
+
+    #[test]
+    fn an_access_reply_is_read_in_place() {
+        let reply = Value::Array(vec![bulk(b"suspended"), bulk(b"member")]);
+        let access = UserAccess::from_reply(&reply).expect("reads");
+        assert_eq!(access.status, Some(UserStatus::Suspended));
+        assert_eq!(access.role.as_deref(), Some("member"));
+        // An unknown status is none (inactive); no membership is no role.
+        let reply = Value::Array(vec![bulk(b"\xffactive"), Value::Nil]);
+        let access = UserAccess::from_reply(&reply).expect("reads");
+        assert_eq!((access.status, access.role), (None, None));
+    }
+
+    #[test]
+    fn replies_of_another_shape_are_errors_not_empty_records() {
+        let error = redis::parse_redis_value(b"-WRONGTYPE not a hash\r\n").expect("parses");
+        let shapes = [
+            error,
+            Value::Nil,
+            Value::Int(1),
+            Value::Array(vec![bulk(b"h"), Value::Nil]),
+            Value::Array(vec![bulk(b"h"), Value::Int(1), Value::Nil]),
+            Value::Array(vec![bulk(b"\xff"), Value::Nil, Value::Nil]),
+        ];
+        for reply in &shapes {
+            assert!(
+                matches!(Liveness::from_reply(reply), Err(StoreError::Redis(_))),
+                "{reply:?}"
+            );
+        }
+        let bad_role = Value::Array(vec![bulk(b"active"), bulk(b"\xff")]);
+        for reply in shapes.iter().take(3).chain([&bad_role]) {
+            assert!(
+                matches!(UserAccess::from_reply(reply), Err(StoreError::Redis(_))),
+                "{reply:?}"
+            );
+        }
+    }
 }
