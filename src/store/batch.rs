@@ -41,9 +41,9 @@ use super::wire::{WireConnection, WireTarget};
 use super::StoreError;
 use redis::{Cmd, Pipeline, RedisError, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// What one flushed batch got back: a reply (or that command's own error) per distinct
 /// command, or why the batch got none.
@@ -64,19 +64,27 @@ struct Batch {
     /// shared by two different commands only costs the dedup of the second).
     commands: Vec<(usize, u64)>,
     /// Where the replies are published, once, for every request of this batch.
-    done: watch::Sender<Option<Arc<Replies>>>,
+    outcome: Arc<Outcome>,
+    /// How long a batch may take (what a batch dropped unanswered reports).
+    timeout: Duration,
     /// When its first command came (the one-server flusher's deadline counts from there).
     opened: Option<Instant>,
 }
 
 impl Batch {
-    fn new() -> Batch {
+    fn new(timeout: Duration) -> Batch {
         Batch {
             packed: Vec::with_capacity(512),
             commands: Vec::with_capacity(8),
-            done: watch::channel(None).0,
+            outcome: Arc::new(Outcome::default()),
+            timeout,
             opened: None,
         }
+    }
+
+    /// Gives every request of this batch `replies`.
+    fn publish(&self, replies: Replies) {
+        self.outcome.publish(replies);
     }
 
     /// Adds `read` unless the batch already holds the same command; its position either way.
@@ -126,6 +134,47 @@ impl Batch {
     }
 }
 
+impl Drop for Batch {
+    /// A batch dropped unanswered (its task died, or the flusher ended before sending it)
+    /// fails its requests rather than leaving them waiting.
+    fn drop(&mut self) {
+        if self.outcome.replies.get().is_none() {
+            self.outcome.publish(Err(StoreError::Timeout(self.timeout)));
+        }
+    }
+}
+
+/// Where a batch's replies are published, once, for every request in it: a value set once
+/// and one `Notify`. (A `watch` channel, before, keeps eight wait lists and a version per
+/// value: about 1,400 instructions a strict request for what is one publication.)
+#[derive(Default)]
+struct Outcome {
+    replies: OnceLock<Replies>,
+    published: Notify,
+}
+
+impl Outcome {
+    fn publish(&self, replies: Replies) {
+        // Only the first publication counts; a batch is published once.
+        let _ = self.replies.set(replies);
+        self.published.notify_waiters();
+    }
+
+    /// The replies, once published.
+    async fn wait(&self) -> &Replies {
+        loop {
+            let notified = self.published.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a publication in between is not missed.
+            notified.as_mut().enable();
+            if let Some(replies) = self.replies.get() {
+                return replies;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A hash of a packed command, eight bytes at a time (the multiply-rotate step of rustc's
 /// FxHasher) rather than byte at a time (FNV-1a, before): commands are 40 to 120 bytes.
 /// The packed form carries each argument's length, so argument boundaries count.
@@ -158,12 +207,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// The batch being filled, leaving an empty one in its place.
-    fn take_pending(&self) -> Batch {
-        std::mem::replace(
-            &mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner),
-            Batch::new(),
-        )
+    /// The batch being filled, leaving an empty one in its place; `None` if it is empty.
+    fn take_pending(&self) -> Option<Batch> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.is_empty() {
+            return None;
+        }
+        Some(std::mem::replace(&mut *pending, Batch::new(self.timeout)))
     }
 }
 
@@ -177,7 +227,7 @@ pub struct ReadBatcher {
 
 /// The replies to one request's `N` commands, in the order it gave them.
 pub struct Replied<const N: usize> {
-    replies: Arc<Replies>,
+    outcome: Arc<Outcome>,
     positions: [usize; N],
 }
 
@@ -188,8 +238,8 @@ impl<const N: usize> Replied<N> {
     /// That command's own failure (a node of a cluster was unreachable, an error reply).
     pub fn get(&self, n: usize) -> Result<&Value, StoreError> {
         const NIL: &Value = &Value::Nil;
-        match (&*self.replies, self.positions.get(n)) {
-            (Ok(values), Some(&position)) => match values.get(position) {
+        match (self.outcome.replies.get(), self.positions.get(n)) {
+            (Some(Ok(values)), Some(&position)) => match values.get(position) {
                 Some(Ok(value)) => Ok(value),
                 Some(Err(e)) => Err(StoreError::Redis(e.clone())),
                 None => Ok(NIL),
@@ -205,7 +255,7 @@ impl ReadBatcher {
     /// flusher on the current Tokio runtime (so it must be called inside one).
     pub fn start(conn: Connection, wire: Option<WireTarget>, timeout: Duration) -> ReadBatcher {
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Batch::new()),
+            pending: Mutex::new(Batch::new(timeout)),
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
             timeout,
@@ -225,8 +275,8 @@ impl ReadBatcher {
     ///
     /// No timer of its own: the wait is bounded by the batch's deadline, because the flusher
     /// takes a batch as soon as it can run, every taken batch publishes its outcome within
-    /// the deadline (or drops its sender, if its task dies), and a flusher that stops fails
-    /// the batch it leaves behind ([`FlusherExit`]). A timer per request cost about 1,100
+    /// the deadline (a batch dropped unanswered, if its task dies, fails its requests), and
+    /// a flusher that stops fails the batch it leaves behind ([`FlusherExit`]). A timer per request cost about 1,100
     /// instructions of strict mode's warm path (BENCHMARKS.md).
     ///
     /// # Errors
@@ -235,7 +285,7 @@ impl ReadBatcher {
         &self,
         commands: [Read<'_>; N],
     ) -> Result<Replied<N>, StoreError> {
-        let (positions, mut answered, first) = {
+        let (positions, outcome, first) = {
             let mut guard = self
                 .shared
                 .pending
@@ -251,19 +301,12 @@ impl ReadBatcher {
                 batch.opened = Some(Instant::now());
             }
             let positions = commands.map(|read| batch.add(&read));
-            (positions, batch.done.subscribe(), first)
+            (positions, Arc::clone(&batch.outcome), first)
         };
         if first {
             self.shared.wake.notify_one();
         }
-        let timeout = self.shared.timeout;
-        // Err: the batch was dropped unanswered (its task or the flusher died).
-        let replies = match answered.wait_for(Option::is_some).await {
-            Ok(published) => published.clone(),
-            Err(_) => None,
-        };
-        let replies = replies.ok_or(StoreError::Timeout(timeout))?;
-        if let Err(e) = &*replies {
+        if let Err(e) = outcome.wait().await {
             return Err(match e {
                 StoreError::Timeout(t) => StoreError::Timeout(*t),
                 StoreError::Redis(e) => StoreError::Redis(e.clone()),
@@ -273,7 +316,7 @@ impl ReadBatcher {
                 },
             });
         }
-        Ok(Replied { replies, positions })
+        Ok(Replied { outcome, positions })
     }
 }
 
@@ -291,10 +334,9 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
     loop {
         shared.wake.notified().await;
         tokio::task::yield_now().await;
-        let batch = shared.take_pending();
-        if batch.is_empty() {
+        let Some(batch) = shared.take_pending() else {
             continue;
-        }
+        };
         let mut conn = conn.clone();
         let timeout = shared.timeout;
         tokio::spawn(async move {
@@ -313,7 +355,7 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
             if timed_out {
                 conn.suspect();
             }
-            batch.done.send_replace(Some(Arc::new(replies)));
+            batch.publish(replies);
         });
     }
 }
@@ -326,28 +368,28 @@ async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
     let _exit = FlusherExit(Arc::clone(&shared));
     let timeout = shared.timeout;
     loop {
-        let mut batch = shared.take_pending();
-        if batch.is_empty() {
-            tokio::select! {
-                () = shared.wake.notified() => {}
-                () = wire.closed_while_idle() => {
-                    log::info!("strict reads: Redis closed the idle connection; the next batch connects anew");
-                    continue;
+        let batch = match shared.take_pending() {
+            Some(batch) => batch,
+            None => {
+                tokio::select! {
+                    () = shared.wake.notified() => {}
+                    () = wire.closed_while_idle() => {
+                        log::info!("strict reads: Redis closed the idle connection; the next batch connects anew");
+                        continue;
+                    }
+                }
+                // Let every request that is ready to run add its commands first.
+                tokio::task::yield_now().await;
+                match shared.take_pending() {
+                    Some(batch) => batch,
+                    None => continue,
                 }
             }
-            // Let every request that is ready to run add its commands first.
-            tokio::task::yield_now().await;
-            batch = shared.take_pending();
-            if batch.is_empty() {
-                continue;
-            }
-        }
+        };
         let deadline = batch.opened.unwrap_or_else(Instant::now) + timeout;
         if Instant::now() >= deadline {
             // It waited out its deadline behind a batch that took it all: not sent.
-            batch
-                .done
-                .send_replace(Some(Arc::new(Err(StoreError::Timeout(timeout)))));
+            batch.publish(Err(StoreError::Timeout(timeout)));
             continue;
         }
         let replies = match tokio::time::timeout_at(
@@ -368,7 +410,7 @@ async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
                 Err(StoreError::Timeout(timeout))
             }
         };
-        batch.done.send_replace(Some(Arc::new(replies)));
+        batch.publish(replies);
     }
 }
 
@@ -471,7 +513,7 @@ mod tests {
 
     #[test]
     fn a_batch_sends_a_command_once_and_never_merges_different_ones() {
-        let mut batch = super::Batch::new();
+        let mut batch = super::Batch::new(std::time::Duration::from_secs(1));
         assert_eq!(batch.add(&hmget("a")), 0);
         assert_eq!(batch.add(&hmget("b")), 1);
         assert_eq!(batch.add(&hmget("a")), 0);
@@ -491,7 +533,7 @@ mod tests {
             .collect();
         assert_eq!(repacked, expected);
         // Past the scanned commands, a command is sent again rather than compared.
-        let mut long = super::Batch::new();
+        let mut long = super::Batch::new(std::time::Duration::from_secs(1));
         let keys: Vec<String> = (0..super::DEDUP_SCAN).map(|n| n.to_string()).collect();
         for (n, key) in keys.iter().enumerate() {
             assert_eq!(long.add(&hmget(key)), n);
@@ -515,6 +557,38 @@ mod tests {
         assert_ne!(cmd("ab", "c"), cmd("a", "bc"));
         // Zero padding of a tail is not the same as a zero byte.
         assert_ne!(super::fingerprint(b"a"), super::fingerprint(b"a\0"));
+    }
+
+    #[tokio::test]
+    async fn every_waiter_gets_the_one_publication_and_a_dropped_batch_fails_them() {
+        let published = super::Batch::new(Duration::from_millis(250));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let outcome = std::sync::Arc::clone(&published.outcome);
+                tokio::spawn(async move { outcome.wait().await.as_ref().map(Vec::len).ok() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        published.publish(Ok(vec![Ok(redis::Value::Nil)]));
+        // A second publication changes nothing.
+        published.publish(Ok(Vec::new()));
+        for waiter in waiters {
+            assert_eq!(waiter.await.expect("task"), Some(1));
+        }
+        // Published before anyone waits: seen at once.
+        assert!(published.outcome.wait().await.is_ok());
+
+        let dropped = super::Batch::new(Duration::from_millis(250));
+        let outcome = std::sync::Arc::clone(&dropped.outcome);
+        let waiter = tokio::spawn(async move {
+            matches!(outcome.wait().await, Err(StoreError::Timeout(t)) if t.as_millis() == 250)
+        });
+        tokio::task::yield_now().await;
+        drop(dropped);
+        assert!(
+            waiter.await.expect("task"),
+            "the dropped batch's waiter got a timeout"
+        );
     }
 
     #[tokio::test]
