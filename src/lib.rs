@@ -21,6 +21,9 @@
 //!                           secret: bcrypt on the pool / SHA-256             hasher.rs
 //!                             (verified / negative cache, same live hash)   cache.rs
 //!                           expiry; PAT owner's live status + role (Redis)   verify.rs
+//!                             strict: one batch per turn, own connection    store/batch.rs
+//!                             on one plain-TCP server, RESP written/parsed  store/wire.rs
+//!                             in place                                       store/commands.rs
 //!                           role ∩ narrowing ⊇ route's require               permissions.rs
 //!                           → Verdict::Allow(Identity) | Verdict::Deny       denial.rs
 //!             Deny: JSON error + WWW-Authenticate / Retry-After, nothing forwarded
@@ -41,7 +44,8 @@
 //! 503 `overloaded`; only a completed pipeline forwards a protected request. After a timeout
 //! the connection gets a `PING` (on a cluster, every primary does), and is replaced if that
 //! times out too: a connection that died silently (store/connection.rs; behind Sentinel it
-//! is dropped at once and the primary looked up again).
+//! is dropped at once and the primary looked up again; strict reads' own connection on one
+//! server is dropped by the batch that timed out, store/wire.rs).
 //!
 //! Steps 3-4 live in auth.rs's `Authenticator`, shared with the management API; it also
 //! notes each use (last_used.rs) and each denial (audit.rs) for recorder.rs, which writes them
