@@ -22,15 +22,18 @@ pub struct AdminApp {
     store: OnceCell<Store>,
     /// The management API.
     api: Api,
+    /// The gateway's authenticator (its store, once the proxy has made it, for `/readyz`).
+    auth: Arc<Authenticator>,
 }
 
 impl AdminApp {
     /// An admin app for `conf`, whose API authenticates with `auth` (the gateway's).
     pub fn new(conf: Arc<Conf>, auth: Arc<Authenticator>) -> AdminApp {
         AdminApp {
-            api: Api::new(Arc::clone(&conf), auth),
+            api: Api::new(Arc::clone(&conf), Arc::clone(&auth)),
             conf,
             store: OnceCell::new(),
+            auth,
         }
     }
 
@@ -81,7 +84,15 @@ impl AdminApp {
             .store
             .get_or_try_init(|| Store::lazy(&self.conf.redis))
             .map_err(|e| e.to_string())?;
-        store.ping().await.map_err(|e| e.kind().to_string())
+        store.ping().await.map_err(|e| e.kind().to_string())?;
+        // Strict reads go through the gateway's own batcher (store/batch.rs); should it ever
+        // stop (a bug), every strict request answers 503 while Redis itself answers.
+        match self.auth.started_store() {
+            Some(gateway) if gateway.strict_reads_stopped() => {
+                Err("strict_reads_stopped".to_string())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -80,6 +80,12 @@ impl Authenticator {
             })
     }
 
+    /// The gateway's store if a request has made it (never makes it: it must be made on the
+    /// proxy's runtime, where its tasks run).
+    pub fn started_store(&self) -> Option<&Store> {
+        self.store.get()
+    }
+
     /// The bcrypt pool (started on first use).
     ///
     /// # Errors

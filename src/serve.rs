@@ -120,7 +120,9 @@ pub enum CheckError {
 /// `patgate check`: the conf has loaded (validation is `Conf::load` itself); now reach Redis
 /// over the connection the gateway would open: with `redis.freshness: tracked` that is RESP3
 /// with `CLIENT TRACKING` on, so a server or an ACL user that refuses either fails the check
-/// instead of every request of the running gateway.
+/// instead of every request of the running gateway. Then one request-path read the way the
+/// gateway makes it (in strict mode on one plain-TCP server, over the read batcher's own
+/// connection, store/wire.rs, which authenticates on its own).
 ///
 /// # Errors
 /// Redis unreachable within `redis.timeout_ms` (retried for up to one second).
@@ -134,7 +136,14 @@ pub fn check(conf: &Conf) -> Result<(), CheckError> {
             let store = crate::store::Store::for_gateway(&conf.redis, 1)?;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
             loop {
-                match store.ping().await {
+                let reached = async {
+                    store.ping().await?;
+                    store
+                        .access("patgate-check", "patgate-check")
+                        .await
+                        .map(drop)
+                };
+                match reached.await {
                     Ok(()) => return Ok(()),
                     Err(e) if std::time::Instant::now() >= deadline => return Err(e),
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,

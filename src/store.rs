@@ -254,7 +254,7 @@ impl Liveness {
         };
         let revoked = revoked.map(|seconds| {
             number(revoked_ms)
-                .or_else(|| number(Some(seconds)).map(|s| s * 1000))
+                .or_else(|| number(Some(seconds)).map(|s| s.saturating_mul(1000)))
                 .unwrap_or(0)
         });
         let hash = match hash {
@@ -647,6 +647,12 @@ impl Store {
             keys,
             timeout: conf.timeout,
         })
+    }
+
+    /// Whether strict mode's read batcher has stopped (it never should; a stopped batcher
+    /// fails every strict read, and `/readyz` reports it).
+    pub fn strict_reads_stopped(&self) -> bool {
+        self.reads.as_ref().is_some_and(|reads| reads.is_stopped())
     }
 
     /// Tracked mode's cache (for `/metrics` and tests); `None` in strict mode.

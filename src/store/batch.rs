@@ -18,17 +18,18 @@
 //! hot credential's reads once per batch instead of once per request.
 //!
 //! Failure: each batch has the store's deadline; a timeout or a connection error fails every
-//! request of that batch (503 upstream of here), and the next batch tries again (after a
-//! timeout, on a new connection if the old one no longer answers a `PING`: connection.rs). An error
-//! reply to one command (e.g. `WRONGTYPE` on a corrupt key) fails only the requests that
-//! asked for it.
+//! request of that batch (503 upstream of here), and the next batch tries again: over its own
+//! connection (wire.rs), on a new one after any failure; through redis-rs, on a new one if
+//! the old one no longer answers a `PING` after a timeout (connection.rs). An error reply to
+//! one command (e.g. `WRONGTYPE` on a corrupt key) fails only the requests that asked for it.
 //!
 //! How a batch travels depends on the topology:
 //! - **One server on plain TCP** (`redis://`): the flusher sends each batch itself over a
 //!   connection of its own and parses the replies (wire.rs), one batch at a time: the next
 //!   batch forms while one is on its way, and is sent when its replies are in. A request
-//!   waits for at most one deadline from the moment its batch opened (the batch behind a
-//!   stalled one fails at the same time, not one deadline later).
+//!   waits for at most one deadline from the moment its batch opened (the batch queued behind
+//!   a stalled one fails at its own deadline, unsent, not one deadline after the stalled
+//!   one's).
 //! - **TLS, a Unix socket, Sentinel**: one pipeline through redis-rs's multiplexed
 //!   connection, on a task of its own per batch, so several can be on their way at once.
 //! - **Cluster**: the batch cannot be one pipeline (the crate refuses keys from several slots
@@ -146,7 +147,7 @@ impl Drop for Batch {
 
 /// Where a batch's replies are published, once, for every request in it: a value set once
 /// and one `Notify`. (A `watch` channel, before, keeps eight wait lists and a version per
-/// value: about 1,400 instructions a strict request for what is one publication.)
+/// value; replacing it saved about 700 instructions a strict request: BENCHMARKS.md.)
 #[derive(Default)]
 struct Outcome {
     replies: OnceLock<Replies>,
@@ -274,10 +275,12 @@ impl ReadBatcher {
     /// replies.
     ///
     /// No timer of its own: the wait is bounded by the batch's deadline, because the flusher
-    /// takes a batch as soon as it can run, every taken batch publishes its outcome within
-    /// the deadline (a batch dropped unanswered, if its task dies, fails its requests), and
-    /// a flusher that stops fails the batch it leaves behind ([`FlusherExit`]). A timer per request cost about 1,100
-    /// instructions of strict mode's warm path (BENCHMARKS.md).
+    /// takes a batch as soon as it can run (on its own connection, once the batch ahead of
+    /// it is answered, and within the deadline counted from when the batch opened), every
+    /// taken batch publishes its outcome within the deadline (a batch dropped unanswered, if
+    /// its task dies, fails its requests), and a flusher that stops fails the batch it leaves
+    /// behind ([`FlusherExit`]). A timer per request cost about 1,100 instructions of strict
+    /// mode's warm path (BENCHMARKS.md).
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the batch failed.
@@ -317,6 +320,13 @@ impl ReadBatcher {
             });
         }
         Ok(Replied { outcome, positions })
+    }
+}
+
+impl ReadBatcher {
+    /// Whether the flusher has ended (see [`FlusherExit`]): every read now fails.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
     }
 }
 
@@ -415,8 +425,8 @@ async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
 }
 
 /// Fails the batch left pending when the flusher ends (aborted with its batcher, or a panic), so
-/// that no request waits on a batch nobody will send: dropping the batch drops its sender,
-/// and [`ReadBatcher::read`] answers [`StoreError::Timeout`].
+/// that no request waits on a batch nobody will send: the dropped batch publishes
+/// [`StoreError::Timeout`] to its requests, and later reads fail at once (`stopped`).
 struct FlusherExit(Arc<Shared>);
 
 impl Drop for FlusherExit {
@@ -602,6 +612,7 @@ mod tests {
             .reads
             .as_ref()
             .expect("a strict gateway store batches");
+        assert!(!store.strict_reads_stopped());
         reads.flusher.abort();
         // The abort takes effect when the runtime next polls the flusher; until then a read
         // is still answered. No read may hang: each gets a second.
@@ -610,7 +621,10 @@ mod tests {
             let read = tokio::time::timeout(Duration::from_secs(1), store.access("dave", "acme"));
             match read.await {
                 Err(_) => panic!("a read waited on a batch that no flusher will send"),
-                Ok(Err(StoreError::Timeout(_))) => break,
+                Ok(Err(StoreError::Timeout(_))) => {
+                    assert!(store.strict_reads_stopped(), "/readyz would report it");
+                    break;
+                }
                 Ok(other) => {
                     assert!(Instant::now() < deadline, "still answered: {other:?}");
                     tokio::task::yield_now().await;

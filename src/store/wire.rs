@@ -27,7 +27,7 @@
 //!   written into a dead socket.
 
 use crate::conf::{RedisConf, Topology};
-use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, Value};
+use redis::{ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError, Value};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,8 +39,17 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How deeply arrays may nest in a reply (the store's reads get flat arrays).
 const MAX_DEPTH: u8 = 4;
 
-/// Where the connection goes and what it says first.
-#[derive(Clone, Debug)]
+/// The most one batch's replies may take. A batch reads a few small hashes (a whole
+/// credential record is under 2 KB), so more means something other than Redis is answering;
+/// the exchange fails instead of buffering it.
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The reply buffer's capacity kept between exchanges; a larger one is given back.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
+/// Where the connection goes and what it says first (its `Debug` leaves the handshake out:
+/// it holds the password).
+#[derive(Clone)]
 pub struct WireTarget {
     host: String,
     port: u16,
@@ -48,6 +57,16 @@ pub struct WireTarget {
     handshake: Vec<u8>,
     /// How many replies `handshake` gets.
     handshake_replies: usize,
+}
+
+impl std::fmt::Debug for WireTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("handshake_replies", &self.handshake_replies)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WireTarget {
@@ -198,6 +217,8 @@ async fn read_replies(
     count: usize,
 ) -> Result<Vec<Value>, RedisError> {
     input.clear();
+    // What an unusually large exchange (or a failed one) left is given back.
+    input.shrink_to(KEPT_CAPACITY);
     let mut values = Vec::with_capacity(count);
     let mut parsed = 0;
     while values.len() < count {
@@ -207,6 +228,9 @@ async fn read_replies(
                 parsed += used;
             }
             None => {
+                if input.len() >= MAX_REPLY_BYTES {
+                    return Err(protocol_error("replies larger than a batch's reads can be"));
+                }
                 if input.capacity() - input.len() < READ_CHUNK / 4 {
                     input.reserve(READ_CHUNK);
                 }
@@ -222,8 +246,10 @@ async fn read_replies(
     Ok(values)
 }
 
+/// A reply that does not parse: the connection is unusable (it is dropped), so it is counted
+/// as a connection failure (`kind="connection"`), as redis-rs counts its own.
 fn protocol_error(problem: &'static str) -> RedisError {
-    RedisError::from((ErrorKind::Parse, problem))
+    io::Error::new(io::ErrorKind::InvalidData, problem).into()
 }
 
 /// One RESP2 reply from the start of `input`, and how many bytes it took; `None` while
@@ -238,7 +264,10 @@ pub fn parse(input: &[u8], depth: u8) -> Result<Option<(Value, usize)>, RedisErr
     let Some(line_end) = line_end(input)? else {
         return Ok(None);
     };
-    let line = &input[1..line_end];
+    // A reply that starts with its CRLF has no type byte.
+    let line = input
+        .get(1..line_end)
+        .ok_or_else(|| protocol_error("a line with no reply type"))?;
     let after_line = line_end + 2;
     let value = match kind {
         b'+' if line == b"OK" => Value::Okay,
@@ -404,7 +433,10 @@ mod tests {
 
     #[test]
     fn malformed_replies_are_refused_not_waited_for() {
-        let bad: [&[u8]; 11] = [
+        let bad: [&[u8]; 14] = [
+            b"\r\n",
+            b"\r\n:1\r\n",
+            b"*1\r\n\r\n",
             b"?what\r\n",
             b"+OK\rX",
             b":\r\n",
@@ -424,9 +456,33 @@ mod tests {
                 String::from_utf8_lossy(reply)
             );
         }
+        // Refused as a broken connection (it is dropped), not as Redis's own error reply.
+        assert!(parse(b"?\r\n", 0).is_err_and(|e| e.is_io_error()));
         // A huge announced length allocates nothing up front: it waits for the bytes.
         assert!(matches!(parse(b"*999999999999\r\n", 0), Ok(None)));
         assert!(matches!(parse(b"$999999999999\r\n", 0), Ok(None)));
+    }
+
+    #[test]
+    fn no_short_input_makes_the_parser_panic_or_take_more_than_it_has() {
+        // Every string of up to five bytes over the bytes RESP gives meaning to.
+        const ALPHABET: &[u8] = b"*$:+-\r\n01?";
+        let mut input = Vec::new();
+        let mut count = 0;
+        for length in 0..=5u32 {
+            for mut n in 0..ALPHABET.len().pow(length) {
+                input.clear();
+                for _ in 0..length {
+                    input.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                if let Ok(Some((_, used))) = parse(&input, 0) {
+                    assert!(used <= input.len(), "{input:?} took {used}");
+                }
+                count += 1;
+            }
+        }
+        assert_eq!(count, (0..=5).map(|l| ALPHABET.len().pow(l)).sum::<usize>());
     }
 
     fn conf(url: &str) -> RedisConf {
