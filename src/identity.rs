@@ -134,27 +134,21 @@ fn names_in_order(names: &IdentityHeaderNames) -> [&Bytes; 6] {
     ]
 }
 
-/// The identity headers as (name, value) pairs; an identity without a user has no user
-/// header. `None` if a stored value is not a valid header value (ids are validated at
-/// creation, so this means a record written by hand with control characters).
-fn pairs(
-    names: &IdentityHeaderNames,
-    identity: &Identity,
-) -> Option<[Option<(Bytes, HeaderValue)>; 6]> {
+/// The identity headers' values, in [`names_in_order`]'s order; an identity without a user
+/// has no user header. `None` if a stored value is not a valid header value (ids are
+/// validated at creation, so this means a record written by hand with control characters).
+fn values(identity: &Identity) -> Option<[Option<HeaderValue>; 6]> {
     let credential = &identity.credential;
     let user = match credential.user() {
-        Some(_) => Some((names.user.clone(), credential.user_value()?)),
+        Some(_) => Some(credential.user_value()?),
         None => None,
     };
     Some([
-        Some((
-            names.credential_type.clone(),
-            HeaderValue::from_static(identity.kind().as_str()),
-        )),
-        Some((names.token_prefix.clone(), credential.prefix_value()?)),
-        Some((names.org.clone(), credential.org_value()?)),
-        Some((names.role.clone(), identity.role.clone())),
-        Some((names.permissions.clone(), identity.permissions.clone())),
+        Some(HeaderValue::from_static(identity.kind().as_str())),
+        Some(credential.prefix_value()?),
+        Some(credential.org_value()?),
+        Some(identity.role.clone()),
+        Some(identity.permissions.clone()),
         user,
     ])
 }
@@ -191,7 +185,7 @@ pub fn make_forwardable(
     identity: Option<&Identity>,
 ) -> pingora::Result<()> {
     let values = match identity {
-        Some(identity) => pairs(names, identity).ok_or_else(invalid_value)?,
+        Some(identity) => values(identity).ok_or_else(invalid_value)?,
         None => Default::default(),
     };
     // The URI gives the target back except for absolute-form or non-UTF-8 targets (rare),
@@ -220,7 +214,7 @@ pub fn make_forwardable(
     headers.reserve(values.len() + 1);
     headers.insert(X_REQUEST_ID, request_id);
     for (name, value) in names.lowercase.iter().zip(values) {
-        if let Some((_, value)) = value {
+        if let Some(value) = value {
             headers.insert(name.clone(), value);
         }
     }
@@ -250,12 +244,12 @@ pub fn set_on_response(
     names: &IdentityHeaderNames,
     identity: Option<&Identity>,
 ) -> pingora::Result<()> {
-    let pairs = match identity {
-        Some(identity) => pairs(names, identity).ok_or_else(invalid_value)?,
+    let values = match identity {
+        Some(identity) => values(identity).ok_or_else(invalid_value)?,
         None => Default::default(),
     };
-    for (name, pair) in names_in_order(names).into_iter().zip(pairs) {
-        let value = pair.map_or_else(|| HeaderValue::from_static(""), |(_, value)| value);
+    for (name, value) in names_in_order(names).into_iter().zip(values) {
+        let value = value.unwrap_or_else(|| HeaderValue::from_static(""));
         response.insert_header(name.clone(), value)?;
     }
     Ok(())
