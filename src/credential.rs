@@ -4,7 +4,11 @@
 //! token is the credential, two distinct tokens are ambiguous (400). A token in the query
 //! string is never read. Headers using another `Authorization` scheme are not credentials.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+/// `X-API-Key`, the other header a credential may come in (made once: a `&str` name is
+/// parsed again on every lookup).
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// What the request presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +47,7 @@ pub fn presented(headers: &HeaderMap) -> Presented<'_> {
             None => other_scheme = true,
         }
     }
-    for value in headers.get_all("x-api-key") {
+    for value in headers.get_all(&X_API_KEY) {
         let Ok(text) = value.to_str() else {
             unreadable = true;
             continue;

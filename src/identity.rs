@@ -209,7 +209,7 @@ pub fn make_forwardable(
     keep_own_headers_end_to_end(headers, &names.prefix_lower);
     if !keep_credentials {
         headers.remove(http::header::AUTHORIZATION);
-        headers.remove(X_API_KEY);
+        headers.remove(crate::credential::X_API_KEY);
     }
     headers.reserve(values.len() + 1);
     headers.insert(X_REQUEST_ID, request_id);
@@ -228,7 +228,6 @@ pub fn make_forwardable(
     }
 }
 
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Sets the identity headers on a forward-auth answer, for the calling proxy to copy into
