@@ -263,14 +263,7 @@ fn tracked_mode_drops_its_cache_when_the_connection_drops() {
     let reads = || env.redis_calls("hgetall") + env.redis_calls("hmget");
     let warm = reads();
     let mut conn = redis_conn(&env);
-    redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .arg("SKIPME")
-        .arg("yes")
-        .exec(&mut conn)
-        .expect("CLIENT KILL");
+    patgate::testkit::redis::kill_other_clients(&mut conn).expect("CLIENT KILL");
     // Invalidations for the killed connection are lost, so its cache must go with it: the
     // gateway reads Redis again (and is still correct) instead of serving what it had.
     eventually(

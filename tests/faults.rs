@@ -1,4 +1,5 @@
 use crate::support::{eventually, Env, Options, Response};
+use patgate::testkit::redis::{kill_other_clients, kill_other_clients_cmd};
 use patgate::testkit::relay::Relay;
 use std::time::{Duration, Instant};
 
@@ -323,12 +324,7 @@ fn a_connection_reset_mid_request_fails_closed_at_once_and_the_gateway_reconnect
             .cmd("DEBUG")
             .arg("SLEEP")
             .arg(2)
-            .cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("normal")
-            .arg("SKIPME")
-            .arg("yes")
+            .add_command(kill_other_clients_cmd())
             .query(&mut control)
             .expect("DEBUG SLEEP + CLIENT KILL");
         (Instant::now(), killed)
@@ -385,14 +381,7 @@ fn connections_killed_while_requests_flow_never_forward_unverified_and_recover()
         });
         let mut recoveries = Vec::new();
         for round in 0..3 {
-            let killed: u64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg("normal")
-                .arg("SKIPME")
-                .arg("yes")
-                .query(&mut control)
-                .expect("CLIENT KILL");
+            let killed = kill_other_clients(&mut control).expect("CLIENT KILL");
             assert!(killed >= 1, "round {round}: nothing to kill");
             let returned = Instant::now();
             recoveries.push(recovery_time(&env, &token, returned, 200, "CLIENT KILL"));

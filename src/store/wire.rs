@@ -598,14 +598,7 @@ mod tests {
             [Value::SimpleString("PONG".into())]
         );
         let mut control = redis.connection(Duration::from_secs(5)).expect("control");
-        let killed: u64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("normal")
-            .arg("SKIPME")
-            .arg("yes")
-            .query(&mut control)
-            .expect("CLIENT KILL");
+        let killed = crate::testkit::redis::kill_other_clients(&mut control).expect("CLIENT KILL");
         assert_eq!(killed, 1);
         tokio::time::timeout(Duration::from_secs(10), wire.closed_while_idle())
             .await

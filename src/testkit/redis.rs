@@ -397,3 +397,23 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// `CLIENT KILL TYPE normal SKIPME yes` through `control`: closes every other client's
+/// connection (a reset, as a restart would); how many were closed.
+///
+/// # Errors
+/// `control` cannot reach the server.
+pub fn kill_other_clients(control: &mut redis::Connection) -> redis::RedisResult<u64> {
+    kill_other_clients_cmd().query(control)
+}
+
+/// The `CLIENT KILL` of [`kill_other_clients`], to put in a pipeline.
+pub fn kill_other_clients_cmd() -> redis::Cmd {
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes");
+    cmd
+}
