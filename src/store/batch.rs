@@ -37,7 +37,7 @@
 //!   pipelines per node connection. Identical reads are still sent once.
 
 use super::commands::{self, Read};
-use super::connection::Connection;
+use super::connection::{Connection, REPLACE_INTERVAL};
 use super::wire::{WireConnection, WireTarget};
 use super::StoreError;
 use redis::{Cmd, Pipeline, RedisError, Value};
@@ -377,6 +377,9 @@ async fn flush(shared: Arc<Shared>, conn: Connection) {
 async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
     let _exit = FlusherExit(Arc::clone(&shared));
     let timeout = shared.timeout;
+    // Connections dropped after a timeout since the last warning, and when that was: a stalled
+    // Redis times out every batch, and one line a second says as much as one per batch.
+    let (mut dropped, mut warned) = (0u64, None::<Instant>);
     loop {
         let batch = match shared.take_pending() {
             Some(batch) => batch,
@@ -413,9 +416,13 @@ async fn flush_over_wire(shared: Arc<Shared>, mut wire: WireConnection) {
             Err(_) => {
                 // Its replies may still come: they would be read as the next batch's.
                 if wire.disconnect() {
-                    log::warn!(
-                            "strict reads: Redis did not answer within {timeout:?}; dropped the connection, the next batch connects anew"
+                    dropped += 1;
+                    if warned.is_none_or(|at| at.elapsed() >= REPLACE_INTERVAL) {
+                        log::warn!(
+                            "strict reads: Redis did not answer within {timeout:?}; dropped the connection, the next batch connects anew ({dropped} dropped since the last such line)"
                         );
+                        (dropped, warned) = (0, Some(Instant::now()));
+                    }
                 }
                 Err(StoreError::Timeout(timeout))
             }
