@@ -566,6 +566,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// Strict reads' RESP2 reply parser (store/wire.rs), for the fuzz target: one reply from the
+/// start of `input` and how many bytes it took; `None` while `input` holds only part of it.
+///
+/// # Errors
+/// `input` does not start with a well-formed RESP2 reply.
+#[doc(hidden)]
+pub fn parse_reply(input: &[u8]) -> Result<Option<(redis::Value, usize)>, redis::RedisError> {
+    wire::parse(input, 0)
+}
+
 /// One reply of a batch, as `T` (an error reply or an unexpected shape is a Redis error).
 fn decode<T: redis::FromRedisValue>(reply: &redis::Value) -> Result<T, StoreError> {
     redis::from_redis_value_ref(reply).map_err(|e| StoreError::Redis(e.into()))
