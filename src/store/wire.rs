@@ -523,6 +523,11 @@ mod tests {
             .await
     }
 
+    /// A connection (not yet dialled) to the server `url` names.
+    fn connection_to(url: &str) -> WireConnection {
+        WireConnection::new(WireTarget::for_conf(&conf(url)).expect("one plain-TCP server"))
+    }
+
     fn pipeline(commands: &[&[&str]]) -> Pipeline {
         let mut pipe = Pipeline::new();
         for args in commands {
@@ -542,7 +547,7 @@ mod tests {
         })
         .unwrap_or_else(|e| panic!("{e}"));
         let url = format!("{}/2", redis.node_url());
-        let mut wire = WireConnection::new(WireTarget::for_conf(&conf(&url)).expect("plain"));
+        let mut wire = connection_to(&url);
         let replies = exchange(
             &mut wire,
             &pipeline(&[
@@ -580,7 +585,7 @@ mod tests {
 
         // A wrong password fails the exchange and leaves no connection behind.
         let wrong = format!("redis://:wrong@127.0.0.1:{}/2", redis.port());
-        let mut refused = WireConnection::new(WireTarget::for_conf(&conf(&wrong)).expect("plain"));
+        let mut refused = connection_to(&wrong);
         let failed = exchange(&mut refused, &pipeline(&[&["PING"]])).await;
         assert!(failed.is_err(), "{failed:?}");
         assert!(refused.stream.is_none());
@@ -590,8 +595,7 @@ mod tests {
     async fn an_idle_connection_the_server_closes_is_dropped_and_the_next_exchange_redials() {
         use crate::testkit::redis::RedisServer;
         let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut wire =
-            WireConnection::new(WireTarget::for_conf(&conf(&redis.url())).expect("plain"));
+        let mut wire = connection_to(&redis.url());
         let ping = pipeline(&[&["PING"]]);
         assert_eq!(
             exchange(&mut wire, &ping).await.expect("ping"),
@@ -622,8 +626,7 @@ mod tests {
     async fn an_exchange_given_up_half_way_leaves_no_reply_for_the_next() {
         use crate::testkit::redis::RedisServer;
         let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut wire =
-            WireConnection::new(WireTarget::for_conf(&conf(&redis.url())).expect("plain"));
+        let mut wire = connection_to(&redis.url());
         let slow = pipeline(&[&["DEBUG", "SLEEP", "0.3"], &["ECHO", "late"]]);
         let given_up =
             tokio::time::timeout(Duration::from_millis(50), exchange(&mut wire, &slow)).await;
