@@ -62,6 +62,36 @@ fn present_all(port: u16, tokens: &[String]) -> usize {
     ok
 }
 
+/// The value of each series of the gateway's `/metrics` whose line starts with one of
+/// `names` (a histogram's `_count`, a counter with its labels), summed per name.
+fn scrape(admin_port: u16, names: &[&str]) -> Vec<f64> {
+    let mut stream = TcpStream::connect(("127.0.0.1", admin_port)).expect("connect admin");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).expect("metrics");
+    names
+        .iter()
+        .map(|name| {
+            text.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .collect()
+}
+
+/// What a pass cost the gateway, from `/metrics`: verified-cache hits and misses, bcrypt runs,
+/// Redis round trips of the request path, tracked-mode invalidations.
+const COUNTERS: [&str; 5] = [
+    "patgate_verify_cache_total{result=\"hit\"}",
+    "patgate_verify_cache_total{result=\"miss\"}",
+    "patgate_bcrypt_seconds_count",
+    "patgate_redis_seconds_count",
+    "patgate_tracked_invalidations",
+];
+
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("TOKENS")
@@ -77,9 +107,10 @@ fn main() {
     let upstream = Upstream::start().expect("upstream");
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port().expect("port");
+    let admin_port = free_port().expect("port");
     let conf_path = dir.path().join("patgate.yaml");
     let text = format!(
-        "listen: 127.0.0.1:{port}\nredis: {{url: '{}', timeout_ms: 1000, freshness: {freshness}}}\n\
+        "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin_port}\nredis: {{url: '{}', timeout_ms: 1000, freshness: {freshness}}}\n\
          verify: {{bcrypt_cost: 4, pool_threads: 1, cache_entries: {n}}}\n\
          server: {{threads: 1, pid_file: '{d}/p.pid', upgrade_sock: '{d}/u.sock'}}\n\
          roles: [{{name: member, permissions: [repos:read]}}, {{name: admin, permissions: ['*']}}]\n\
@@ -146,14 +177,17 @@ fn main() {
     let pid = gateway.pid();
     present_all(port, &tokens[..1]);
     let before = rss_kib(pid);
+    let counted = scrape(admin_port, &COUNTERS);
     let cold = Instant::now();
     let ok_cold = present_all(port, &tokens);
     let cold_time = cold.elapsed();
     let after = rss_kib(pid);
+    let after_cold = scrape(admin_port, &COUNTERS);
     let warm = Instant::now();
     let ok_warm = present_all(port, &tokens);
     let warm_time = warm.elapsed();
     let after_warm = rss_kib(pid);
+    let counted_warm = scrape(admin_port, &COUNTERS);
     drop(gateway);
 
     println!("| freshness | credentials | cold pass | warm pass | RSS before | RSS after cold pass | after warm pass | limit |");
@@ -164,6 +198,20 @@ fn main() {
         after as f64 / 1024.0,
         after_warm as f64 / 1024.0
     );
+    println!();
+    println!("| pass | verified-cache hits | misses | bcrypt runs | Redis round trips | tracked invalidations |");
+    println!("|---|---|---|---|---|---|");
+    for (pass, from, to) in [
+        ("cold", &counted, &after_cold),
+        ("warm", &after_cold, &counted_warm),
+    ] {
+        let delta: Vec<String> = from
+            .iter()
+            .zip(to)
+            .map(|(a, b)| format!("{}", b - a))
+            .collect();
+        println!("| {pass} | {} |", delta.join(" | "));
+    }
     assert_eq!(ok_cold, n, "every token verifies");
     assert_eq!(ok_warm, n, "every token is still valid");
     assert!(after < 64 * 1024, "RSS {after} KiB is above 64 MiB");

@@ -97,6 +97,15 @@ pub static TRACKED_INVALIDATIONS: Lazy<IntGauge> = Lazy::new(|| {
     .expect("registered once")
 });
 
+/// Tracked-mode fills thrown away because an invalidation arrived while they were in flight.
+pub static TRACKED_DISCARDED_FILLS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "patgate_tracked_discarded_fills",
+        "Record-cache fills discarded because an invalidation was applied while their read was in flight (tracked mode; the request is still answered from the read)."
+    )
+    .expect("registered once")
+});
+
 /// The gateway's store, whose record-cache counters are read at render time.
 static TRACKED_STORE: once_cell::sync::OnceCell<crate::store::Store> =
     once_cell::sync::OnceCell::new();
@@ -175,8 +184,11 @@ pub fn render() -> Vec<u8> {
     if let Some(live) = TRACKED_STORE.get().and_then(|s| s.live_cache()) {
         let applied = live.stats.invalidations.load(Ordering::Relaxed);
         TRACKED_INVALIDATIONS.set(i64::try_from(applied).unwrap_or(i64::MAX));
+        let discarded = live.stats.discarded_fills.load(Ordering::Relaxed);
+        TRACKED_DISCARDED_FILLS.set(i64::try_from(discarded).unwrap_or(i64::MAX));
     }
     Lazy::force(&TRACKED_INVALIDATIONS);
+    Lazy::force(&TRACKED_DISCARDED_FILLS);
     let mut out = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
@@ -191,7 +203,7 @@ mod tests {
 
     /// Every series name patgate exports (a histogram's `_bucket`/`_sum`/`_count` included).
     fn exported() -> Vec<String> {
-        let others: [&dyn Collector; 8] = [
+        let others: [&dyn Collector; 9] = [
             &*REQUESTS,
             &*RECORDS,
             &*VERIFY_CACHE,
@@ -200,6 +212,7 @@ mod tests {
             &*REDIS_ERRORS,
             &*BCRYPT_BUSY,
             &*TRACKED_INVALIDATIONS,
+            &*TRACKED_DISCARDED_FILLS,
         ];
         let mut names: Vec<String> = others
             .iter()

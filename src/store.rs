@@ -715,6 +715,15 @@ impl Store {
         Ok(cached)
     }
 
+    /// The connection for everything but tracked mode's cache fills and heartbeat: in tracked
+    /// mode the untracked one. Redis tracks every key a tracking connection reads, also inside
+    /// a script, so a last-used stamp written over it (its script reads `used:<prefix>` before
+    /// writing it) would push an invalidation back for every write; and each invalidation
+    /// pushed is work on the connection that carries the ones that matter.
+    fn plain(&self) -> Connection {
+        self.untracked.as_ref().unwrap_or(&self.conn).clone()
+    }
+
     /// Tracked mode: the connection a fill reads over: the tracked one (so Redis tracks the
     /// key), or the untracked one while the cache is suspended.
     fn live_reader(&self, live: &LiveCache) -> Connection {
@@ -803,7 +812,7 @@ impl Store {
                 let replied = self.timed(reads.read([hgetall])).await?;
                 decode(replied.get(0)?)?
             }
-            None => self.bounded(self.conn.clone().hgetall(key)).await?,
+            None => self.bounded(self.plain().hgetall(key)).await?,
         };
         if fields.is_empty() {
             return Ok(None);
@@ -847,7 +856,7 @@ impl Store {
         let (cred_reply, user_reply): (redis::Value, redis::Value) = if self.conn.is_cluster() {
             // Two slots: the crate refuses a cross-slot pipeline, so the two reads go out
             // at once, each to its node; the request waits for the slower one.
-            let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
+            let (mut a, mut b) = (self.plain(), self.plain());
             self.bounded(async {
                 futures_util::future::try_join(
                     cred.to_cmd()?.query_async(&mut a),
@@ -860,7 +869,7 @@ impl Store {
             let mut pipe = redis::pipe();
             let to_cmd = |read: Read<'_>| read.to_cmd().map_err(StoreError::Redis);
             pipe.add_command(to_cmd(cred)?).add_command(to_cmd(user)?);
-            let mut conn = self.conn.clone();
+            let mut conn = self.plain();
             self.bounded(pipe.query_async(&mut conn)).await?
         };
         let liveness = Liveness::from_reply(&cred_reply)?;
@@ -869,7 +878,7 @@ impl Store {
 
     /// `read` on its own, through redis-rs (a store without a read batcher).
     async fn query_alone(&self, read: Read<'_>) -> Result<redis::Value, StoreError> {
-        self.bounded(async { read.to_cmd()?.query_async(&mut self.conn.clone()).await })
+        self.bounded(async { read.to_cmd()?.query_async(&mut self.plain()).await })
             .await
     }
 
@@ -925,7 +934,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
     pub async fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let fields: HashMap<String, String> =
             self.bounded(conn.hgetall(self.keys.user(user))).await?;
         if fields.is_empty() {
@@ -946,7 +955,7 @@ impl Store {
         role: &str,
     ) -> Result<(), StoreError> {
         let key = self.keys.user(user);
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .hset_nx(&key, "status", UserStatus::Active.as_str())
@@ -961,7 +970,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
     pub async fn leave(&self, user: &str, org: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let removed: u64 = self
             .bounded(conn.hdel(self.keys.user(user), membership_field(org)))
             .await?;
@@ -973,7 +982,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on timeout or Redis error.
     pub async fn set_removed(&self, user: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let status = UserStatus::Removed.as_str();
         self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status))
             .await
@@ -992,7 +1001,7 @@ impl Store {
         let script = redis::Script::new(SET_STATUS_UNLESS_REMOVED);
         let mut invocation = script.key(self.keys.user(user));
         invocation.arg(status.as_str());
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match outcome {
             1 => StatusChange::Set,
@@ -1034,7 +1043,7 @@ impl Store {
         for (field, value) in record.to_fields() {
             invocation.arg(field).arg(value);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let inserted: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         if inserted != 1 {
             return Ok(false);
@@ -1054,7 +1063,7 @@ impl Store {
             .arg(now)
             .arg(REVOKED_RETENTION_SECS)
             .arg(kind.as_str());
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match outcome {
             1 => Revoked::Now,
@@ -1076,7 +1085,7 @@ impl Store {
         &self,
         index: &str,
     ) -> Result<Vec<(CredentialRecord, Option<LastUse>)>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let mut prefixes: Vec<String> = self.bounded(conn.smembers(index)).await?;
         prefixes.sort();
         let found = self.credentials_with_use(&prefixes).await?;
@@ -1118,7 +1127,7 @@ impl Store {
         let replies: Reply = if self.conn.is_cluster() {
             // Keys in many slots: one command per key, all sent at once.
             let reads = prefixes.iter().map(|prefix| {
-                let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
+                let (mut a, mut b) = (self.plain(), self.plain());
                 let (cred, used) = (self.keys.credential(prefix), self.keys.used(prefix));
                 async move {
                     futures_util::future::try_join(
@@ -1136,7 +1145,7 @@ impl Store {
                 pipe.hgetall(self.keys.credential(prefix))
                     .hmget(self.keys.used(prefix), &["at", "clients"]);
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.plain();
             self.bounded(pipe.query_async(&mut conn)).await?
         };
         prefixes
@@ -1169,7 +1178,7 @@ impl Store {
     pub async fn all_credential_prefixes(&self) -> Result<Vec<String>, StoreError> {
         let pattern = self.keys.credential_pattern();
         let strip = self.keys.credential("");
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         // A cluster's keys are spread over its primaries: SCAN each of them.
         let nodes: Vec<Option<(String, u16)>> = if self.conn.is_cluster() {
             self.bounded(conn.primaries())
@@ -1237,7 +1246,7 @@ impl Store {
             // One key per call, in as many slots: concurrent calls, each loading the script
             // on its node if that node lacks it (NOSCRIPT).
             let calls = uses.iter().map(|(prefix, at, clients)| {
-                let mut conn = self.conn.clone();
+                let mut conn = self.plain();
                 let invocation = invocation(prefix, *at, clients);
                 async move { invocation.invoke_async::<()>(&mut conn).await }
             });
@@ -1253,7 +1262,7 @@ impl Store {
             pipe.invoke_script(&invocation(prefix, *at, clients))
                 .ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
@@ -1282,7 +1291,7 @@ impl Store {
             )
             .ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
@@ -1298,7 +1307,7 @@ impl Store {
         count: usize,
     ) -> Result<Vec<StoredAudit>, StoreError> {
         let end = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let reply: redis::streams::StreamRangeReply = self
             .bounded(conn.xrevrange_count(self.keys.audit(stream), end, "-", count))
             .await?;
@@ -1316,7 +1325,7 @@ impl Store {
         count: usize,
     ) -> Result<Vec<StoredAudit>, StoreError> {
         let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
-        let mut conn = self.conn.clone();
+        let mut conn = self.plain();
         let reply: redis::streams::StreamRangeReply = self
             .bounded(conn.xrange_count(self.keys.audit(stream), start, "+", count))
             .await?;

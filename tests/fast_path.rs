@@ -229,6 +229,34 @@ fn tracked_warm_requests_make_no_redis_calls() {
 }
 
 #[test]
+fn a_last_used_stamp_neither_invalidates_nor_discards_tracked_fills() {
+    let env = Env::start_with(tracked());
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    eventually(
+        Duration::from_secs(5),
+        "the first use's last-used stamp to be written",
+        || env.metric(r#"patgate_records_total{kind="last_used",result="written"}"#) >= 1.0,
+        || env.admin_get("/metrics").body,
+    );
+    // Redis pushes invalidations to the tracked connection in the order it executes writes,
+    // so once the role change's push is counted, any push the stamp caused was counted too.
+    env.member("alice", "acme", "viewer");
+    eventually(
+        Duration::from_secs(5),
+        "the role change's invalidation to be counted",
+        || env.metric("patgate_tracked_invalidations") >= 1.0,
+        || env.admin_get("/metrics").body,
+    );
+    assert_eq!(
+        env.metric("patgate_tracked_invalidations"),
+        1.0,
+        "only user:alice was invalidated; the stamp's used: key is not tracked"
+    );
+    assert_eq!(env.metric("patgate_tracked_discarded_fills"), 0.0);
+}
+
+#[test]
 fn tracked_mode_applies_revocations_and_role_changes_once_invalidated() {
     let env = Env::start_with(tracked());
     let token = env.user_with_pat("alice", "acme", "member");

@@ -9,9 +9,14 @@
 //!   invalidations is lost (redis-rs pushes `Disconnection`): invalidations sent to a dead
 //!   connection are lost, so nothing read through it is trusted again.
 //! - A fill that raced an invalidation never lands: each fill notes the cache's generation
-//!   before it sends its read, and inserts only if no invalidation, flush or disconnection
-//!   was applied meanwhile (checked and inserted under the same lock the invalidation takes).
-//!   A fill may be thrown away needlessly; a stale fill is never kept.
+//!   before it sends its read, and inserts only if no invalidation of a credential or user
+//!   key, flush or disconnection was applied meanwhile (checked and inserted under the same
+//!   lock the invalidation takes). A fill may be thrown away needlessly; a stale fill is never
+//!   kept. A pushed key of another kind moves nothing.
+//! - The tracked connection carries only the fills and the heartbeat (store.rs sends every
+//!   other command over the untracked one): Redis tracks whatever a tracking connection
+//!   reads, so a last-used stamp's script would otherwise push an invalidation back for each
+//!   stamp written.
 //! - Redis tracks keys per connection and remembers a key once read, also a key that does
 //!   not exist, so an absent record is cached as absent and its creation invalidates it.
 //!
@@ -74,7 +79,8 @@ pub struct CachedUser {
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct LiveStats {
-    /// Invalidation pushes applied (one per key, flushes and disconnections included).
+    /// Invalidation pushes received (one per key, flushes and disconnections included; a key
+    /// of a kind the cache never holds is counted and otherwise ignored).
     pub invalidations: AtomicU64,
     /// Fills dropped because an invalidation was applied while they were in flight.
     pub discarded_fills: AtomicU64,
@@ -84,7 +90,8 @@ pub struct LiveStats {
 pub struct LiveCache {
     credentials: quick_cache::sync::Cache<PrefixKey, CachedCredential>,
     users: quick_cache::sync::Cache<String, Arc<CachedUser>>,
-    /// Bumped by every invalidation; a fill lands only if it did not move.
+    /// Bumped by every invalidation of a cached kind of key, flush and disconnection; a fill
+    /// lands only if it did not move.
     generation: AtomicU64,
     /// The heartbeat found the connection silent: nothing is served or filled.
     suspended: AtomicBool,
@@ -102,6 +109,14 @@ type PrefixKey = [u8; PREFIX_LEN];
 
 fn prefix_key(prefix: &str) -> Option<PrefixKey> {
     prefix.as_bytes().try_into().ok()
+}
+
+/// The cached entry an invalidation names.
+enum Invalidated<'a> {
+    /// `cred:<prefix>`.
+    Credential(PrefixKey),
+    /// `user:<user>`.
+    User(&'a str),
 }
 
 /// Where a fill stands: the generation it started at.
@@ -199,20 +214,32 @@ impl LiveCache {
         }
     }
 
-    /// Applies an invalidation of `key` (a full Redis key name).
+    /// Applies an invalidation of `key` (a full Redis key name). A key outside the
+    /// credential and user records cannot make a fill stale (fills read only those), so it
+    /// moves nothing: otherwise each such push would throw away the fills in flight.
     pub fn invalidate(&self, key: &[u8]) {
-        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-        self.generation.fetch_add(1, Ordering::AcqRel);
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
-        if let Some(prefix) = key.strip_prefix(&self.credential_key_prefix) {
-            if let Some(prefix) = prefix_key(prefix) {
+        let named = if let Some(prefix) = key.strip_prefix(&self.credential_key_prefix) {
+            prefix_key(prefix).map(Invalidated::Credential)
+        } else {
+            key.strip_prefix(&self.user_key_prefix)
+                .map(Invalidated::User)
+        };
+        let Some(entry) = named else {
+            return;
+        };
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match entry {
+            Invalidated::Credential(prefix) => {
                 self.credentials.remove(&prefix);
             }
-        } else if let Some(user) = key.strip_prefix(&self.user_key_prefix) {
-            self.users.remove(user);
+            Invalidated::User(user) => {
+                self.users.remove(user);
+            }
         }
     }
 
@@ -352,14 +379,33 @@ mod tests {
     fn a_fill_that_raced_an_invalidation_is_discarded() {
         let cache = cache();
         let ticket = cache.ticket();
-        // The read was sent; meanwhile Redis pushed an invalidation (of any key).
-        cache.invalidate(b"patgate:user:alice");
+        // The read was sent; meanwhile Redis pushed an invalidation (of any cached kind).
+        cache.invalidate(b"patgate:cred:pat_Zz9Zz9");
         cache.fill_user(ticket, "alice", user("admin"));
         assert!(cache.user("alice").is_none());
         assert_eq!(cache.stats.discarded_fills.load(Ordering::Relaxed), 1);
         // A fill that started after it lands.
         cache.fill_user(cache.ticket(), "alice", user("viewer"));
         assert_eq!(cache.user("alice").expect("filled").roles["acme"], "viewer");
+    }
+
+    #[test]
+    fn a_key_the_cache_never_holds_discards_no_fill() {
+        let cache = cache();
+        let ticket = cache.ticket();
+        for key in [
+            &b"patgate:used:pat_Ab3dE9"[..],
+            b"patgate:user_tokens:alice",
+            b"patgate:audit",
+            b"patgate:cred:short",
+            b"otherapp:cred:pat_Ab3dE9",
+        ] {
+            cache.invalidate(key);
+        }
+        cache.fill_user(ticket, "alice", user("admin"));
+        assert_eq!(cache.user("alice").expect("filled").roles["acme"], "admin");
+        assert_eq!(cache.stats.invalidations.load(Ordering::Relaxed), 5);
+        assert_eq!(cache.stats.discarded_fills.load(Ordering::Relaxed), 0);
     }
 
     #[test]
