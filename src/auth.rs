@@ -17,7 +17,7 @@ use crate::limiter::FailureLimiter;
 use crate::metrics;
 use crate::recorder::Recorder;
 use crate::store::Store;
-use crate::token::{self, Token};
+use crate::token::{self, HeldPrefix, Token};
 use crate::verify::{Verdict, Verifier};
 use http::HeaderMap;
 use once_cell::sync::OnceCell;
@@ -30,7 +30,7 @@ pub struct Authenticated {
     /// Allow with an identity, or the first denial.
     pub verdict: Verdict,
     /// The presented prefix, only for a well-formed token (garbage may be part of a secret).
-    pub prefix: Option<String>,
+    pub prefix: Option<HeldPrefix>,
 }
 
 /// Shared authentication state of one gateway process.
@@ -135,19 +135,19 @@ impl Authenticator {
             Presented::Missing { other_scheme } => Err(Denial::MissingCredential { other_scheme }),
             Presented::Ambiguous => Err(Denial::AmbiguousCredential),
         };
-        let prefix = parsed.as_ref().ok().map(|t| t.prefix().to_string());
+        // One reading of each clock serves the whole request: limits, expiry, last used.
+        let (now, unix) = (Instant::now(), unix_now());
+        let held = parsed.as_ref().ok().map(Token::held_prefix);
+        let prefix = parsed.as_ref().ok().map(Token::prefix);
         // A token verified on this instance before (its keyed digest is in the verified
         // cache) is no guess, so others' failures do not lock it out: a flood of wrong secrets
         // for a public prefix, or from a shared address (a NAT, a proxy), leaves the holders
         // of valid tokens served. Everything else about it is still checked live.
-        let limited = self
-            .limiter
-            .retry_after(client, prefix.as_deref(), Instant::now())
-            .filter(|_| {
-                !parsed
-                    .as_ref()
-                    .is_ok_and(|t| self.cache.get(&self.cache.digest(t.hash_input())).is_some())
-            });
+        let limited = self.limiter.retry_after(client, prefix, now).filter(|_| {
+            !parsed
+                .as_ref()
+                .is_ok_and(|t| self.cache.get(&self.cache.digest(t.hash_input())).is_some())
+        });
         // SPEC §4's order: a missing or ambiguous credential answers before the limits (they
         // are not attempts at a token); a limited client or prefix is refused before any
         // Redis or bcrypt work on its token, malformed ones included.
@@ -156,19 +156,21 @@ impl Authenticator {
                 Verdict::Deny(denial)
             }
             (_, Some(retry_after)) => Verdict::Deny(Denial::RateLimited { retry_after }),
-            (Ok(token), None) => self.verify(&token, require).await,
+            (Ok(token), None) => self.verify(&token, require, unix).await,
             (Err(denial), None) => Verdict::Deny(denial),
         };
         if let Verdict::Deny(Denial::InvalidToken { .. }) = verdict {
-            self.limiter
-                .record_failure(client, prefix.as_deref(), Instant::now());
+            self.limiter.record_failure(client, prefix, now);
         }
-        self.record(&verdict, prefix.as_deref(), client, route);
-        Authenticated { verdict, prefix }
+        self.record(&verdict, prefix, client, route, now, unix);
+        Authenticated {
+            verdict,
+            prefix: held,
+        }
     }
 
     /// Runs the verification pipeline on a well-formed token.
-    async fn verify(&self, token: &Token<'_>, require: &[String]) -> Verdict {
+    async fn verify(&self, token: &Token<'_>, require: &[String], unix: u64) -> Verdict {
         let (store, pool) = match (self.store(), self.pool()) {
             (Ok(store), Ok(pool)) => (store, pool),
             (Err(denial), _) | (_, Err(denial)) => return Verdict::Deny(denial),
@@ -180,16 +182,24 @@ impl Authenticator {
             negative: &self.negative,
             roles: &self.conf.roles,
         };
-        verifier.verify(token, require, unix_now()).await
+        verifier.verify(token, require, unix).await
     }
 
     /// Last-used stamp for an allowed request; audit entry for a denied one (except when
     /// Redis itself is the problem: that entry could not be written either).
-    fn record(&self, verdict: &Verdict, prefix: Option<&str>, client: Option<IpAddr>, route: &str) {
+    fn record(
+        &self,
+        verdict: &Verdict,
+        prefix: Option<&str>,
+        client: Option<IpAddr>,
+        route: &str,
+        now: Instant,
+        unix: u64,
+    ) {
         match verdict {
             Verdict::Allow(identity) => {
                 if let Some(recorder) = self.recorder() {
-                    recorder.used(identity.prefix(), client, unix_now());
+                    recorder.used(identity.prefix(), client, now, unix);
                 }
             }
             Verdict::Deny(Denial::AuthUnavailable) => {}

@@ -139,9 +139,9 @@ fn names_in_order(names: &IdentityHeaderNames) -> [&Bytes; 6] {
 /// validated at creation, so this means a record written by hand with control characters).
 fn values(identity: &Identity) -> Option<[Option<HeaderValue>; 6]> {
     let credential = &identity.credential;
-    let user = match credential.user() {
-        Some(_) => Some(credential.user_value()?),
-        None => None,
+    let user = match credential.kind() {
+        Kind::Pat => Some(credential.user_value()?),
+        Kind::ApiKey => None,
     };
     Some([
         Some(HeaderValue::from_static(identity.kind().as_str())),

@@ -6,15 +6,20 @@
 //! instance is stopped by that instance. The table is bounded (`max_tracked`); when it is full
 //! of live windows, new keys are not tracked (the limiter degrades, authentication does not).
 //! Callers pass the clock in, so tests need no sleeps.
+//!
+//! Every authenticated request asks; almost always nothing is blocked. So the limiter keeps
+//! the end of the latest window that reached its limit in an atomic, and a request that comes
+//! after it is answered without the table's lock or a hash lookup.
 
 use crate::token::PREFIX_LEN;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What is counted.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     Client(IpAddr),
     /// A well-formed prefix, inline (checked on every request: no allocation).
@@ -68,6 +73,11 @@ pub struct Limits {
 pub struct FailureLimiter {
     limits: Limits,
     windows: Mutex<HashMap<Key, Window>>,
+    /// Where [`Self::blocked_until`] counts from.
+    epoch: Instant,
+    /// Nanoseconds after `epoch` when the last window that reached its limit ends (0: none
+    /// ever did). Every window over its limit ends by then, so later no key is limited.
+    blocked_until: AtomicU64,
 }
 
 impl FailureLimiter {
@@ -76,7 +86,14 @@ impl FailureLimiter {
         FailureLimiter {
             limits,
             windows: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            blocked_until: AtomicU64::new(0),
         }
+    }
+
+    /// `at` in nanoseconds after the epoch (saturating: 0 before it, `u64::MAX` in 584 years).
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Seconds to wait if `client` or `prefix` is over its limit at `now`, else `None`.
@@ -86,6 +103,9 @@ impl FailureLimiter {
         prefix: Option<&str>,
         now: Instant,
     ) -> Option<u64> {
+        if self.since_epoch(now) >= self.blocked_until.load(Ordering::Acquire) {
+            return None;
+        }
         let windows = self.windows.lock().ok()?;
         let over = |key: Key, limit: u32| {
             let window = windows.get(&key)?;
@@ -131,6 +151,14 @@ impl FailureLimiter {
             };
         }
         entry.failures = entry.failures.saturating_add(1);
+        let limit = match key {
+            Key::Client(_) => self.limits.failures_per_client,
+            Key::Prefix(_) => self.limits.failures_per_prefix,
+        };
+        if entry.failures >= limit {
+            let ends = self.since_epoch(entry.started + self.limits.window);
+            self.blocked_until.fetch_max(ends, Ordering::AcqRel);
+        }
     }
 }
 
@@ -205,6 +233,27 @@ mod tests {
         limiter.record_failure(ip(2), Some("pat_abcdef"), t0);
         assert_eq!(limiter.retry_after(ip(3), Some("pat_abcdef"), t0), Some(60));
         assert_eq!(limiter.retry_after(ip(3), Some("pat_zzzzzz"), t0), None);
+    }
+
+    #[test]
+    fn failures_under_every_limit_leave_the_fast_answer_on() {
+        let limiter = limiter(100);
+        let t0 = Instant::now();
+        limiter.record_failure(ip(1), Some("pat_abcdef"), t0);
+        limiter.record_failure(ip(2), None, t0);
+        assert_eq!(limiter.blocked_until.load(Ordering::Acquire), 0);
+        assert_eq!(limiter.retry_after(ip(1), Some("pat_abcdef"), t0), None);
+        // The prefix's second failure reaches its limit: until its window ends, asking
+        // takes the table again, and the window's end frees everyone at once.
+        limiter.record_failure(ip(3), Some("pat_abcdef"), t0 + Duration::from_secs(5));
+        assert_eq!(limiter.retry_after(ip(4), Some("pat_abcdef"), t0), Some(60));
+        assert_eq!(limiter.retry_after(ip(4), Some("pat_zzzzzz"), t0), None);
+        let end = t0 + Duration::from_secs(60);
+        assert_eq!(
+            limiter.blocked_until.load(Ordering::Acquire),
+            limiter.since_epoch(end)
+        );
+        assert_eq!(limiter.retry_after(ip(4), Some("pat_abcdef"), end), None);
     }
 
     #[test]

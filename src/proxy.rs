@@ -25,6 +25,7 @@ use crate::identity;
 use crate::metrics;
 use crate::request_id;
 use crate::routes::{path_is_safe, Access, AmbiguousPath, Route};
+use crate::token::HeldPrefix;
 use crate::verify::{Identity, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,7 +55,7 @@ pub struct RequestCtx {
     /// The denial answered, for the log line.
     denial: Option<Denial>,
     /// The presented prefix (never the secret), for the log line.
-    prefix: Option<String>,
+    prefix: Option<HeldPrefix>,
     /// Time spent authenticating.
     auth_started: Option<Instant>,
     auth_micros: u128,
@@ -361,7 +362,7 @@ impl ProxyHttp for Gateway {
             outcome,
             reason: ctx.denial.as_ref().map(Denial::reason),
             credential_type: identity.map(|i| i.kind().as_str()),
-            prefix: ctx.prefix.as_deref(),
+            prefix: ctx.prefix.as_ref().map(HeldPrefix::as_str),
             user: identity.and_then(Identity::user),
             org: identity.map(Identity::org),
             upstream: ctx.upstream.map(|u| u.to_string()),

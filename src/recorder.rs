@@ -56,8 +56,8 @@ impl Recorder {
     }
 
     /// A request authenticated with `prefix` from `client`.
-    pub fn used(&self, prefix: &str, client: Option<IpAddr>, unix: u64) {
-        match self.coalescer.touch(prefix, client, Instant::now(), unix) {
+    pub fn used(&self, prefix: &str, client: Option<IpAddr>, now: Instant, unix: u64) {
+        match self.coalescer.touch(prefix, client, now, unix) {
             Ok(Some(write)) => self.push(Record::Use(write), "last_used"),
             Ok(None) => {}
             Err(()) => RECORDS.with_label_values(&["last_used", "dropped"]).inc(),

@@ -119,9 +119,27 @@ impl<'a> Token<'a> {
         &self.body[..PREFIX_LEN]
     }
 
+    /// [`Self::prefix`], held inline: what a request keeps of its token for the log line.
+    pub fn held_prefix(&self) -> HeldPrefix {
+        let mut bytes = [0u8; PREFIX_LEN];
+        bytes.copy_from_slice(&self.body.as_bytes()[..PREFIX_LEN]);
+        HeldPrefix(bytes)
+    }
+
     /// The bytes that are hashed (bcrypt for PATs, SHA-256 for API keys): prefix + secret.
     pub fn hash_input(&self) -> &'a [u8] {
         self.body.as_bytes()
+    }
+}
+
+/// A well-formed token's prefix, inline (no allocation per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldPrefix([u8; PREFIX_LEN]);
+
+impl HeldPrefix {
+    /// The prefix (ASCII, as [`parse`] checked).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 

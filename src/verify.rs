@@ -130,7 +130,7 @@ impl Verifier<'_> {
                 metrics::REVOCATION_LAG.observe(lag_ms as f64 / 1e3);
                 Err(invalid(InvalidReason::Revoked))
             }
-            Some(live) if live.hash == record.hash().as_bytes() => {
+            Some(live) if record.hash_is(&live.hash) => {
                 metrics::CACHE_HITS.inc();
                 Ok(true)
             }

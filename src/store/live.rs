@@ -72,8 +72,9 @@ impl CachedCredential {
 pub struct CachedUser {
     /// `status`.
     pub status: Option<UserStatus>,
-    /// `org:<org>` → role.
-    pub roles: HashMap<String, String>,
+    /// `org:<org>` → role. foldhash, not SipHash: looked up on every warm request, and the
+    /// org ids come from records written by admins, not from requests.
+    pub roles: HashMap<String, String, foldhash::fast::RandomState>,
 }
 
 /// Counters for `/metrics`.
@@ -356,7 +357,9 @@ mod tests {
     fn user(role: &str) -> Arc<CachedUser> {
         Arc::new(CachedUser {
             status: Some(UserStatus::Active),
-            roles: HashMap::from([("acme".to_string(), role.to_string())]),
+            roles: [("acme".to_string(), role.to_string())]
+                .into_iter()
+                .collect(),
         })
     }
 

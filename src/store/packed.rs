@@ -105,6 +105,11 @@ impl PackedRecord {
         self.str(self.range(0))
     }
 
+    /// Whether the stored hash is `hash`, byte for byte (no UTF-8 check on the way).
+    pub fn hash_is(&self, hash: &[u8]) -> bool {
+        self.text[self.range(0)] == *hash
+    }
+
     /// [`Self::hash`], sharing this record's buffer.
     pub fn hash_bytes(&self) -> Bytes {
         self.text.slice(self.range(0))
@@ -117,12 +122,14 @@ impl PackedRecord {
 
     /// The owning user (PATs only).
     pub fn user(&self) -> Option<&str> {
-        Some(self.str(self.range(2))).filter(|u| !u.is_empty())
+        let range = self.range(2);
+        (!range.is_empty()).then(|| self.str(range))
     }
 
     /// The fixed role (API keys only).
     pub fn role(&self) -> Option<&str> {
-        Some(self.str(self.range(3))).filter(|r| !r.is_empty())
+        let range = self.range(3);
+        (!range.is_empty()).then(|| self.str(range))
     }
 
     /// PAT or API key.
@@ -159,8 +166,11 @@ impl PackedRecord {
     /// The owning user as a header value, sharing this record's buffer (`None` for API keys,
     /// or if it is not a valid header value).
     pub fn user_value(&self) -> Option<HeaderValue> {
-        self.user()?;
-        self.value(self.range(2))
+        let range = self.range(2);
+        if range.is_empty() {
+            return None;
+        }
+        self.value(range)
     }
 }
 
