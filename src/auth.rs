@@ -160,7 +160,9 @@ impl Authenticator {
             (Err(denial), None) => Verdict::Deny(denial),
         };
         if let Verdict::Deny(Denial::InvalidToken { .. }) = verdict {
-            self.limiter.record_failure(client, prefix, now);
+            // Timed now, not at arrival: the check may have waited long for the bcrypt pool,
+            // and a window that started back then would end early.
+            self.limiter.record_failure(client, prefix, Instant::now());
         }
         self.record(&verdict, prefix, client, route, now, unix);
         Authenticated {

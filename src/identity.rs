@@ -45,9 +45,12 @@ impl Identity {
         self.credential.prefix()
     }
 
-    /// The PAT owner (none for API keys).
+    /// The PAT owner (none for API keys, whatever their record holds: SPEC §5).
     pub fn user(&self) -> Option<&str> {
-        self.credential.user()
+        match self.kind() {
+            Kind::Pat => self.credential.user(),
+            Kind::ApiKey => None,
+        }
     }
 
     /// The org the credential acts in.
@@ -452,6 +455,32 @@ mod tests {
             out.headers.get("x-auth-user").is_none(),
             "an API key has no user"
         );
+    }
+
+    #[test]
+    fn an_api_key_acts_as_no_user_even_with_a_user_field_written_by_hand() {
+        let record = crate::store::CredentialRecord {
+            prefix: "key_abcdef".into(),
+            kind: Kind::ApiKey,
+            hash: "0".repeat(64),
+            user: Some("mallory".into()),
+            created_by: Some("alice".into()),
+            org: "acme".into(),
+            role: Some("viewer".into()),
+            name: String::new(),
+            permissions: None,
+            created: 0,
+            expires: None,
+            revoked: None,
+        };
+        let identity = Identity::new(
+            Arc::new(PackedRecord::pack("k", &record, None).expect("packs")),
+            HeaderValue::from_static("viewer"),
+            HeaderValue::from_static("repos:read"),
+        );
+        assert_eq!(identity.user(), None);
+        let out = forwarded(&request(&[]), false, Some(&identity)).expect("valid values");
+        assert!(out.headers.get("x-auth-user").is_none());
     }
 
     #[test]

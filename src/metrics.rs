@@ -92,7 +92,7 @@ pub static REDIS_SECONDS: Lazy<Histogram> = Lazy::new(|| {
 pub static TRACKED_INVALIDATIONS: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
         "patgate_tracked_invalidations",
-        "Invalidations pushed by Redis and applied to the record cache since start (tracked mode; flushes and dropped connections count one each)."
+        "Invalidations pushed by Redis to the record cache since start, one per key named, whether cached or not (tracked mode; flushes and dropped connections count one each)."
     )
     .expect("registered once")
 });
@@ -101,7 +101,7 @@ pub static TRACKED_INVALIDATIONS: Lazy<IntGauge> = Lazy::new(|| {
 pub static TRACKED_DISCARDED_FILLS: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
         "patgate_tracked_discarded_fills",
-        "Record-cache fills discarded because an invalidation was applied while their read was in flight (tracked mode; the request is still answered from the read)."
+        "Record-cache fills discarded because an invalidation, flush or lost connection was applied while their read was in flight (tracked mode; the request is still answered from the read)."
     )
     .expect("registered once")
 });

@@ -590,8 +590,9 @@ pub struct Store {
     reads: Option<Arc<ReadBatcher>>,
     /// Tracked mode's parsed records, kept coherent by Redis's invalidation pushes (live.rs).
     live: Option<Arc<LiveCache>>,
-    /// Tracked mode: an untracked connection for reads while the heartbeat has suspended the
-    /// cache (made lazily, dialled on first use).
+    /// Tracked mode: an untracked connection, dialled on first use, for every command but the
+    /// cache's fills and `PING` ([`Store::plain`]), and for the fills too while the heartbeat
+    /// has suspended the cache.
     untracked: Option<Connection>,
     keys: Keys,
     timeout: Duration,
@@ -715,7 +716,7 @@ impl Store {
         Ok(cached)
     }
 
-    /// The connection for everything but tracked mode's cache fills and heartbeat: in tracked
+    /// The connection for everything but tracked mode's cache fills and `PING`: in tracked
     /// mode the untracked one. Redis tracks every key a tracking connection reads, also inside
     /// a script, so a last-used stamp written over it (its script reads `used:<prefix>` before
     /// writing it) would push an invalidation back for every write; and each invalidation

@@ -13,8 +13,8 @@
 //!   key, flush or disconnection was applied meanwhile (checked and inserted under the same
 //!   lock the invalidation takes). A fill may be thrown away needlessly; a stale fill is never
 //!   kept. A pushed key of another kind moves nothing.
-//! - The tracked connection carries only the fills and the heartbeat (store.rs sends every
-//!   other command over the untracked one): Redis tracks whatever a tracking connection
+//! - The tracked connection carries only the fills and `PING`s (the heartbeat's, `patgate
+//!   check`'s; store.rs sends every other command over the untracked one): Redis tracks whatever a tracking connection
 //!   reads, so a last-used stamp's script would otherwise push an invalidation back for each
 //!   stamp written.
 //! - Redis tracks keys per connection and remembers a key once read, also a key that does
@@ -83,7 +83,8 @@ pub struct LiveStats {
     /// Invalidation pushes received (one per key, flushes and disconnections included; a key
     /// of a kind the cache never holds is counted and otherwise ignored).
     pub invalidations: AtomicU64,
-    /// Fills dropped because an invalidation was applied while they were in flight.
+    /// Fills dropped because an invalidation, flush or disconnection was applied while they
+    /// were in flight (not those made while the cache is suspended, which never land).
     pub discarded_fills: AtomicU64,
 }
 
@@ -206,12 +207,10 @@ impl LiveCache {
 
     fn fill(&self, ticket: FillTicket, insert: impl FnOnce()) {
         let _shared = self.gate.read().unwrap_or_else(PoisonError::into_inner);
-        if self.generation.load(Ordering::Acquire) == ticket.0
-            && !self.suspended.load(Ordering::Acquire)
-        {
-            insert();
-        } else {
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
             self.stats.discarded_fills.fetch_add(1, Ordering::Relaxed);
+        } else if !self.suspended.load(Ordering::Acquire) {
+            insert();
         }
     }
 
