@@ -86,6 +86,15 @@ fn under_prefix(name: &[u8], prefix: &str) -> bool {
             .all(|(&n, p)| n.to_ascii_lowercase() == p || (n == b'_' && p == b'-'))
 }
 
+/// Whether `name` is `X-API-Key` spelled with an underscore (`X_API_Key`, `x-api_key`): a
+/// CGI-style server reads it as `HTTP_X_API_KEY`, the credential header, so it goes with the
+/// credential. (`Authorization` has no dash to spell otherwise.)
+fn is_underscored_api_key(name: &[u8]) -> bool {
+    name.len() == crate::credential::X_API_KEY.as_str().len()
+        && name.contains(&b'_')
+        && under_prefix(name, crate::credential::X_API_KEY.as_str())
+}
+
 /// Whether a `Connection` token names a header the gateway sets: one under the identity
 /// prefix, or the request id.
 fn names_own_header(token: &[u8], prefix: &str) -> bool {
@@ -203,7 +212,11 @@ pub fn make_forwardable(
     let headers = &mut parts.headers;
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| under_prefix(name.as_str().as_bytes(), &names.prefix_lower))
+        .filter(|name| {
+            let name = name.as_str().as_bytes();
+            under_prefix(name, &names.prefix_lower)
+                || (!keep_credentials && is_underscored_api_key(name))
+        })
         .cloned()
         .collect();
     for name in &forged {
@@ -418,13 +431,33 @@ mod tests {
 
     #[test]
     fn credentials_are_stripped_unless_kept() {
-        let req = request(&[("Authorization", "Bearer x"), ("X-API-Key", "y")]);
+        let req = request(&[
+            ("Authorization", "Bearer x"),
+            ("X-API-Key", "y"),
+            // CGI-style servers read these as X-API-Key too.
+            ("X_API_Key", "z"),
+            ("x-api_key", "w"),
+            // Not the credential header: kept.
+            ("X-API-Keys", "v"),
+            ("X_API", "u"),
+        ]);
         let stripped = forwarded(&req, false, None).expect("open route");
-        assert_eq!(sorted_names(&stripped), vec!["x-request-id"]);
+        assert_eq!(
+            sorted_names(&stripped),
+            vec!["x-api-keys", "x-request-id", "x_api"]
+        );
         let kept = forwarded(&req, true, None).expect("open route");
         assert_eq!(
             sorted_names(&kept),
-            vec!["authorization", "x-api-key", "x-request-id"]
+            vec![
+                "authorization",
+                "x-api-key",
+                "x-api-keys",
+                "x-api_key",
+                "x-request-id",
+                "x_api",
+                "x_api_key"
+            ]
         );
     }
 

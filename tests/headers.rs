@@ -154,6 +154,21 @@ fn credentials_are_stripped_before_forwarding() {
         .echoed();
     assert!(received.header_all("authorization").is_empty());
     assert!(received.header_all("x-api-key").is_empty());
+    // An underscore spelling is the same header to a CGI-style upstream (HTTP_X_API_KEY).
+    let received = env
+        .get(
+            "/v1/repos",
+            &[("Authorization", &bearer), ("X_API_Key", "key_forged")],
+        )
+        .echoed();
+    assert!(
+        received
+            .headers
+            .iter()
+            .all(|(name, _)| !name.eq_ignore_ascii_case("x_api_key")),
+        "{:?}",
+        received.headers
+    );
 }
 
 #[test]
