@@ -47,10 +47,7 @@ impl Identity {
 
     /// The PAT owner (none for API keys, whatever their record holds: SPEC §5).
     pub fn user(&self) -> Option<&str> {
-        match self.kind() {
-            Kind::Pat => self.credential.user(),
-            Kind::ApiKey => None,
-        }
+        self.credential.user()
     }
 
     /// The org the credential acts in.
@@ -151,9 +148,10 @@ fn names_in_order(names: &IdentityHeaderNames) -> [&Bytes; 6] {
 /// validated at creation, so this means a record written by hand with control characters).
 fn values(identity: &Identity) -> Option<[Option<HeaderValue>; 6]> {
     let credential = &identity.credential;
-    let user = match credential.kind() {
-        Kind::Pat => Some(credential.user_value()?),
-        Kind::ApiKey => None,
+    let user = if credential.has_user() {
+        Some(credential.user_value()?)
+    } else {
+        None
     };
     Some([
         Some(HeaderValue::from_static(identity.kind().as_str())),

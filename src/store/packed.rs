@@ -50,7 +50,11 @@ impl PackedRecord {
         let parts = [
             record.hash.as_str(),
             record.org.as_str(),
-            record.user.as_deref().unwrap_or(""),
+            // An API key has no user (SPEC §5), whatever a hand-written record holds.
+            match record.kind {
+                Kind::Pat => record.user.as_deref().unwrap_or(""),
+                Kind::ApiKey => "",
+            },
             record.role.as_deref().unwrap_or(""),
         ];
         let mut text = String::with_capacity(
@@ -118,6 +122,11 @@ impl PackedRecord {
     /// The org it acts in.
     pub fn org(&self) -> &str {
         self.str(self.range(1))
+    }
+
+    /// Whether it has an owning user (a PAT with a `user` field), without reading it.
+    pub fn has_user(&self) -> bool {
+        !self.range(2).is_empty()
     }
 
     /// The owning user (PATs only).
@@ -222,6 +231,16 @@ mod tests {
             .expect("packs");
         assert_eq!(packed.user(), None);
         assert_eq!(packed.user_value(), None);
+        assert!(!packed.has_user());
+        // A user field written by hand on an API key's record is not the key's user.
+        let by_hand = PackedRecord::pack(
+            "k",
+            &record(Kind::ApiKey, Some("mallory"), Some("viewer")),
+            None,
+        )
+        .expect("packs");
+        assert_eq!(by_hand.user(), None);
+        assert!(!by_hand.has_user());
         assert_eq!(packed.role(), Some("viewer"));
         assert_eq!(packed.org(), "acme");
     }
