@@ -39,6 +39,8 @@
 #   DIRECT_CLIENT_CPU=$PROXY_CPU   CPU of wrk for (a), where no proxy runs
 #   SKIP_BUILD=1     use the existing target/release/patgate
 #   KEEP_TMP=1       keep the temp dir (confs, logs, raw wrk outputs)
+#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (c), (d), (e), (f) each at the same time
+#                    as `auth: none` on a second patgate sharing the proxy's CPU); 0 to skip
 #   START_TIMEOUT=30 seconds each server gets to accept connections
 set -euo pipefail
 
@@ -48,7 +50,7 @@ cd "$ROOT"
 
 # The command as typed, with the settings that came from the environment.
 SETTINGS=(DURATION REPS WARMUP CONNS TIMEOUT COLD_TOKENS COLD_JOBS WARM_TOKENS CACHE_ENTRIES PROXY_CPU
-  CLIENT_CPU DIRECT_CLIENT_CPU SKIP_BUILD KEEP_TMP START_TIMEOUT)
+  CLIENT_CPU DIRECT_CLIENT_CPU SKIP_BUILD KEEP_TMP START_TIMEOUT PAIR_REPS)
 CMD_LINE=""
 for v in "${SETTINGS[@]}"; do
   if [ -n "${!v+x}" ]; then CMD_LINE+="$v=${!v} "; fi
@@ -71,6 +73,7 @@ DIRECT_CLIENT_CPU="${DIRECT_CLIENT_CPU:-$PROXY_CPU}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_TMP="${KEEP_TMP:-0}"
 START_TIMEOUT="${START_TIMEOUT:-30}"
+PAIR_REPS="${PAIR_REPS:-$REPS}"
 
 BIN="$ROOT/target/release/patgate"
 
@@ -83,6 +86,7 @@ BENCH_NAME=e2e
 [ "$COLD_TOKENS" -ge $((2 * REPS)) ] || die "COLD_TOKENS ($COLD_TOKENS) must be at least 2 × REPS ($((2 * REPS)))"
 [[ "$WARM_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "WARM_TOKENS must be a positive integer (got '$WARM_TOKENS')"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer (got '$CONNS')"
+[[ "$PAIR_REPS" =~ ^[0-9]+$ ]] || die "PAIR_REPS must be a number (got '$PAIR_REPS')"
 if [ -n "$CACHE_ENTRIES" ] && ! [[ "$CACHE_ENTRIES" =~ ^[0-9]+$ ]]; then
   die "CACHE_ENTRIES must be a number (got '$CACHE_ENTRIES')"
 fi
@@ -138,7 +142,8 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  if [ -n "$WRK_PID" ]; then kill "$WRK_PID" 2>/dev/null; fi
+  # shellcheck disable=SC2086 # one pid, or two in a concurrent pair
+  if [ -n "$WRK_PID" ]; then kill $WRK_PID 2>/dev/null; fi
   local i pid kids=()
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     pid="${PIDS[i]}"
@@ -215,8 +220,8 @@ EOF
   fi
 }
 
-read -r REDIS_PORT UP_PORT NGX_PORT PG_PORT PGT_PORT PGC_PORT <<<"$(free_ports 6)"
-log "temp dir $TMP; ports: redis $REDIS_PORT, upstream $UP_PORT, nginx proxy $NGX_PORT, patgate $PG_PORT / tracked $PGT_PORT / cold $PGC_PORT"
+read -r REDIS_PORT UP_PORT NGX_PORT PG_PORT PGT_PORT PGC_PORT PGR_PORT <<<"$(free_ports 7)"
+log "temp dir $TMP; ports: redis $REDIS_PORT, upstream $UP_PORT, nginx proxy $NGX_PORT, patgate $PG_PORT / tracked $PGT_PORT / cold $PGC_PORT / reference $PGR_PORT"
 
 # ---------------------------------------------------------------------------------------
 # 3. Redis, nginx upstream, nginx proxy
@@ -278,6 +283,9 @@ CONF_C="$TMP/patgate-cold.yaml"
 write_conf "$CONF" strict "$PG_PORT" 10 ""
 write_conf "$CONF_T" tracked "$PGT_PORT" 10 tracked
 write_conf "$CONF_C" cold "$PGC_PORT" 6 ""
+# The reference of the concurrent pairs (5b): the strict conf on its own port and process.
+CONF_R="$TMP/patgate-reference.yaml"
+write_conf "$CONF_R" reference "$PGR_PORT" 10 ""
 
 "$BIN" -c "$CONF" check >"$TMP/check-strict.log" 2>&1 ||
   die "patgate check refused the strict conf $CONF" "$TMP/check-strict.log" "$CONF"
@@ -357,6 +365,11 @@ if [ "$TRACKED" = 1 ]; then
 fi
 start_patgate cold "$CONF_C" "$PGC_PORT"
 PGC_PID=$STARTED_PID
+PGR_PID=""
+if [ "$PAIR_REPS" -gt 0 ] && [ "$PIN" = 1 ]; then
+  start_patgate reference "$CONF_R" "$PGR_PORT"
+  PGR_PID=$STARTED_PID
+fi
 
 # expect NAME STATUS LOGFILE CURL_ARGS...: one request must answer STATUS.
 expect() {
@@ -369,6 +382,9 @@ expect() {
 expect "(a) direct" 200 "$TMP/nginx-upstream.log" "http://127.0.0.1:$UP_PORT/"
 expect "(b) nginx proxy" 200 "$TMP/nginx-proxy.log" "http://127.0.0.1:$NGX_PORT/"
 expect "(c) patgate /open" 200 "$TMP/patgate-strict.log" "http://127.0.0.1:$PG_PORT/open"
+if [ -n "$PGR_PID" ]; then
+  expect "reference /open" 200 "$TMP/patgate-reference.log" "http://127.0.0.1:$PGR_PORT/open"
+fi
 expect "patgate /api without credential" 401 "$TMP/patgate-strict.log" "http://127.0.0.1:$PG_PORT/api"
 expect "(d) patgate PAT" 200 "$TMP/patgate-strict.log" -H "Authorization: Bearer $PAT" "http://127.0.0.1:$PG_PORT/api"
 expect "(e) patgate API key" 200 "$TMP/patgate-strict.log" -H "X-API-Key: $KEY" "http://127.0.0.1:$PG_PORT/api"
@@ -410,6 +426,7 @@ label() {
     g) echo "(g) patgate cold PATs, cost 6, bcrypt pool on the proxy's CPU (verifications/s)" ;;
     h) echo "(h) patgate warm PATs, strict, $WARM_TOKENS distinct in rotation" ;;
     i) echo "(i) patgate cold PATs, cost 6, bcrypt pool thread on CPU $CLIENT_CPU (verifications/s)" ;;
+    t) echo "(t) patgate \`auth: none\` on the tracked instance" ;;
   esac
 }
 
@@ -418,7 +435,7 @@ proxy_pid() {
   case "$1" in
     b) echo "$NGX_PID" ;;
     c | d | e | h) echo "$PG_PID" ;;
-    f) echo "$PGT_PID" ;;
+    f | t) echo "$PGT_PID" ;;
     g | i) echo "$PGC_PID" ;;
   esac
 }
@@ -448,18 +465,45 @@ cpu_ticks() {
   echo "$total"
 }
 
+# cpu_stat CPU: "busy idle steal" ticks of one CPU since boot, from /proc/stat (busy: user,
+# nice, system, irq, softirq; idle: idle, iowait; steal: taken by the hypervisor).
+cpu_stat() {
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9 }' /proc/stat
+}
+
+# core_use BEFORE AFTER: "busy% steal%" of one CPU between two cpu_stat readings.
+core_use() {
+  echo "$1 $2" | awk '{ b = $4 - $1; i = $5 - $2; s = $6 - $3; t = b + i + s
+    if (t > 0) printf "%.1f %.1f", 100 * b / t, 100 * s / t; else print "0 0" }'
+}
+
+# request_of ID: sets REQ_URL and REQ_HEADERS (wrk -H arguments) of a one-request target (a–f,
+# and t: the tracked instance's `auth: none` route, a control of the concurrent pairs).
+request_of() {
+  REQ_HEADERS=()
+  case "$1" in
+    a) REQ_URL="http://127.0.0.1:$UP_PORT/" ;;
+    b) REQ_URL="http://127.0.0.1:$NGX_PORT/" ;;
+    c) REQ_URL="http://127.0.0.1:$PG_PORT/open" ;;
+    d) REQ_URL="http://127.0.0.1:$PG_PORT/api" REQ_HEADERS=(-H "Authorization: Bearer $PAT") ;;
+    e) REQ_URL="http://127.0.0.1:$PG_PORT/api" REQ_HEADERS=(-H "X-API-Key: $KEY") ;;
+    f) REQ_URL="http://127.0.0.1:$PGT_PORT/api" REQ_HEADERS=(-H "Authorization: Bearer $PAT") ;;
+    t) REQ_URL="http://127.0.0.1:$PGT_PORT/open" ;;
+  esac
+}
+
 # run_target ID DURATION OUTFILE [REP]: one wrk run against a target.
-# Sets RUN_TICKS: CPU ticks the target's proxy process used during the run.
+# Sets RUN_TICKS: CPU ticks the target's proxy process used during the run; RUN_PROXY_CORE
+# and RUN_CLIENT_CORE: "busy% steal%" of the proxy's and the client's CPU during the run.
 run_target() {
   local id="$1" dur="$2" out="$3" rep="${4:-}"
   local cpu="$CLIENT_CPU" script="$HERE/report.lua" url extra=() args=()
   case "$id" in
-    a) url="http://127.0.0.1:$UP_PORT/" cpu="$DIRECT_CLIENT_CPU" ;;
-    b) url="http://127.0.0.1:$NGX_PORT/" ;;
-    c) url="http://127.0.0.1:$PG_PORT/open" ;;
-    d) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
-    e) url="http://127.0.0.1:$PG_PORT/api" extra=(-H "X-API-Key: $KEY") ;;
-    f) url="http://127.0.0.1:$PGT_PORT/api" extra=(-H "Authorization: Bearer $PAT") ;;
+    a | b | c | d | e | f)
+      request_of "$id"
+      url="$REQ_URL" extra=(${REQ_HEADERS[@]+"${REQ_HEADERS[@]}"})
+      if [ "$id" = a ]; then cpu="$DIRECT_CLIENT_CPU"; fi
+      ;;
     h) url="http://127.0.0.1:$PG_PORT/api" script="$HERE/rotate.lua" args=("$TMP/warm-tokens.txt") ;;
     g | i)
       taskset -p -c "$(pool_cpu "$id")" "$POOL_TID" >/dev/null ||
@@ -476,6 +520,8 @@ run_target() {
   pid="$(proxy_pid "$id")"
   ticks0="$(cpu_ticks "$pid")"
   pool0="$(pool_ticks)"
+  local proxy_core0 client_core0
+  proxy_core0="$(cpu_stat "$PROXY_CPU")" client_core0="$(cpu_stat "$CLIENT_CPU")"
   pinned "$cpu"
   ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$dur" --latency --timeout "$TIMEOUT" -s "$script" \
     ${extra[@]+"${extra[@]}"} "$url" ${args[@]+"${args[@]}"} >"$out" 2>&1 &
@@ -484,6 +530,8 @@ run_target() {
   wait "$WRK_PID" || rc=$?
   WRK_PID=""
   RUN_TICKS=$(($(cpu_ticks "$pid") - ticks0))
+  RUN_PROXY_CORE="$(core_use "$proxy_core0" "$(cpu_stat "$PROXY_CPU")")"
+  RUN_CLIENT_CORE="$(core_use "$client_core0" "$(cpu_stat "$CLIENT_CPU")")"
   # A cold run's wrk idles once its tokens are spent (wrk always runs -d), so the process's
   # CPU would include that idle time: count the bcrypt pool thread alone instead.
   case "$id" in g | i) RUN_TICKS=$(($(pool_ticks) - pool0)) ;; esac
@@ -511,20 +559,88 @@ for ((r = 1; r <= REPS; r++)); do
     sockerr=$(($(field connect "$out") + $(field read "$out") + $(field write "$out") + $(field timeout "$out")))
     rps="$(awk -v n="$req" -v d="$dur_us" 'BEGIN { if (d > 0) printf "%.1f", n * 1e6 / d; else print 0 }')"
     cpu_us="$(awk -v t="$RUN_TICKS" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$r" "$rps" "$p50" "$p99" "$bad" "$sockerr" "$cpu_us" >>"$TMP/results.tsv"
+    read -r proxy_busy proxy_steal <<<"$RUN_PROXY_CORE"
+    read -r client_busy client_steal <<<"$RUN_CLIENT_CORE"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$r" "$rps" "$p50" "$p99" "$bad" "$sockerr" "$cpu_us" \
+      "$proxy_busy" "$proxy_steal" "$client_busy" "$client_steal" >>"$TMP/results.tsv"
     if [ "$id" = g ] || [ "$id" = i ]; then
       alone="$(bcrypt_alone_ms "$(pool_cpu "$id")" "$TMP/bcrypt-$id-rep$r.txt")"
       [ -n "$alone" ] || die "no time in the bcrypt bench's output" "$TMP/bcrypt-$id-rep$r.txt"
       printf '%s\t%s\t%s\t%s\n' "$id" "$r" "$alone" "$(grep '^E2E_COLD ' "$out")" >>"$TMP/cold.tsv"
     fi
-    log "rep $r/$REPS $(label "$id"): $rps req/s, p50 $(awk -v u="$p50" 'BEGIN{printf "%.2f", u/1000}') ms, p99 $(awk -v u="$p99" 'BEGIN{printf "%.2f", u/1000}') ms, non-2xx $bad, socket errors $sockerr, proxy CPU $cpu_us µs/request"
+    log "rep $r/$REPS $(label "$id"): $rps req/s, p50 $(awk -v u="$p50" 'BEGIN{printf "%.2f", u/1000}') ms, p99 $(awk -v u="$p99" 'BEGIN{printf "%.2f", u/1000}') ms, non-2xx $bad, socket errors $sockerr, proxy CPU $cpu_us µs/request; CPU $PROXY_CPU busy $proxy_busy% steal $proxy_steal%, CPU $CLIENT_CPU busy $client_busy% steal $client_steal%"
   done
 done
+
+# ---------------------------------------------------------------------------------------
+# 5b. Concurrent pairs
+# ---------------------------------------------------------------------------------------
+# The VM under this bench changes speed by up to ±20% from one run to the next, which hides
+# a few percent between two runs made seconds apart. Here each target runs at the same time
+# as `auth: none` on a second patgate process (the reference: the strict conf on its own
+# port, serving nothing else), both pinned to PROXY_CPU and sharing it, each driven by its
+# own wrk (-c CONNS, on CLIENT_CPU). Whatever the VM does, it does to both at once. A
+# process's cost per request is its threads' on-CPU time (/proc/PID/task/*/schedstat, ns)
+# over the requests its wrk completed; a pair gives the target's requests per second of core
+# over the reference's. The same is measured for the `auth: none` route of the target's own
+# process ((c) on the strict instance, (t) on the tracked one), in the same rep, because a
+# process that has served other traffic serves `auth: none` itself a little slower than the
+# fresh reference (its heap and caches are larger): a target's figure is the ratio of its
+# pair to its own process's `auth: none` pair, so that both the VM and the process cancel.
+
+# run_ns PID: nanoseconds on CPU of all of PID's threads.
+run_ns() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'
+}
+
+# run_pair ID REP: target ID and the reference's `auth: none`, at once; one line of pairs.tsv.
+run_pair() {
+  local id="$1" rep="$2" pid out="$TMP/pair-$1-rep$2.txt" ref="$TMP/pair-$1-rep$2-reference.txt"
+  pid="$(proxy_pid "$id")"
+  request_of "$id"
+  local x0 r0 rc=0 rc_ref=0 w w_ref
+  x0="$(run_ns "$pid")" r0="$(run_ns "$PGR_PID")"
+  pinned "$CLIENT_CPU"
+  ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$DURATION" --latency --timeout "$TIMEOUT" -s "$HERE/report.lua" \
+    ${REQ_HEADERS[@]+"${REQ_HEADERS[@]}"} "$REQ_URL" >"$out" 2>&1 &
+  w=$!
+  ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$DURATION" --latency --timeout "$TIMEOUT" -s "$HERE/report.lua" \
+    "http://127.0.0.1:$PGR_PORT/open" >"$ref" 2>&1 &
+  w_ref=$!
+  WRK_PID="$w $w_ref"
+  wait "$w" || rc=$?
+  wait "$w_ref" || rc_ref=$?
+  WRK_PID=""
+  local x_ns r_ns
+  x_ns=$(($(run_ns "$pid") - x0)) r_ns=$(($(run_ns "$PGR_PID") - r0))
+  [ "$rc" -eq 0 ] && [ "$rc_ref" -eq 0 ] || die "wrk failed in the pair $(label "$id") + reference" "$out" "$ref"
+  local f
+  for f in "$out" "$ref"; do
+    grep -q '^E2E_RESULT ' "$f" || die "no result line from wrk in the pair $(label "$id")" "$f"
+    [ "$(field status_errors "$f")" = 0 ] || die "non-2xx answers in the pair $(label "$id")" "$f"
+  done
+  local x_req r_req
+  x_req="$(field requests "$out")" r_req="$(field requests "$ref")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$rep" "$x_req" "$x_ns" "$r_req" "$r_ns" >>"$TMP/pairs.tsv"
+  log "pair rep $rep/$PAIR_REPS $(label "$id") with the reference's \`auth: none\`: $(awk -v xr="$x_req" -v xn="$x_ns" -v rr="$r_req" -v rn="$r_ns" 'BEGIN {
+    printf "%.2f µs/request against %.2f; per second of core %.3f of `auth: none`; %.0f%% of the core", xn / xr / 1000, rn / rr / 1000, (xr / xn) / (rr / rn), 100 * xn / (xn + rn) }')"
+}
+
+: >"$TMP/pairs.tsv"
+PAIR_TARGETS=()
+if [ -n "$PGR_PID" ]; then
+  # Each process's own `auth: none` just before its authenticated targets.
+  PAIR_TARGETS=(c d e)
+  [ "$TRACKED" = 1 ] && PAIR_TARGETS+=(t f)
+  for ((r = 1; r <= PAIR_REPS; r++)); do
+    for id in "${PAIR_TARGETS[@]}"; do run_pair "$id" "$r"; done
+  done
+fi
 
 RSS1_STRICT="$(rss_kb "$PG_PID")"
 RSS1_TRACKED="$([ -n "$PGT_PID" ] && rss_kb "$PGT_PID" || echo "not run")"
 RSS1_COLD="$(rss_kb "$PGC_PID")"
-for p in "$PG_PID" $PGT_PID "$PGC_PID"; do
+for p in "$PG_PID" $PGT_PID "$PGC_PID" $PGR_PID; do
   kill -0 "$p" 2>/dev/null || die "a patgate instance (pid $p) died during the runs" "$TMP"/patgate-*.log
 done
 
@@ -556,6 +672,12 @@ paired() {
   awk -F'\t' -v id="$1" -v base="$2" '$1 == base { b[$2] = $3 } $1 == id { v[$2] = $3 }
     END { for (r in v) if (b[r] > 0) print v[r] / b[r] }' "$TMP/results.tsv" | spread |
     awk 'END { if (NR == 0) print "–"; else if ($1 == 1) printf "%.3f", $2; else printf "%.3f (%.3f–%.3f)", $2, $3, $4 }'
+}
+# pair_over ID CONTROL: per rep, ID's pair figure over CONTROL's; "COUNT MEDIAN LOW HIGH".
+pair_over() {
+  awk -F'\t' -v id="$1" -v ctl="$2" '{ k = ($3 / $4) / ($5 / $6) }
+    $1 == ctl { c[$2] = k } $1 == id { v[$2] = k }
+    END { for (r in v) if (c[r] > 0) print v[r] / c[r] }' "$TMP/pairs.tsv" | spread
 }
 mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f MiB", k / 1024; else print k }'; }
 
@@ -616,7 +738,33 @@ for id in d e f h; do
 done
 echo "| $(label c) | 1.000 | $(paired c b) |"
 echo
-echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. The proxy core is saturated in every run, so this is what a request costs it, and it drifts less with the VM's speed than req/s. For (g) and (i) it is the bcrypt pool thread's CPU per verification (/proc/PID/task/TID/stat), since wrk idles there once the tokens are spent."
+echo "Where the two cores went during each run (/proc/stat, median over the reps): is the proxy's core the one that limits?"
+echo
+echo "| target | CPU $PROXY_CPU (proxy) busy | CPU $PROXY_CPU steal | CPU $CLIENT_CPU (wrk, upstream, Redis) busy | CPU $CLIENT_CPU steal |"
+echo "|---|---:|---:|---:|---:|"
+for id in a b c d e f h; do
+  if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then continue; fi
+  echo "| $(label "$id") | $(med "$id" 9)% | $(med "$id" 10)% | $(med "$id" 11)% | $(med "$id" 12)% |"
+done
+echo
+if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
+  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a fresh second patgate (the reference, strict conf), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c) and (t) are the \`auth: none\` route of the strict and the tracked instance, run the same way in the same rep as the controls: a process that has served other traffic serves \`auth: none\` a little slower than the fresh reference. **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c or t); medians over the reps (range):"
+  echo
+  echo "| target | **per second of core vs \`auth: none\`** (over its control) | pair figure (vs the reference) | µs of CPU per request: target | reference | the target's share of CPU $PROXY_CPU |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for id in "${PAIR_TARGETS[@]}"; do
+    col() { awk -F'\t' -v id="$id" '$1 == id { '"$1"' }' "$TMP/pairs.tsv" | spread; }
+    cell() { awk -v fmt="$1" '{ printf fmt " (" fmt "–" fmt ")", $2, $3, $4 }'; }
+    case "$id" in
+      c | t) own="control" ;;
+      f) own="**$(pair_over f t | cell %.3f)**" ;;
+      *) own="**$(pair_over "$id" c | cell %.3f)**" ;;
+    esac
+    echo "| $(label "$id") | $own | $(col 'print ($3 / $4) / ($5 / $6)' | cell %.3f) | $(col 'print $4 / $3 / 1000' | cell %.2f) | $(col 'print $6 / $5 / 1000' | cell %.2f) | $(col 'print 100 * $4 / ($4 + $6)' | cell %.0f%%) |"
+  done
+  echo
+fi
+echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. Where the proxy's core is busy near 100% (table above), this is what a request costs it, and it drifts less with the VM's speed than req/s; where it is not, something else (the client's core, a wait) limited the run. For (g) and (i) it is the bcrypt pool thread's CPU per verification (/proc/PID/task/TID/stat), since wrk idles there once the tokens are spent."
 echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g), (h) and (i) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
 echo "- (h): request n presents token n mod $WARM_TOKENS (each verified once beforehand, each with its own owner), so requests batched together read different keys; its wrk runs a Lua request() per request, which costs the client (not the proxy) some CPU."
 echo "- (g), (i): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d). Capacity: 1000 / (bcrypt ms at cost 6 timed alone by criterion on the pool thread's CPU right after each run) verifications/s for the one pool thread; the goal is 0.9 × capacity."
