@@ -211,6 +211,7 @@ impl Default for IdentityHeadersFile {
 #[serde(deny_unknown_fields, default)]
 struct ServerFile {
     threads: usize,
+    work_stealing: bool,
     pid_file: String,
     upgrade_sock: String,
     error_log: Option<String>,
@@ -222,6 +223,7 @@ impl Default for ServerFile {
     fn default() -> Self {
         ServerFile {
             threads: 1,
+            work_stealing: false,
             pid_file: "/tmp/patgate.pid".into(),
             upgrade_sock: "/tmp/patgate_upgrade.sock".into(),
             error_log: None,
@@ -567,6 +569,10 @@ impl IdentityHeaderNames {
 pub struct ServerSettings {
     /// Proxy worker threads.
     pub threads: usize,
+    /// One Tokio runtime shared by the worker threads, which steal each other's tasks
+    /// (`true`), or one single-threaded runtime per thread (`false`, the default: a task
+    /// wake costs less, and a request is cheaper by about a tenth; BENCHMARKS.md).
+    pub work_stealing: bool,
     /// PID file (used by daemon mode and upgrades).
     pub pid_file: String,
     /// Socket over which a new process takes the listeners during a graceful upgrade.
@@ -1227,6 +1233,7 @@ impl Builder<'_> {
     fn server(&self, server: ServerFile) -> Result<ServerSettings, ConfError> {
         let ServerFile {
             threads,
+            work_stealing,
             pid_file,
             upgrade_sock,
             error_log,
@@ -1236,6 +1243,7 @@ impl Builder<'_> {
         self.in_range("server.threads", threads, 1..=1024)?;
         Ok(ServerSettings {
             threads,
+            work_stealing,
             pid_file,
             upgrade_sock,
             error_log,

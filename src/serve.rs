@@ -23,6 +23,7 @@ pub fn pingora_server_conf(conf: &Conf) -> ServerConf {
         upgrade_sock: settings.upgrade_sock.clone(),
         error_log: settings.error_log.clone(),
         grace_period_seconds: Some(settings.grace_period_seconds),
+        work_stealing: settings.work_stealing,
         graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
         ..ServerConf::default()
     }
@@ -177,7 +178,24 @@ pub fn redacted_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted_url;
+    use super::{pingora_server_conf, redacted_url};
+    use crate::conf::Conf;
+    use std::path::Path;
+
+    fn conf(server: &str) -> Conf {
+        let text = format!(
+            "listen: 127.0.0.1:1\nredis: {{url: 'redis://127.0.0.1/'}}\nroles: [{{name: admin, permissions: ['*']}}]\nroutes: [{{name: r, path_prefix: /, upstream: '127.0.0.1:1'}}]\n{server}"
+        );
+        Conf::parse(Path::new("t.yaml"), &text).expect("valid conf")
+    }
+
+    #[test]
+    fn pingora_gets_one_runtime_per_thread_unless_work_stealing_is_asked_for() {
+        let default = pingora_server_conf(&conf(""));
+        assert_eq!((default.threads, default.work_stealing), (1, false));
+        let stealing = pingora_server_conf(&conf("server: {threads: 3, work_stealing: true}\n"));
+        assert_eq!((stealing.threads, stealing.work_stealing), (3, true));
+    }
 
     #[test]
     fn passwords_are_redacted_from_redis_urls() {
