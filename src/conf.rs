@@ -211,7 +211,7 @@ impl Default for IdentityHeadersFile {
 #[serde(deny_unknown_fields, default)]
 struct ServerFile {
     threads: usize,
-    work_stealing: bool,
+    work_stealing: Option<bool>,
     pid_file: String,
     upgrade_sock: String,
     error_log: Option<String>,
@@ -223,7 +223,7 @@ impl Default for ServerFile {
     fn default() -> Self {
         ServerFile {
             threads: 1,
-            work_stealing: false,
+            work_stealing: None,
             pid_file: "/tmp/patgate.pid".into(),
             upgrade_sock: "/tmp/patgate_upgrade.sock".into(),
             error_log: None,
@@ -570,8 +570,10 @@ pub struct ServerSettings {
     /// Proxy worker threads.
     pub threads: usize,
     /// One Tokio runtime shared by the worker threads, which steal each other's tasks
-    /// (`true`), or one single-threaded runtime per thread (`false`, the default: a task
-    /// wake costs less, and a request is cheaper by about a tenth; BENCHMARKS.md).
+    /// (`true`), or one single-threaded runtime per thread (`false`: a task wake costs less).
+    /// Unset, it is `false` for one thread and `true` for several: with several, a socket
+    /// stays tied to the I/O driver of the thread that opened it (the listener's, for every
+    /// client connection) while its task may run on another (README, DESIGN.md).
     pub work_stealing: bool,
     /// PID file (used by daemon mode and upgrades).
     pub pid_file: String,
@@ -1243,7 +1245,7 @@ impl Builder<'_> {
         self.in_range("server.threads", threads, 1..=1024)?;
         Ok(ServerSettings {
             threads,
-            work_stealing,
+            work_stealing: work_stealing.unwrap_or(threads > 1),
             pid_file,
             upgrade_sock,
             error_log,
@@ -1471,6 +1473,20 @@ routes:
         assert!(!conf.policy.expiry.allow_no_expiry);
         assert_eq!(conf.identity_headers.user, "X-Auth-User");
         assert_eq!(conf.routes.len(), 1);
+        assert_eq!(conf.server.threads, 1);
+        assert!(!conf.server.work_stealing);
+    }
+
+    #[test]
+    fn work_stealing_defaults_to_the_thread_count_and_an_explicit_value_wins() {
+        let server = |yaml: &str| parse(&format!("{BASE}server: {yaml}\n")).map(|c| c.server);
+        let stealing = |yaml: &str| server(yaml).expect("valid").work_stealing;
+        assert!(!stealing("{threads: 1}"));
+        assert!(stealing("{threads: 3}"));
+        assert!(stealing("{threads: 1, work_stealing: true}"));
+        assert!(!stealing("{threads: 3, work_stealing: false}"));
+        let refused = server("{work_stealing: sometimes}").expect_err("not a boolean");
+        assert!(refused.to_string().contains("work_stealing"), "{refused}");
     }
 
     #[test]

@@ -190,11 +190,13 @@ mod tests {
     }
 
     #[test]
-    fn pingora_gets_one_runtime_per_thread_unless_work_stealing_is_asked_for() {
+    fn pingora_gets_the_threads_and_the_runtime_flavour_of_the_conf() {
         let default = pingora_server_conf(&conf(""));
         assert_eq!((default.threads, default.work_stealing), (1, false));
-        let stealing = pingora_server_conf(&conf("server: {threads: 3, work_stealing: true}\n"));
+        let stealing = pingora_server_conf(&conf("server: {threads: 3}\n"));
         assert_eq!((stealing.threads, stealing.work_stealing), (3, true));
+        let own = pingora_server_conf(&conf("server: {threads: 3, work_stealing: false}\n"));
+        assert_eq!((own.threads, own.work_stealing), (3, false));
     }
 
     #[test]

@@ -11,6 +11,56 @@ fn slow_pool() -> Options {
     }
 }
 
+/// The default `server.threads: 1`, so its single-threaded runtime (`work_stealing` unset),
+/// in `freshness`: concurrent clients are served, and a revocation is in force on the next
+/// request (strict) or within the tracked lag.
+fn one_thread_runtime_serves_and_revokes(freshness: &'static str) {
+    let env = Env::start_with(Options {
+        server_threads: 1,
+        freshness,
+        ..Options::default()
+    });
+    let token = env.user_with_pat("alice", "acme", "member");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..10)
+                        .map(|_| env.get_bearer("/v1/repos", &token).status)
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(statuses, vec![200; 80]);
+    env.cli(&["token", "revoke", &token[..10]]).expect_ok();
+    if freshness == "strict" {
+        env.get_bearer("/v1/repos", &token)
+            .assert_denied(401, "invalid_token");
+    } else {
+        eventually(
+            Duration::from_secs(5),
+            "the revocation to reach the tracked cache",
+            || env.get_bearer("/v1/repos", &token).status == 401,
+            || env.log(),
+        );
+    }
+}
+
+#[test]
+fn one_thread_runtime_serves_concurrent_clients_and_revokes_at_once_in_strict_mode() {
+    one_thread_runtime_serves_and_revokes("strict");
+}
+
+#[test]
+fn one_thread_runtime_serves_concurrent_clients_and_revokes_in_tracked_mode() {
+    one_thread_runtime_serves_and_revokes("tracked");
+}
+
 fn redis_conn(env: &Env) -> redis::Connection {
     redis::Client::open(env.redis.url())
         .expect("client")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of patgate against nginx, in one command:
 #
-#   benches/e2e/run.sh                                   # full run (~5 min on 2 cores)
+#   benches/e2e/run.sh                                   # full run (~8 min on 2 cores)
 #   DURATION=2s REPS=1 COLD_TOKENS=200 benches/e2e/run.sh   # smoke run (~1 min)
 #
 # It installs what is missing (apt: wrk nginx cmake redis-server curl), builds
@@ -39,8 +39,8 @@
 #   DIRECT_CLIENT_CPU=$PROXY_CPU   CPU of wrk for (a), where no proxy runs
 #   SKIP_BUILD=1     use the existing target/release/patgate
 #   KEEP_TMP=1       keep the temp dir (confs, logs, raw wrk outputs)
-#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (c), (d), (e), (f) each at the same time
-#                    as `auth: none` on a second patgate sharing the proxy's CPU); 0 to skip
+#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (c), (d), (e), (t), (f) each at the same
+#                    time as `auth: none` on a second patgate sharing the proxy's CPU); 0 to skip
 #   REFERENCE_WORK_STEALING=1  the reference runs with `server.work_stealing: true` (Pingora's
 #                    default runtime), so the pairs' "vs the reference" column compares the
 #                    two runtimes; the per-core figures over each instance's control do not
@@ -91,7 +91,8 @@ BENCH_NAME=e2e
 [ "$COLD_TOKENS" -ge $((2 * REPS)) ] || die "COLD_TOKENS ($COLD_TOKENS) must be at least 2 × REPS ($((2 * REPS)))"
 [[ "$WARM_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "WARM_TOKENS must be a positive integer (got '$WARM_TOKENS')"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer (got '$CONNS')"
-[[ "$PAIR_REPS" =~ ^[0-9]+$ ]] || die "PAIR_REPS must be a number (got '$PAIR_REPS')"
+[[ "$PAIR_REPS" =~ ^(0|[1-9][0-9]*)$ ]] || die "PAIR_REPS must be a number (got '$PAIR_REPS')"
+[[ "$REFERENCE_WORK_STEALING" =~ ^[01]$ ]] || die "REFERENCE_WORK_STEALING must be 0 or 1 (got '$REFERENCE_WORK_STEALING')"
 if [ -n "$CACHE_ENTRIES" ] && ! [[ "$CACHE_ENTRIES" =~ ^[0-9]+$ ]]; then
   die "CACHE_ENTRIES must be a number (got '$CACHE_ENTRIES')"
 fi
@@ -590,13 +591,14 @@ done
 # over the requests its wrk completed; a pair gives the target's requests per second of core
 # over the reference's. The same is measured for the `auth: none` route of the target's own
 # process ((c) on the strict instance, (t) on the tracked one), in the same rep, because a
-# process that has served other traffic serves `auth: none` itself a little slower than the
-# fresh reference (its heap and caches are larger): a target's figure is the ratio of its
+# process that has served other traffic can serve `auth: none` a little slower than the
+# reference (it holds more in memory; not measured apart): a target's figure is the ratio of its
 # pair to its own process's `auth: none` pair, so that both the VM and the process cancel.
 
 # run_ns PID: nanoseconds on CPU of all of PID's threads.
+# (A thread that ends between the glob and the read is skipped, not fatal.)
 run_ns() {
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'
+  { cat /proc/"$1"/task/*/schedstat 2>/dev/null || :; } | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 
 # run_pair ID REP: target ID and the reference's `auth: none`, at once; one line of pairs.tsv.
@@ -604,8 +606,8 @@ run_pair() {
   local id="$1" rep="$2" pid out="$TMP/pair-$1-rep$2.txt" ref="$TMP/pair-$1-rep$2-reference.txt"
   pid="$(proxy_pid "$id")"
   request_of "$id"
-  local x0 r0 rc=0 rc_ref=0 w w_ref
-  x0="$(run_ns "$pid")" r0="$(run_ns "$PGR_PID")"
+  local x0 r0 rc=0 rc_ref=0 w w_ref core0
+  x0="$(run_ns "$pid")" r0="$(run_ns "$PGR_PID")" core0="$(cpu_stat "$PROXY_CPU")"
   pinned "$CLIENT_CPU"
   ${PINNED[@]+"${PINNED[@]}"} wrk -t1 -c"$CONNS" -d"$DURATION" --latency --timeout "$TIMEOUT" -s "$HERE/report.lua" \
     ${REQ_HEADERS[@]+"${REQ_HEADERS[@]}"} "$REQ_URL" >"$out" 2>&1 &
@@ -617,19 +619,25 @@ run_pair() {
   wait "$w" || rc=$?
   wait "$w_ref" || rc_ref=$?
   WRK_PID=""
-  local x_ns r_ns
+  local x_ns r_ns core
   x_ns=$(($(run_ns "$pid") - x0)) r_ns=$(($(run_ns "$PGR_PID") - r0))
+  core="$(core_use "$core0" "$(cpu_stat "$PROXY_CPU")")"
   [ "$rc" -eq 0 ] && [ "$rc_ref" -eq 0 ] || die "wrk failed in the pair $(label "$id") + reference" "$out" "$ref"
   local f
   for f in "$out" "$ref"; do
     grep -q '^E2E_RESULT ' "$f" || die "no result line from wrk in the pair $(label "$id")" "$f"
     [ "$(field status_errors "$f")" = 0 ] || die "non-2xx answers in the pair $(label "$id")" "$f"
+    [ $(($(field connect "$f") + $(field read "$f") + $(field write "$f") + $(field timeout "$f"))) = 0 ] ||
+      die "socket errors in the pair $(label "$id")" "$f"
+    [ "$(field requests "$f")" -gt 0 ] || die "no request completed in the pair $(label "$id")" "$f"
   done
-  local x_req r_req
+  [ "$x_ns" -gt 0 ] && [ "$r_ns" -gt 0 ] || die "no CPU time read for the pair $(label "$id") (pids $pid, $PGR_PID)"
+  local x_req r_req busy steal
   x_req="$(field requests "$out")" r_req="$(field requests "$ref")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$rep" "$x_req" "$x_ns" "$r_req" "$r_ns" >>"$TMP/pairs.tsv"
+  read -r busy steal <<<"$core"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$rep" "$x_req" "$x_ns" "$r_req" "$r_ns" "$busy" "$steal" >>"$TMP/pairs.tsv"
   log "pair rep $rep/$PAIR_REPS $(label "$id") with the reference's \`auth: none\`: $(awk -v xr="$x_req" -v xn="$x_ns" -v rr="$r_req" -v rn="$r_ns" 'BEGIN {
-    printf "%.2f µs/request against %.2f; per second of core %.3f of `auth: none`; %.0f%% of the core", xn / xr / 1000, rn / rr / 1000, (xr / xn) / (rr / rn), 100 * xn / (xn + rn) }')"
+    printf "%.2f µs/request against %.2f; per second of core %.3f of `auth: none`; %.0f%% of the core", xn / xr / 1000, rn / rr / 1000, (xr / xn) / (rr / rn), 100 * xn / (xn + rn) }'); CPU $PROXY_CPU busy $busy% steal $steal%"
 }
 
 : >"$TMP/pairs.tsv"
@@ -754,10 +762,10 @@ for id in a b c d e f h; do
 done
 echo
 if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
-  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a fresh second patgate (the reference, strict conf$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo ", \`server.work_stealing: true\`")), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c) and (t) are the \`auth: none\` route of the strict and the tracked instance, run the same way in the same rep as the controls: a process that has served other traffic serves \`auth: none\` a little slower than the fresh reference. **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c or t); medians over the reps (range):"
+  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a second patgate that serves nothing else (the reference, strict conf$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo ", \`server.work_stealing: true\`")), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c) and (t) are the \`auth: none\` route of the strict and the tracked instance, run the same way in the same rep as the controls$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo " (their pair figures compare the two runtimes here)" || echo ": a process that has served other traffic can serve \`auth: none\` a little slower than the reference, which serves nothing else"). **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c or t); medians over the reps (range):"
   echo
-  echo "| target | **per second of core vs \`auth: none\`** (over its control) | pair figure (vs the reference) | µs of CPU per request: target | reference | the target's share of CPU $PROXY_CPU |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| target | **per second of core vs \`auth: none\`** (over its control) | pair figure (vs the reference) | µs of CPU per request: target | reference | the target's share of CPU $PROXY_CPU | CPU $PROXY_CPU busy; steal |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
   for id in "${PAIR_TARGETS[@]}"; do
     col() { awk -F'\t' -v id="$id" '$1 == id { '"$1"' }' "$TMP/pairs.tsv" | spread; }
     cell() { awk -v fmt="$1" '{ printf fmt " (" fmt "–" fmt ")", $2, $3, $4 }'; }
@@ -766,7 +774,7 @@ if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
       f) own="**$(pair_over f t | cell %.3f)**" ;;
       *) own="**$(pair_over "$id" c | cell %.3f)**" ;;
     esac
-    echo "| $(label "$id") | $own | $(col 'print ($3 / $4) / ($5 / $6)' | cell %.3f) | $(col 'print $4 / $3 / 1000' | cell %.2f) | $(col 'print $6 / $5 / 1000' | cell %.2f) | $(col 'print 100 * $4 / ($4 + $6)' | cell %.0f%%) |"
+    echo "| $(label "$id") | $own | $(col 'print ($3 / $4) / ($5 / $6)' | cell %.3f) | $(col 'print $4 / $3 / 1000' | cell %.2f) | $(col 'print $6 / $5 / 1000' | cell %.2f) | $(col 'print 100 * $4 / ($4 + $6)' | cell %.0f%%) | $(col 'print $7' | awk '{ printf "%.1f%%", $2 }'); $(col 'print $8' | awk '{ printf "%.1f%%", $2 }') |"
   done
   echo
 fi

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Knobs a test may turn in the generated conf.
 pub struct Options {
+    /// `server.threads`: 2 unless a test needs the one-thread default (and its runtime).
+    pub server_threads: usize,
     pub bcrypt_cost: u32,
     pub pool_threads: usize,
     pub pool_queue: usize,
@@ -48,6 +50,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            server_threads: 2,
             bcrypt_cost: 4,
             pool_threads: 2,
             pool_queue: 64,
@@ -700,7 +703,7 @@ limits:
 last_used:
   interval_seconds: {last_used}
 server:
-  threads: 2
+  threads: {server_threads}
   pid_file: {dir}/patgate.pid
   upgrade_sock: {dir}/upgrade.sock
   grace_period_seconds: {grace}
@@ -773,6 +776,7 @@ routes:
         access_log = o.access_log,
         last_used = o.last_used_seconds,
         grace = o.grace_seconds,
+        server_threads = o.server_threads,
         redis_ca = o
             .redis_tls
             .as_ref()
