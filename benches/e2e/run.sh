@@ -39,8 +39,9 @@
 #   DIRECT_CLIENT_CPU=$PROXY_CPU   CPU of wrk for (a), where no proxy runs
 #   SKIP_BUILD=1     use the existing target/release/patgate
 #   KEEP_TMP=1       keep the temp dir (confs, logs, raw wrk outputs)
-#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (c), (d), (e), (t), (f) each at the same
-#                    time as `auth: none` on a second patgate sharing the proxy's CPU); 0 to skip
+#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (b), (c), (d), (e), (t), (f) each at the
+#                    same time as `auth: none` on a second patgate sharing the proxy's CPU); 0
+#                    to skip
 #   REFERENCE_WORK_STEALING=1  the reference runs with `server.work_stealing: true` (Pingora's
 #                    default runtime), so the pairs' "vs the reference" column compares the
 #                    two runtimes; the per-core figures over each instance's control do not
@@ -594,11 +595,16 @@ done
 # process that has served other traffic can serve `auth: none` a little slower than the
 # reference (it holds more in memory; not measured apart): a target's figure is the ratio of its
 # pair to its own process's `auth: none` pair, so that both the VM and the process cancel.
+# nginx `proxy_pass` (b) is paired with the same reference, so that every target also gets a
+# per-core figure against nginx (its pair over nginx's, in the same rep).
 
-# run_ns PID: nanoseconds on CPU of all of PID's threads.
-# (A thread that ends between the glob and the read is skipped, not fatal.)
+# run_ns PID: nanoseconds on CPU of all of PID's threads and of its child processes (nginx's
+# workers). (A thread that ends between the glob and the read is skipped, not fatal.)
 run_ns() {
-  { cat /proc/"$1"/task/*/schedstat 2>/dev/null || :; } | awk '{ s += $1 } END { printf "%.0f", s }'
+  local p
+  for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    cat /proc/"$p"/task/*/schedstat 2>/dev/null || :
+  done | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 
 # run_pair ID REP: target ID and the reference's `auth: none`, at once; one line of pairs.tsv.
@@ -643,8 +649,9 @@ run_pair() {
 : >"$TMP/pairs.tsv"
 PAIR_TARGETS=()
 if [ -n "$PGR_PID" ]; then
-  # Each process's own `auth: none` just before its authenticated targets.
-  PAIR_TARGETS=(c d e)
+  # Each process's own `auth: none` just before its authenticated targets; nginx proxy_pass
+  # first, against the same reference, for the per-core ratios to nginx.
+  PAIR_TARGETS=(b c d e)
   [ "$TRACKED" = 1 ] && PAIR_TARGETS+=(t f)
   for ((r = 1; r <= PAIR_REPS; r++)); do
     for id in "${PAIR_TARGETS[@]}"; do run_pair "$id" "$r"; done
@@ -762,19 +769,21 @@ for id in a b c d e f h; do
 done
 echo
 if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
-  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a second patgate that serves nothing else (the reference, strict conf$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo ", \`server.work_stealing: true\`")), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c) and (t) are the \`auth: none\` route of the strict and the tracked instance, run the same way in the same rep as the controls$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo " (their pair figures compare the two runtimes here)" || echo ": a process that has served other traffic can serve \`auth: none\` a little slower than the reference, which serves nothing else"). **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c or t); medians over the reps (range):"
+  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a second patgate that serves nothing else (the reference, strict conf$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo ", \`server.work_stealing: true\`")), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c) and (t) are the \`auth: none\` route of the strict and the tracked instance, run the same way in the same rep as the controls$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo " (their pair figures compare the two runtimes here)" || echo ": a process that has served other traffic can serve \`auth: none\` a little slower than the reference, which serves nothing else"). **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c or t); **vs nginx** is its pair figure over nginx \`proxy_pass\`'s ((b), paired with the same reference in the same rep; nginx's CPU is its master's and workers'); medians over the reps (range):"
   echo
-  echo "| target | **per second of core vs \`auth: none\`** (over its control) | pair figure (vs the reference) | µs of CPU per request: target | reference | the target's share of CPU $PROXY_CPU | CPU $PROXY_CPU busy; steal |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| target | **per second of core vs \`auth: none\`** (over its control) | **per second of core vs nginx** | pair figure (vs the reference) | µs of CPU per request: target | reference | the target's share of CPU $PROXY_CPU | CPU $PROXY_CPU busy; steal |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   for id in "${PAIR_TARGETS[@]}"; do
     col() { awk -F'\t' -v id="$id" '$1 == id { '"$1"' }' "$TMP/pairs.tsv" | spread; }
     cell() { awk -v fmt="$1" '{ printf fmt " (" fmt "–" fmt ")", $2, $3, $4 }'; }
     case "$id" in
+      b) own="–" ;;
       c | t) own="control" ;;
       f) own="**$(pair_over f t | cell %.3f)**" ;;
       *) own="**$(pair_over "$id" c | cell %.3f)**" ;;
     esac
-    echo "| $(label "$id") | $own | $(col 'print ($3 / $4) / ($5 / $6)' | cell %.3f) | $(col 'print $4 / $3 / 1000' | cell %.2f) | $(col 'print $6 / $5 / 1000' | cell %.2f) | $(col 'print 100 * $4 / ($4 + $6)' | cell %.0f%%) | $(col 'print $7' | awk '{ printf "%.1f%%", $2 }'); $(col 'print $8' | awk '{ printf "%.1f%%", $2 }') |"
+    if [ "$id" = b ]; then vs_nginx="1.000"; else vs_nginx="$(pair_over "$id" b | cell %.3f)"; fi
+    echo "| $(label "$id") | $own | $vs_nginx | $(col 'print ($3 / $4) / ($5 / $6)' | cell %.3f) | $(col 'print $4 / $3 / 1000' | cell %.2f) | $(col 'print $6 / $5 / 1000' | cell %.2f) | $(col 'print 100 * $4 / ($4 + $6)' | cell %.0f%%) | $(col 'print $7' | awk '{ printf "%.1f%%", $2 }'); $(col 'print $8' | awk '{ printf "%.1f%%", $2 }') |"
   done
   echo
 fi
