@@ -660,6 +660,16 @@ impl Conf {
         })?;
         Builder { path }.build(file)
     }
+
+    /// For unit tests elsewhere: the smallest valid conf (one admin role, one route, Redis on
+    /// the default port, never dialled by a parse), plus `extra` top-level YAML.
+    #[cfg(test)]
+    pub(crate) fn minimal_with(extra: &str) -> Conf {
+        let text = format!(
+            "listen: 127.0.0.1:1\nredis: {{url: 'redis://127.0.0.1/'}}\nroles: [{{name: admin, permissions: ['*']}}]\nroutes: [{{name: r, path_prefix: /, upstream: '127.0.0.1:1'}}]\n{extra}"
+        );
+        Conf::parse(Path::new("t.yaml"), &text).expect("a valid conf")
+    }
 }
 
 /// Permissions patgate itself checks, known in every conf (so `*` grants them and a role or

@@ -306,12 +306,7 @@ mod tests {
     use super::*;
 
     fn names() -> IdentityHeaderNames {
-        let conf = crate::conf::Conf::parse(
-            std::path::Path::new("t.yaml"),
-            "listen: 127.0.0.1:1\nredis: {url: 'redis://127.0.0.1/'}\nroles: [{name: admin, permissions: ['*']}]\nroutes: [{name: r, path_prefix: /, upstream: '127.0.0.1:1'}]\n",
-        )
-        .expect("valid conf");
-        conf.identity_headers
+        crate::conf::Conf::minimal_with("").identity_headers
     }
 
     fn request(headers: &[(&str, &str)]) -> RequestHeader {

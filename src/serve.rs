@@ -180,22 +180,16 @@ pub fn redacted_url(url: &str) -> String {
 mod tests {
     use super::{pingora_server_conf, redacted_url};
     use crate::conf::Conf;
-    use std::path::Path;
-
-    fn conf(server: &str) -> Conf {
-        let text = format!(
-            "listen: 127.0.0.1:1\nredis: {{url: 'redis://127.0.0.1/'}}\nroles: [{{name: admin, permissions: ['*']}}]\nroutes: [{{name: r, path_prefix: /, upstream: '127.0.0.1:1'}}]\n{server}"
-        );
-        Conf::parse(Path::new("t.yaml"), &text).expect("valid conf")
-    }
 
     #[test]
     fn pingora_gets_the_threads_and_the_runtime_flavour_of_the_conf() {
-        let default = pingora_server_conf(&conf(""));
+        let default = pingora_server_conf(&Conf::minimal_with(""));
         assert_eq!((default.threads, default.work_stealing), (1, false));
-        let stealing = pingora_server_conf(&conf("server: {threads: 3}\n"));
+        let stealing = pingora_server_conf(&Conf::minimal_with("server: {threads: 3}\n"));
         assert_eq!((stealing.threads, stealing.work_stealing), (3, true));
-        let own = pingora_server_conf(&conf("server: {threads: 3, work_stealing: false}\n"));
+        let own = pingora_server_conf(&Conf::minimal_with(
+            "server: {threads: 3, work_stealing: false}\n",
+        ));
         assert_eq!((own.threads, own.work_stealing), (3, false));
     }
 
