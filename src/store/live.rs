@@ -14,9 +14,9 @@
 //!   lock the invalidation takes). A fill may be thrown away needlessly; a stale fill is never
 //!   kept. A pushed key of another kind moves nothing.
 //! - The tracked connection carries only the fills and `PING`s (the heartbeat's, `patgate
-//!   check`'s; store.rs sends every other command over the untracked one): Redis tracks whatever a tracking connection
-//!   reads, so a last-used stamp's script would otherwise push an invalidation back for each
-//!   stamp written.
+//!   check`'s; store.rs sends every other command over the untracked one): Redis tracks
+//!   whatever a tracking connection reads, so a last-used stamp's script would otherwise push
+//!   an invalidation back for each stamp written.
 //! - Redis tracks keys per connection and remembers a key once read, also a key that does
 //!   not exist, so an absent record is cached as absent and its creation invalidates it.
 //!
