@@ -357,6 +357,18 @@ pub enum Freshness {
     /// Zero round trips on the warm path: records are cached client-side and Redis pushes
     /// invalidations (RESP3 `CLIENT TRACKING`). Lag: the time an invalidation takes to arrive.
     Tracked,
+    /// Tracked mode's warm path with strict mode's guarantee: every gateway holds a lease and
+    /// confirms each fence a writer raises after its write, so a write is acknowledged only
+    /// once every live gateway has applied its invalidation, or has lost its lease and stopped
+    /// serving from its cache (store/fence.rs). One server or Sentinel; not a cluster.
+    Confirmed,
+}
+
+impl Freshness {
+    /// Whether the gateway keeps a client-side record cache (tracked and confirmed).
+    pub fn caches_records(self) -> bool {
+        matches!(self, Freshness::Tracked | Freshness::Confirmed)
+    }
 }
 
 /// Which Redis deployment patgate talks to. Routing and failover are the redis crate's
@@ -464,12 +476,13 @@ pub struct RedisConf {
     pub key_prefix: String,
     /// Per-operation deadline; past it the request fails closed with 503.
     pub timeout: Duration,
-    /// Strict (read every request) or tracked (record cache kept coherent by invalidations),
-    /// on every topology.
+    /// Strict (read every request), tracked (record cache kept coherent by invalidations, on
+    /// every topology) or confirmed (tracked, with writes confirmed by every gateway).
     pub freshness: Freshness,
     /// Tracked mode: how often the invalidation connection is proven alive with a `PING`
     /// (`redis.heartbeat_ms`); with its deadline, the bound on stale service when that
-    /// connection goes silent.
+    /// connection goes silent. Confirmed mode: how often the lease is renewed (it lasts
+    /// [`crate::store::fence::LEASE_HEARTBEATS`] heartbeats).
     pub heartbeat: Duration,
 }
 
@@ -952,6 +965,14 @@ impl Builder<'_> {
         }
         self.in_range("redis.timeout_ms", timeout_ms, 1..=60_000)?;
         self.in_range("redis.heartbeat_ms", heartbeat_ms, 50..=10_000)?;
+        if freshness == Freshness::Confirmed && matches!(topology, Topology::Cluster { .. }) {
+            // A fence is ordered after a write's invalidation only on one connection: in a
+            // cluster the two come from different nodes.
+            return Err(self.invalid(
+                "redis.freshness",
+                "confirmed needs one server or Sentinel, not redis.cluster (use strict or tracked)",
+            ));
+        }
         Ok(RedisConf {
             topology,
             ca,
@@ -1511,6 +1532,23 @@ routes:
             }
         }
         assert!(loaded >= 1);
+    }
+
+    #[test]
+    fn confirmed_freshness_is_for_one_server_or_sentinel_not_a_cluster() {
+        let single = with_redis("  url: redis://127.0.0.1:6379/0\n  freshness: confirmed\n");
+        let conf = parse(&single).expect("valid");
+        assert_eq!(conf.redis.freshness, Freshness::Confirmed);
+        assert!(conf.redis.freshness.caches_records());
+        assert!(!Freshness::Strict.caches_records() && Freshness::Tracked.caches_records());
+        let cluster = with_redis(
+            "  cluster: [redis://10.0.0.1:7000, redis://10.0.0.2:7000]\n  freshness: confirmed\n",
+        );
+        assert_eq!(
+            error(&cluster),
+            "test.yaml: redis.freshness: confirmed needs one server or Sentinel, not \
+             redis.cluster (use strict or tracked)"
+        );
     }
 
     #[test]

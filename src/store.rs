@@ -31,6 +31,7 @@
 mod batch;
 mod commands;
 mod connection;
+pub mod fence;
 pub mod live;
 mod packed;
 mod wire;
@@ -72,6 +73,19 @@ pub enum StoreError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The write is in Redis, but confirmed-mode gateways holding a lease did not
+    /// acknowledge it in time (store/fence.rs): they may serve the old state until they do
+    /// or their lease runs out.
+    #[error(
+        "written, but {pending} confirmed gateway instance(s) did not acknowledge it within \
+         {waited:?}; they may serve the old state until they do or their lease runs out"
+    )]
+    Unconfirmed {
+        /// Instances with a lease that had not acknowledged.
+        pending: u64,
+        /// How long the writer waited.
+        waited: Duration,
+    },
 }
 
 impl StoreError {
@@ -81,7 +95,7 @@ impl StoreError {
         match self {
             StoreError::Timeout(_) => true,
             StoreError::Redis(e) => e.is_timeout(),
-            StoreError::Corrupt { .. } => false,
+            StoreError::Corrupt { .. } | StoreError::Unconfirmed { .. } => false,
         }
     }
 
@@ -94,6 +108,7 @@ impl StoreError {
             StoreError::Redis(e) if e.is_connection_dropped() || e.is_io_error() => "connection",
             StoreError::Redis(_) => "reply",
             StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Unconfirmed { .. } => "unconfirmed",
         }
     }
 }
@@ -453,6 +468,23 @@ impl Keys {
         }
     }
 
+    /// `{fence}:generation`: raised by every writer after its write (store/fence.rs). The
+    /// three fence keys share the `{fence}` hash tag (or the prefix's own, if it has one), so
+    /// one script reaches them on a cluster too.
+    pub fn fence_generation(&self) -> String {
+        self.key("{fence}:generation", "")
+    }
+
+    /// `{fence}:instances`: confirmed gateways by lease expiry (Redis's clock, ms).
+    pub fn fence_instances(&self) -> String {
+        self.key("{fence}:instances", "")
+    }
+
+    /// `{fence}:acks`: the fence generation each confirmed gateway has applied.
+    pub fn fence_acks(&self) -> String {
+        self.key("{fence}:acks", "")
+    }
+
     /// A SCAN pattern matching every credential key (glob characters in the key prefix escaped).
     pub fn credential_pattern(&self) -> String {
         let mut pattern = String::with_capacity(self.prefix.len() + 7);
@@ -596,6 +628,9 @@ pub struct Store {
     untracked: Option<Connection>,
     keys: Keys,
     timeout: Duration,
+    /// `redis.heartbeat_ms`: how long a confirmed gateway's lease lasts, in heartbeats, and so
+    /// how long a write's fence may wait (fence.rs).
+    heartbeat: Duration,
 }
 
 impl Store {
@@ -616,40 +651,62 @@ impl Store {
             untracked: None,
             keys: Keys::new(&conf.key_prefix),
             timeout: conf.timeout,
+            heartbeat: conf.heartbeat,
         })
     }
 
-    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] mode (on every
-    /// topology) the connection speaks RESP3 with `CLIENT TRACKING` and up to
-    /// `tracked_entries` parsed credential records (and as many user records) are kept in a
-    /// [`LiveCache`], invalidated by Redis pushes and dropped with the connection. In strict
-    /// mode the request-path reads of concurrent requests are coalesced into one batch
-    /// (`ReadBatcher`, store/batch.rs). Must be called inside a Tokio runtime.
+    /// The gateway's store: as [`Store::lazy`], but in [`Freshness::Tracked`] and
+    /// [`Freshness::Confirmed`] mode the connection speaks RESP3 with `CLIENT TRACKING` and up
+    /// to `tracked_entries` parsed credential records (and as many user records) are kept in a
+    /// [`LiveCache`], invalidated by Redis pushes and dropped with the connection; confirmed
+    /// mode serves it only under a lease that fence.rs's task keeps (and acknowledges
+    /// writers' fences). In strict mode the request-path reads of concurrent requests are
+    /// coalesced into one batch (`ReadBatcher`, store/batch.rs). Must be called inside a Tokio
+    /// runtime.
     ///
     /// # Errors
     /// The URL is invalid.
     pub fn for_gateway(conf: &RedisConf, tracked_entries: usize) -> Result<Store, StoreError> {
         let keys = Keys::new(&conf.key_prefix);
-        let live = (conf.freshness == Freshness::Tracked)
-            .then(|| Arc::new(LiveCache::new(tracked_entries, &keys)));
+        let fence = (conf.freshness == Freshness::Confirmed)
+            .then(|| Arc::new(fence::InstanceFence::new(&keys)));
+        let live = conf.freshness.caches_records().then(|| {
+            Arc::new(match &fence {
+                Some(fence) => LiveCache::confirmed(tracked_entries, &keys, Arc::clone(fence)),
+                None => LiveCache::new(tracked_entries, &keys),
+            })
+        });
         let invalidator = live.as_ref().map(|live| Invalidator(Arc::clone(live)));
         let conn = Connection::open(conf, invalidator)?;
-        if let Some(live) = &live {
-            tokio::spawn(live::heartbeat(
-                Arc::downgrade(live),
-                conn.clone(),
-                conf.heartbeat,
-                conf.timeout,
-            ));
+        let untracked = match live {
+            Some(_) => Some(Connection::open(conf, None)?),
+            None => None,
+        };
+        match (&live, &untracked) {
+            (Some(live), Some(untracked)) if fence.is_some() => {
+                tokio::spawn(fence::keep_lease(
+                    Arc::downgrade(live),
+                    conn.clone(),
+                    untracked.clone(),
+                    keys.clone(),
+                    conf.heartbeat,
+                    conf.timeout,
+                ));
+            }
+            (Some(live), _) => {
+                tokio::spawn(live::heartbeat(
+                    Arc::downgrade(live),
+                    conn.clone(),
+                    conf.heartbeat,
+                    conf.timeout,
+                ));
+            }
+            (None, _) => {}
         }
         let reads = live.is_none().then(|| {
             let wire = wire::WireTarget::for_conf(conf);
             Arc::new(ReadBatcher::start(conn.clone(), wire, conf.timeout))
         });
-        let untracked = match live {
-            Some(_) => Some(Connection::open(conf, None)?),
-            None => None,
-        };
         Ok(Store {
             conn,
             reads,
@@ -657,7 +714,20 @@ impl Store {
             untracked,
             keys,
             timeout: conf.timeout,
+            heartbeat: conf.heartbeat,
         })
+    }
+
+    /// Raises a fence after a write and waits until every confirmed gateway has applied it
+    /// or lost its lease (store/fence.rs); at once when none runs. Every write that decides
+    /// requests (credentials, memberships, account status) ends with it, whatever this
+    /// store's own mode: the gateways' mode is theirs.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis fails; [`StoreError::Unconfirmed`] when a live gateway did
+    /// not acknowledge in time.
+    async fn confirm_write(&self) -> Result<(), StoreError> {
+        fence::confirm(self.plain(), &self.keys, self.timeout, self.heartbeat).await
     }
 
     /// Whether strict mode's read batcher has stopped (it never should; a stopped batcher
@@ -963,7 +1033,8 @@ impl Store {
             .ignore()
             .hset(&key, membership_field(org), role)
             .ignore();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await
+        self.bounded(pipe.query_async::<()>(&mut conn)).await?;
+        self.confirm_write().await
     }
 
     /// Ends the user's membership in `org`; `false` if there was none.
@@ -975,6 +1046,9 @@ impl Store {
         let removed: u64 = self
             .bounded(conn.hdel(self.keys.user(user), membership_field(org)))
             .await?;
+        if removed > 0 {
+            self.confirm_write().await?;
+        }
         Ok(removed > 0)
     }
 
@@ -986,7 +1060,8 @@ impl Store {
         let mut conn = self.plain();
         let status = UserStatus::Removed.as_str();
         self.bounded(conn.hset::<_, _, _, ()>(self.keys.user(user), "status", status))
-            .await
+            .await?;
+        self.confirm_write().await
     }
 
     /// Sets an existing user's status to `status` in one step that refuses a removed user,
@@ -1004,6 +1079,9 @@ impl Store {
         invocation.arg(status.as_str());
         let mut conn = self.plain();
         let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if outcome == 1 {
+            self.confirm_write().await?;
+        }
         Ok(match outcome {
             1 => StatusChange::Set,
             0 => StatusChange::Removed,
@@ -1050,6 +1128,8 @@ impl Store {
             return Ok(false);
         }
         let _: u64 = self.bounded(conn.sadd(index, &record.prefix)).await?;
+        // A gateway may hold the prefix cached as absent (Redis tracks absent keys too).
+        self.confirm_write().await?;
         Ok(true)
     }
 
@@ -1066,6 +1146,9 @@ impl Store {
             .arg(kind.as_str());
         let mut conn = self.plain();
         let outcome: u8 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if outcome == 1 {
+            self.confirm_write().await?;
+        }
         Ok(match outcome {
             1 => Revoked::Now,
             2 => Revoked::Already,

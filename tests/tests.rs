@@ -15,6 +15,9 @@ mod cli;
 /// Real Redis topologies: a 3-primary cluster and a Sentinel set (failover under traffic), also
 /// served over TLS only.
 mod cluster;
+/// Confirmed mode: writes wait for every gateway's acknowledgement (or its lease to end), so
+/// a zero-round-trip warm path keeps strict mode's guarantee.
+mod confirmed;
 /// `patgate demo`: its printed curl lines work, Ctrl-C stops everything.
 mod demo;
 /// The fast path: verified-secret cache, single flight, one round trip, tracked mode.

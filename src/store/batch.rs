@@ -317,6 +317,10 @@ impl ReadBatcher {
                     key: key.clone(),
                     problem: problem.clone(),
                 },
+                StoreError::Unconfirmed { pending, waited } => StoreError::Unconfirmed {
+                    pending: *pending,
+                    waited: *waited,
+                },
             });
         }
         Ok(Replied { outcome, positions })

@@ -34,6 +34,7 @@
 //! its acknowledgement) is what the revocation-lag bench measures for tracked mode.
 
 use super::connection::Connection;
+use super::fence::InstanceFence;
 use super::{CredentialRecord, Keys, PackedRecord, StoreError, UserStatus};
 use crate::token::PREFIX_LEN;
 use redis::aio::AsyncPushSender;
@@ -41,7 +42,7 @@ use redis::{PushInfo, PushKind, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The least time a heartbeat `PING` is given before the connection counts as silent (the
 /// store's own deadline when that is longer), so a busy moment does not drop the cache.
@@ -101,6 +102,9 @@ pub struct LiveCache {
     gate: RwLock<()>,
     credential_key_prefix: String,
     user_key_prefix: String,
+    /// Confirmed mode: the instance's lease (nothing is served without it) and the wake-up
+    /// a raised fence sends (fence.rs).
+    fence: Option<Arc<InstanceFence>>,
     /// Counters.
     pub stats: LiveStats,
 }
@@ -138,47 +142,86 @@ impl LiveCache {
             gate: RwLock::new(()),
             credential_key_prefix: keys.credential(""),
             user_key_prefix: keys.user(""),
+            fence: None,
             stats: LiveStats::default(),
         }
     }
 
-    /// The cached credential record for `prefix` (none while suspended).
-    pub fn credential(&self, prefix: &str) -> Option<CachedCredential> {
+    /// Confirmed mode's cache: as [`LiveCache::new`], but it serves only while `fence`
+    /// holds its lease, and starts suspended (no lease yet; fence.rs's task grants it).
+    pub fn confirmed(entries: usize, keys: &Keys, fence: Arc<InstanceFence>) -> LiveCache {
+        LiveCache {
+            fence: Some(fence),
+            suspended: AtomicBool::new(true),
+            ..LiveCache::new(entries, keys)
+        }
+    }
+
+    /// Confirmed mode's fence.
+    pub fn fence(&self) -> Option<Arc<InstanceFence>> {
+        self.fence.clone()
+    }
+
+    /// Whether entries may be served now: not suspended and, in confirmed mode, under the
+    /// lease. A lease found run out suspends the cache (dropped; the request reads Redis over
+    /// the untracked connection) until fence.rs's task renews it: the pushes that arrived
+    /// meanwhile may not all be applied yet, and the writers have stopped waiting for this
+    /// instance.
+    fn serving(&self) -> bool {
         if self.suspended.load(Ordering::Acquire) {
+            return false;
+        }
+        match &self.fence {
+            Some(fence) if !fence.holds_lease(Instant::now()) => {
+                self.suspend("its lease ran out");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The cached credential record for `prefix` (none while not [serving]).
+    ///
+    /// [serving]: LiveCache::serving
+    pub fn credential(&self, prefix: &str) -> Option<CachedCredential> {
+        if !self.serving() {
             return None;
         }
         self.credentials.get(&prefix_key(prefix)?)
     }
 
-    /// The cached user record for `user` (none while suspended).
+    /// The cached user record for `user` (none while not [serving]).
+    ///
+    /// [serving]: LiveCache::serving
     pub fn user(&self, user: &str) -> Option<Arc<CachedUser>> {
-        if self.suspended.load(Ordering::Acquire) {
+        if !self.serving() {
             return None;
         }
         self.users.get(user)
     }
 
-    /// The connection went silent: drop everything and serve nothing until [`resume`].
+    /// The invalidation connection went silent (`why`): drop everything and serve nothing
+    /// until [`resume`].
     ///
     /// [`resume`]: LiveCache::resume
-    pub fn suspend(&self) {
+    pub fn suspend(&self, why: &str) {
         if !self.suspended.swap(true, Ordering::AcqRel) {
             log::warn!(
-                "redis.freshness tracked: the invalidation connection did not answer a heartbeat; \
-                 cache dropped, every request reads Redis until it answers again"
+                "redis record cache suspended: {why}; cache dropped, every request reads Redis \
+                 until the invalidation connection answers again"
             );
         }
         self.clear();
     }
 
-    /// The connection answered a heartbeat: cache again. Fills started while suspended read
-    /// over another connection (whose keys Redis does not track for this one), so they are
-    /// discarded: resuming moves the generation.
+    /// The connection answered a heartbeat (in confirmed mode: the lease was renewed): cache
+    /// again. Fills started while suspended read over another connection (whose keys Redis
+    /// does not track for this one), so they are discarded: resuming moves the generation.
     pub fn resume(&self) {
         let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         if self.suspended.swap(false, Ordering::AcqRel) {
             self.generation.fetch_add(1, Ordering::AcqRel);
-            log::info!("redis.freshness tracked: the invalidation connection answers again");
+            log::info!("redis record cache: the invalidation connection answers; caching");
         }
     }
 
@@ -222,6 +265,12 @@ impl LiveCache {
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
+        if let Some(fence) = self.fence.as_ref().filter(|f| f.is_generation_key(key)) {
+            // A writer raised a fence: its writes' invalidations came before this one and
+            // are applied; fence.rs's task proves it with a read and acknowledges.
+            fence.wake();
+            return;
+        }
         let named = if let Some(prefix) = key.strip_prefix(&self.credential_key_prefix) {
             prefix_key(prefix).map(Invalidated::Credential)
         } else {
@@ -286,7 +335,7 @@ pub async fn heartbeat(
         if answered {
             live.resume();
         } else {
-            live.suspend();
+            live.suspend("the invalidation connection did not answer a heartbeat");
             conn.suspect();
         }
     }
@@ -437,7 +486,7 @@ mod tests {
         let cache = cache();
         cache.fill_user(cache.ticket(), "alice", user("admin"));
         let ticket = cache.ticket();
-        cache.suspend();
+        cache.suspend("a test");
         assert!(cache.is_suspended() && cache.user("alice").is_none());
         cache.fill_user(cache.ticket(), "bob", user("admin"));
         assert!(cache.is_empty(), "no fill lands while suspended");
@@ -453,6 +502,45 @@ mod tests {
         assert!(cache.user("erin").is_none(), "a fill read while suspended");
         cache.fill_user(cache.ticket(), "dave", user("admin"));
         assert!(cache.user("dave").is_some());
+    }
+
+    #[test]
+    fn a_confirmed_cache_serves_only_under_its_lease() {
+        let keys = Keys::new("patgate:");
+        let fence = Arc::new(InstanceFence::new(&keys));
+        let cache = LiveCache::confirmed(100, &keys, Arc::clone(&fence));
+        assert!(cache.is_suspended(), "no lease yet");
+        cache.fill_user(cache.ticket(), "alice", user("admin"));
+        assert!(cache.user("alice").is_none(), "nothing lands before the first renewal");
+        fence.grant_for_test(Instant::now() + Duration::from_secs(60));
+        cache.resume();
+        cache.fill_user(cache.ticket(), "alice", user("admin"));
+        assert!(cache.user("alice").is_some());
+        // The lease ran out (a stopped process, a renewal that failed): nothing is served,
+        // and what was held is dropped, not hidden.
+        fence.grant_for_test(Instant::now());
+        assert!(cache.user("alice").is_none());
+        assert!(cache.is_suspended() && cache.is_empty());
+    }
+
+    #[test]
+    fn a_raised_fence_wakes_the_lease_task_and_discards_no_fill() {
+        let keys = Keys::new("patgate:");
+        let fence = Arc::new(InstanceFence::new(&keys));
+        let cache = LiveCache::confirmed(100, &keys, Arc::clone(&fence));
+        let ticket = cache.ticket();
+        cache.invalidate(keys.fence_generation().as_bytes());
+        assert_eq!(cache.ticket().0, ticket.0, "the generation key is no record");
+        let woken = fence.woken_for_test();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), woken.notified())
+                .await
+                .expect("the push left a wake-up for the lease task");
+        });
     }
 
     #[test]

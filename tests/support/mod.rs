@@ -94,6 +94,13 @@ pub struct SecondGateway {
     child: Child,
 }
 
+impl SecondGateway {
+    /// Its process id (to stop and resume it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for SecondGateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
