@@ -5,7 +5,8 @@
 //! bcrypt (the pool has one thread, so 100,000 cold verifications would take far longer).
 //!
 //! `FRESHNESS=tracked` runs the gateway in tracked mode, where it also keeps the parsed
-//! credential records (and their owners') in memory.
+//! credential records (and their owners') in memory; `FRESHNESS=confirmed` in confirmed
+//! mode, which keeps the same.
 //!
 //! `cargo bench --bench cache_rss` (`TOKENS=n` to change); under `cargo test --benches` it
 //! runs with 500 tokens.
@@ -100,8 +101,8 @@ fn main() {
         .unwrap_or(if benching { 100_000 } else { 500 });
     let freshness = std::env::var("FRESHNESS").unwrap_or_else(|_| "strict".into());
     assert!(
-        matches!(freshness.as_str(), "strict" | "tracked"),
-        "FRESHNESS must be strict or tracked"
+        matches!(freshness.as_str(), "strict" | "tracked" | "confirmed"),
+        "FRESHNESS must be strict, tracked or confirmed"
     );
     let redis = RedisServer::start().expect("redis-server");
     let upstream = Upstream::start().expect("upstream");

@@ -24,6 +24,9 @@
 //!                             strict: one batch per turn, own connection    store/batch.rs
 //!                             on one plain-TCP server, RESP written/parsed  store/wire.rs
 //!                             in place                                       store/commands.rs
+//!                             tracked / confirmed: records in memory, kept  store/live.rs
+//!                             by pushed invalidations; confirmed serves     store/fence.rs
+//!                             them under a lease (writers wait for acks)
 //!                           role ∩ narrowing ⊇ route's require               permissions.rs
 //!                           → Verdict::Allow(Identity) | Verdict::Deny       denial.rs
 //!             Deny: JSON error + WWW-Authenticate / Retry-After, nothing forwarded
@@ -50,6 +53,9 @@
 //! Steps 3-4 live in auth.rs's `Authenticator`, shared with the management API; it also
 //! notes each use (last_used.rs) and each denial (audit.rs) for recorder.rs, which writes them
 //! from a background task so the request never waits.
+//!
+//! Writes (manage.rs, through store.rs) end with a fence: in confirmed mode a write is
+//! acknowledged only once every gateway holding a lease has applied it (store/fence.rs).
 //!
 //! Off the request path: admin.rs (`/healthz`, `/readyz`, `/metrics` and the management API
 //! of api/ on `admin_listen`), metrics.rs (every metric), conf.rs (the validated conf),

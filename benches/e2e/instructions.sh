@@ -15,7 +15,8 @@
 # and divides by the requests wrk completed. It stops everything it started on exit.
 #
 # Targets: (c) `auth: none`, (d) warm PAT strict, (e) warm API key strict, (f) warm PAT
-# tracked; the same routes and roles as run.sh.
+# tracked, (k) warm PAT confirmed, (l) warm API key confirmed; the same routes and roles as
+# run.sh.
 #
 # What the count is: user-space instructions of the patgate process (kernel work, such as
 # the socket system calls, is not counted).
@@ -80,9 +81,9 @@ wait_port() { # NAME PORT PID LOG
   done
 }
 
-read -r REDIS_PORT UP_PORT PG_PORT PGT_PORT <<<"$(python3 -c '
+read -r REDIS_PORT UP_PORT PG_PORT PGT_PORT PGK_PORT <<<"$(python3 -c '
 import socket
-s = [socket.socket() for _ in range(4)]
+s = [socket.socket() for _ in range(5)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(" ".join(str(x.getsockname()[1]) for x in s))')"
 
@@ -118,7 +119,9 @@ EOF
 }
 write_conf "$TMP/strict.yaml" "$PG_PORT" ""
 write_conf "$TMP/tracked.yaml" "$PGT_PORT" "  freshness: tracked"
+write_conf "$TMP/confirmed.yaml" "$PGK_PORT" "  freshness: confirmed"
 "$BIN" -c "$TMP/tracked.yaml" check >"$TMP/check.log" 2>&1 || die "patgate check refused the tracked conf" "$TMP/check.log"
+"$BIN" -c "$TMP/confirmed.yaml" check >"$TMP/check.log" 2>&1 || die "patgate check refused the confirmed conf" "$TMP/check.log"
 
 cli() { "$BIN" -c "$TMP/strict.yaml" "$@" 2>>"$TMP/seed.log" || die "patgate $* failed" "$TMP/seed.log"; }
 cli user put bench --org acme --role member >/dev/null
@@ -169,6 +172,12 @@ read -r E_REQ E_INS <"$TMP/e.result"
 log "counting (f) warm PAT, tracked"
 count f "$TMP/tracked.yaml" "$PGT_PORT" /api "Authorization: Bearer $PAT"
 read -r F_REQ F_INS <"$TMP/f.result"
+log "counting (k) warm PAT, confirmed"
+count k "$TMP/confirmed.yaml" "$PGK_PORT" /api "Authorization: Bearer $PAT"
+read -r K_REQ K_INS <"$TMP/k.result"
+log "counting (l) warm API key, confirmed"
+count l "$TMP/confirmed.yaml" "$PGK_PORT" /api "X-API-Key: $KEY"
+read -r L_REQ L_INS <"$TMP/l.result"
 
 echo "## Instructions per request (callgrind)"
 echo
@@ -190,3 +199,5 @@ row "(c) patgate \`auth: none\`" "$C_REQ" "$C_INS"
 row "(d) warm PAT, strict" "$D_REQ" "$D_INS"
 row "(e) warm API key, strict" "$E_REQ" "$E_INS"
 row "(f) warm PAT, tracked" "$F_REQ" "$F_INS"
+row "(k) warm PAT, confirmed" "$K_REQ" "$K_INS"
+row "(l) warm API key, confirmed" "$L_REQ" "$L_INS"

@@ -322,6 +322,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_publishes_the_writers_script_as_it_runs() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(CONFIRM.trim_start()),
+            "README.md, \"Confirmed mode\", must quote CONFIRM verbatim for products that write Redis"
+        );
+    }
+
+    #[test]
     fn instance_ids_are_unique_per_instance() {
         let keys = Keys::new("patgate:");
         let (a, b) = (InstanceFence::new(&keys), InstanceFence::new(&keys));
