@@ -7,10 +7,10 @@
 # It installs what is missing (apt: wrk nginx cmake redis-server curl), builds
 # `cargo build --release`, then starts everything itself on free 127.0.0.1 ports in a temp
 # dir, and stops all of it on exit: a private redis-server, an nginx upstream (200 "ok"), an
-# nginx reverse proxy to it, and patgate instances (strict; tracked if the conf key exists;
-# cold with bcrypt cost 6). It never touches anything it did not start. Then it runs wrk
-# against every target, interleaved round-robin for REPS reps after a warm-up, and prints a
-# markdown report on stdout (progress goes to stderr):
+# nginx reverse proxy to it, and patgate instances (strict; tracked and confirmed if the conf
+# keys exist; cold with bcrypt cost 6). It never touches anything it did not start. Then it
+# runs wrk against every target, interleaved round-robin for REPS reps after a warm-up, and
+# prints a markdown report on stdout (progress goes to stderr):
 #
 #   (a) direct to the nginx upstream      (e) patgate, warm API key, strict
 #   (b) nginx proxy_pass                  (f) patgate, warm PAT, redis.freshness: tracked
@@ -19,6 +19,8 @@
 #                                             pool thread on the proxy's CPU
 #   (h) patgate, warm PATs, strict, WARM_TOKENS distinct tokens and owners in rotation
 #   (i) as (g), with the bcrypt pool thread moved to CLIENT_CPU (the client side is light then)
+#   (k) patgate, warm PAT, redis.freshness: confirmed
+#   (l) patgate, warm API key, redis.freshness: confirmed
 #
 # Cold PATs are compared with what one bcrypt thread does alone on the same CPU, measured in
 # the same run: each rep also runs the criterion bench `bcrypt_verify/6` pinned to each of
@@ -39,9 +41,10 @@
 #   DIRECT_CLIENT_CPU=$PROXY_CPU   CPU of wrk for (a), where no proxy runs
 #   SKIP_BUILD=1     use the existing target/release/patgate
 #   KEEP_TMP=1       keep the temp dir (confs, logs, raw wrk outputs)
-#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (b), (c), (d), (e), (t), (f) each at the
-#                    same time as `auth: none` on a second patgate sharing the proxy's CPU); 0
-#                    to skip
+#   PAIR_REPS=$REPS  reps of the concurrent pairs (5b: (b), (c), (d), (e), (t), (f), (u), (k),
+#                    (l) each at the same time as `auth: none` on a second patgate sharing the
+#                    proxy's CPU; (t) and (u) are `auth: none` on the tracked and the confirmed
+#                    instance, the controls of (f) and of (k), (l)); 0 to skip
 #   REFERENCE_WORK_STEALING=1  the reference runs with `server.work_stealing: true` (Pingora's
 #                    default runtime), so the pairs' "vs the reference" column compares the
 #                    two runtimes; the per-core figures over each instance's control do not
@@ -227,8 +230,8 @@ EOF
   fi
 }
 
-read -r REDIS_PORT UP_PORT NGX_PORT PG_PORT PGT_PORT PGC_PORT PGR_PORT <<<"$(free_ports 7)"
-log "temp dir $TMP; ports: redis $REDIS_PORT, upstream $UP_PORT, nginx proxy $NGX_PORT, patgate $PG_PORT / tracked $PGT_PORT / cold $PGC_PORT / reference $PGR_PORT"
+read -r REDIS_PORT UP_PORT NGX_PORT PG_PORT PGT_PORT PGC_PORT PGR_PORT PGK_PORT <<<"$(free_ports 8)"
+log "temp dir $TMP; ports: redis $REDIS_PORT, upstream $UP_PORT, nginx proxy $NGX_PORT, patgate $PG_PORT / tracked $PGT_PORT / confirmed $PGK_PORT / cold $PGC_PORT / reference $PGR_PORT"
 
 # ---------------------------------------------------------------------------------------
 # 3. Redis, nginx upstream, nginx proxy
@@ -287,9 +290,11 @@ EOF
 }
 CONF="$TMP/patgate-strict.yaml"
 CONF_T="$TMP/patgate-tracked.yaml"
+CONF_K="$TMP/patgate-confirmed.yaml"
 CONF_C="$TMP/patgate-cold.yaml"
 write_conf "$CONF" strict "$PG_PORT" 10 ""
 write_conf "$CONF_T" tracked "$PGT_PORT" 10 tracked
+write_conf "$CONF_K" confirmed "$PGK_PORT" 10 confirmed
 write_conf "$CONF_C" cold "$PGC_PORT" 6 ""
 # The reference of the concurrent pairs (5b): the strict conf on its own port and process.
 CONF_R="$TMP/patgate-reference.yaml"
@@ -305,6 +310,13 @@ if ! "$BIN" -c "$CONF_T" check >"$TMP/check-tracked.log" 2>&1; then
   TRACKED=0
   TRACKED_NOTE="$(grep -v '^[[:space:]]*$' "$TMP/check-tracked.log" | head -n 3 | tr '\n' ' ')"
   log "NOTE: skipping (f) tracked: \`patgate check\` refuses \`redis.freshness: tracked\`: $TRACKED_NOTE"
+fi
+CONFIRMED=1
+CONFIRMED_NOTE=""
+if ! "$BIN" -c "$CONF_K" check >"$TMP/check-confirmed.log" 2>&1; then
+  CONFIRMED=0
+  CONFIRMED_NOTE="$(grep -v '^[[:space:]]*$' "$TMP/check-confirmed.log" | head -n 3 | tr '\n' ' ')"
+  log "NOTE: skipping (k), (l) confirmed: \`patgate check\` refuses \`redis.freshness: confirmed\`: $CONFIRMED_NOTE"
 fi
 
 # cli CONF ARGS...: one CLI command; its stderr goes to the seed log.
@@ -371,6 +383,11 @@ if [ "$TRACKED" = 1 ]; then
   start_patgate tracked "$CONF_T" "$PGT_PORT"
   PGT_PID=$STARTED_PID
 fi
+PGK_PID=""
+if [ "$CONFIRMED" = 1 ]; then
+  start_patgate confirmed "$CONF_K" "$PGK_PORT"
+  PGK_PID=$STARTED_PID
+fi
 start_patgate cold "$CONF_C" "$PGC_PORT"
 PGC_PID=$STARTED_PID
 PGR_PID=""
@@ -399,6 +416,11 @@ expect "(e) patgate API key" 200 "$TMP/patgate-strict.log" -H "X-API-Key: $KEY" 
 if [ "$TRACKED" = 1 ]; then
   expect "(f) patgate tracked PAT" 200 "$TMP/patgate-tracked.log" -H "Authorization: Bearer $PAT" "http://127.0.0.1:$PGT_PORT/api"
 fi
+if [ "$CONFIRMED" = 1 ]; then
+  expect "(u) patgate confirmed /open" 200 "$TMP/patgate-confirmed.log" "http://127.0.0.1:$PGK_PORT/open"
+  expect "(k) patgate confirmed PAT" 200 "$TMP/patgate-confirmed.log" -H "Authorization: Bearer $PAT" "http://127.0.0.1:$PGK_PORT/api"
+  expect "(l) patgate confirmed API key" 200 "$TMP/patgate-confirmed.log" -H "X-API-Key: $KEY" "http://127.0.0.1:$PGK_PORT/api"
+fi
 expect "(g) patgate cold PAT" 200 "$TMP/patgate-cold.log" -H "Authorization: Bearer $COLD_SANITY" "http://127.0.0.1:$PGC_PORT/api"
 # The cold instance's bcrypt pool thread, started by that first PAT (the pool starts lazily).
 POOL_TID="$(grep -l '^patgate-bcrypt' /proc/"$PGC_PID"/task/*/comm 2>/dev/null | head -n 1 | cut -d/ -f5)"
@@ -413,6 +435,7 @@ xargs -P 4 -I{} curl -sS -o /dev/null -w '%{http_code}\n' --max-time 10 -H "Auth
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 RSS0_STRICT="$(rss_kb "$PG_PID")"
 RSS0_TRACKED="$([ -n "$PGT_PID" ] && rss_kb "$PGT_PID" || echo "not run")"
+RSS0_CONFIRMED="$([ -n "$PGK_PID" ] && rss_kb "$PGK_PID" || echo "not run")"
 RSS0_COLD="$(rss_kb "$PGC_PID")"
 
 # ---------------------------------------------------------------------------------------
@@ -420,6 +443,7 @@ RSS0_COLD="$(rss_kb "$PGC_PID")"
 # ---------------------------------------------------------------------------------------
 TARGETS=(a b c d e)
 [ "$TRACKED" = 1 ] && TARGETS+=(f)
+[ "$CONFIRMED" = 1 ] && TARGETS+=(k l)
 TARGETS+=(g)
 [ "$PIN" = 1 ] && TARGETS+=(i)
 TARGETS+=(h)
@@ -434,7 +458,10 @@ label() {
     g) echo "(g) patgate cold PATs, cost 6, bcrypt pool on the proxy's CPU (verifications/s)" ;;
     h) echo "(h) patgate warm PATs, strict, $WARM_TOKENS distinct in rotation" ;;
     i) echo "(i) patgate cold PATs, cost 6, bcrypt pool thread on CPU $CLIENT_CPU (verifications/s)" ;;
+    k) echo "(k) patgate warm PAT, confirmed" ;;
+    l) echo "(l) patgate warm API key, confirmed" ;;
     t) echo "(t) patgate \`auth: none\` on the tracked instance" ;;
+    u) echo "(u) patgate \`auth: none\` on the confirmed instance" ;;
   esac
 }
 
@@ -444,6 +471,7 @@ proxy_pid() {
     b) echo "$NGX_PID" ;;
     c | d | e | h) echo "$PG_PID" ;;
     f | t) echo "$PGT_PID" ;;
+    k | l | u) echo "$PGK_PID" ;;
     g | i) echo "$PGC_PID" ;;
   esac
 }
@@ -486,7 +514,8 @@ core_use() {
 }
 
 # request_of ID: sets REQ_URL and REQ_HEADERS (wrk -H arguments) of a one-request target (a–f,
-# and t: the tracked instance's `auth: none` route, a control of the concurrent pairs).
+# k, l, and t, u: the tracked and the confirmed instance's `auth: none` route, controls of the
+# concurrent pairs).
 request_of() {
   REQ_HEADERS=()
   case "$1" in
@@ -496,7 +525,10 @@ request_of() {
     d) REQ_URL="http://127.0.0.1:$PG_PORT/api" REQ_HEADERS=(-H "Authorization: Bearer $PAT") ;;
     e) REQ_URL="http://127.0.0.1:$PG_PORT/api" REQ_HEADERS=(-H "X-API-Key: $KEY") ;;
     f) REQ_URL="http://127.0.0.1:$PGT_PORT/api" REQ_HEADERS=(-H "Authorization: Bearer $PAT") ;;
+    k) REQ_URL="http://127.0.0.1:$PGK_PORT/api" REQ_HEADERS=(-H "Authorization: Bearer $PAT") ;;
+    l) REQ_URL="http://127.0.0.1:$PGK_PORT/api" REQ_HEADERS=(-H "X-API-Key: $KEY") ;;
     t) REQ_URL="http://127.0.0.1:$PGT_PORT/open" ;;
+    u) REQ_URL="http://127.0.0.1:$PGK_PORT/open" ;;
   esac
 }
 
@@ -507,7 +539,7 @@ run_target() {
   local id="$1" dur="$2" out="$3" rep="${4:-}"
   local cpu="$CLIENT_CPU" script="$HERE/report.lua" url extra=() args=()
   case "$id" in
-    a | b | c | d | e | f)
+    a | b | c | d | e | f | k | l)
       request_of "$id"
       url="$REQ_URL" extra=(${REQ_HEADERS[@]+"${REQ_HEADERS[@]}"})
       if [ "$id" = a ]; then cpu="$DIRECT_CLIENT_CPU"; fi
@@ -591,10 +623,11 @@ done
 # process's cost per request is its threads' on-CPU time (/proc/PID/task/*/schedstat, ns)
 # over the requests its wrk completed; a pair gives the target's requests per second of core
 # over the reference's. The same is measured for the `auth: none` route of the target's own
-# process ((c) on the strict instance, (t) on the tracked one), in the same rep, because a
-# process that has served other traffic can serve `auth: none` a little slower than the
-# reference (it holds more in memory; not measured apart): a target's figure is the ratio of its
-# pair to its own process's `auth: none` pair, so that both the VM and the process cancel.
+# process ((c) on the strict instance, (t) on the tracked one, (u) on the confirmed one), in
+# the same rep, because a process that has served other traffic can serve `auth: none` a
+# little slower than the reference (it holds more in memory; not measured apart): a target's
+# figure is the ratio of its pair to its own process's `auth: none` pair, so that both the VM
+# and the process cancel.
 # nginx `proxy_pass` (b) is paired with the same reference, so that every target also gets a
 # per-core figure against nginx (its pair over nginx's, in the same rep).
 
@@ -653,6 +686,7 @@ if [ -n "$PGR_PID" ]; then
   # first, against the same reference, for the per-core ratios to nginx.
   PAIR_TARGETS=(b c d e)
   [ "$TRACKED" = 1 ] && PAIR_TARGETS+=(t f)
+  [ "$CONFIRMED" = 1 ] && PAIR_TARGETS+=(u k l)
   for ((r = 1; r <= PAIR_REPS; r++)); do
     for id in "${PAIR_TARGETS[@]}"; do run_pair "$id" "$r"; done
   done
@@ -660,8 +694,9 @@ fi
 
 RSS1_STRICT="$(rss_kb "$PG_PID")"
 RSS1_TRACKED="$([ -n "$PGT_PID" ] && rss_kb "$PGT_PID" || echo "not run")"
+RSS1_CONFIRMED="$([ -n "$PGK_PID" ] && rss_kb "$PGK_PID" || echo "not run")"
 RSS1_COLD="$(rss_kb "$PGC_PID")"
-for p in "$PG_PID" $PGT_PID "$PGC_PID" $PGR_PID; do
+for p in "$PG_PID" $PGT_PID $PGK_PID "$PGC_PID" $PGR_PID; do
   kill -0 "$p" 2>/dev/null || die "a patgate instance (pid $p) died during the runs" "$TMP"/patgate-*.log
 done
 
@@ -731,9 +766,13 @@ echo
 C_CPU="$(med c 8)"
 echo "| target | req/s (median) | req/s range | p50 ms | p99 ms | non-2xx | socket errors | vs patgate \`auth: none\` | vs nginx proxy_pass | proxy CPU µs/req (median) | CPU above \`auth: none\` |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for id in a b c d e f g h i; do
+for id in a b c d e f k l g h i; do
   if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then
     echo "| $(label f) | skipped | | | | | | | | | |"
+    continue
+  fi
+  if { [ "$id" = k ] || [ "$id" = l ]; } && [ "$CONFIRMED" = 0 ]; then
+    echo "| $(label "$id") | skipped | | | | | | | | | |"
     continue
   fi
   if [ "$id" = i ] && [ "$PIN" = 0 ]; then continue; fi
@@ -753,8 +792,9 @@ echo "Ratios paired per rep (each rep's req/s over \`auth: none\`'s or nginx's i
 echo
 echo "| target | vs patgate \`auth: none\`, paired | vs nginx proxy_pass, paired |"
 echo "|---|---:|---:|"
-for id in d e f h; do
+for id in d e f k l h; do
   if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then continue; fi
+  if { [ "$id" = k ] || [ "$id" = l ]; } && [ "$CONFIRMED" = 0 ]; then continue; fi
   echo "| $(label "$id") | $(paired "$id" c) | $(paired "$id" b) |"
 done
 echo "| $(label c) | 1.000 | $(paired c b) |"
@@ -763,13 +803,14 @@ echo "Where the two cores went during each run (/proc/stat, median over the reps
 echo
 echo "| target | CPU $PROXY_CPU (proxy) busy | CPU $PROXY_CPU steal | CPU $CLIENT_CPU (wrk, upstream, Redis) busy | CPU $CLIENT_CPU steal |"
 echo "|---|---:|---:|---:|---:|"
-for id in a b c d e f h; do
+for id in a b c d e f k l h; do
   if [ "$id" = f ] && [ "$TRACKED" = 0 ]; then continue; fi
+  if { [ "$id" = k ] || [ "$id" = l ]; } && [ "$CONFIRMED" = 0 ]; then continue; fi
   echo "| $(label "$id") | $(med "$id" 9)% | $(med "$id" 10)% | $(med "$id" 11)% | $(med "$id" 12)% |"
 done
 echo
 if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
-  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a second patgate that serves nothing else (the reference, strict conf$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo ", \`server.work_stealing: true\`")), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c) and (t) are the \`auth: none\` route of the strict and the tracked instance, run the same way in the same rep as the controls$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo " (their pair figures compare the two runtimes here)" || echo ": a process that has served other traffic can serve \`auth: none\` a little slower than the reference, which serves nothing else"). **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c or t); **vs nginx** is its pair figure over nginx \`proxy_pass\`'s ((b), paired with the same reference in the same rep; nginx's CPU is its master's and workers'); medians over the reps (range):"
+  echo "Concurrent pairs ($PAIR_REPS reps): each target at the same time as \`auth: none\` on a second patgate that serves nothing else (the reference, strict conf$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo ", \`server.work_stealing: true\`")), both sharing CPU $PROXY_CPU, each with its own \`wrk -t1 -c$CONNS -d$DURATION\` on CPU $CLIENT_CPU, so the VM's speed changes both at once. A pair's figure: (target's requests / its on-CPU time) over (the reference's requests / its on-CPU time), on-CPU time from /proc/PID/task/*/schedstat. (c), (t) and (u) are the \`auth: none\` route of the strict, the tracked and the confirmed instance, run the same way in the same rep as the controls$([ "$REFERENCE_WORK_STEALING" = 1 ] && echo " (their pair figures compare the two runtimes here)" || echo ": a process that has served other traffic can serve \`auth: none\` a little slower than the reference, which serves nothing else"). **Per second of core vs \`auth: none\`** is, per rep, a target's pair figure over its own instance's control (c, t or u); **vs nginx** is its pair figure over nginx \`proxy_pass\`'s ((b), paired with the same reference in the same rep; nginx's CPU is its master's and workers'); medians over the reps (range):"
   echo
   echo "| target | **per second of core vs \`auth: none\`** (over its control) | **per second of core vs nginx** | pair figure (vs the reference) | µs of CPU per request: target | reference | the target's share of CPU $PROXY_CPU | CPU $PROXY_CPU busy; steal |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -778,8 +819,9 @@ if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
     cell() { awk -v fmt="$1" '{ printf fmt " (" fmt "–" fmt ")", $2, $3, $4 }'; }
     case "$id" in
       b) own="–" ;;
-      c | t) own="control" ;;
+      c | t | u) own="control" ;;
       f) own="**$(pair_over f t | cell %.3f)**" ;;
+      k | l) own="**$(pair_over "$id" u | cell %.3f)**" ;;
       *) own="**$(pair_over "$id" c | cell %.3f)**" ;;
     esac
     if [ "$id" = b ]; then vs_nginx="1.000"; else vs_nginx="$(pair_over "$id" b | cell %.3f)"; fi
@@ -788,7 +830,7 @@ if [ "${#PAIR_TARGETS[@]}" -gt 0 ]; then
   echo
 fi
 echo "- proxy CPU: user + system CPU time of the proxy process under test (all threads; nginx's master and workers) during each wrk run, from /proc/PID/stat, divided by the requests wrk completed; median over the reps. Where the proxy's core is busy near 100% (table above), this is what a request costs it, and it drifts less with the VM's speed than req/s; where it is not, something else (the client's core, a wait) limited the run. For (g) and (i) it is the bcrypt pool thread's CPU per verification (/proc/PID/task/TID/stat), since wrk idles there once the tokens are spent."
-echo "- non-2xx: for (a)–(f) wrk's count of responses with status ≥ 400, for (g), (h) and (i) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
+echo "- non-2xx: for (a)–(f), (k) and (l) wrk's count of responses with status ≥ 400, for (g), (h) and (i) the Lua script's count of non-200 statuses; both summed over the reps. Socket errors: wrk's connect + read + write + timeout, summed."
 echo "- (h): request n presents token n mod $WARM_TOKENS (each verified once beforehand, each with its own owner), so requests batched together read different keys; its wrk runs a Lua request() per request, which costs the client (not the proxy) some CPU."
 echo "- (g), (i): every request presents a PAT never presented before (a bcrypt cost-6 verification each); req/s there is verifications/s over the time from the first request to the last response, not wrk's figure (which divides by the whole -d). Capacity: 1000 / (bcrypt ms at cost 6 timed alone by criterion on the pool thread's CPU right after each run) verifications/s for the one pool thread; the goal is 0.9 × capacity."
 for id in g i; do
@@ -813,7 +855,10 @@ done <"$TMP/cold.tsv"
 if [ "$TRACKED" = 0 ]; then
   echo "- (f) skipped: \`patgate -c CONF check\` refuses \`redis.freshness: tracked\`: $TRACKED_NOTE"
 fi
-echo "- patgate RSS (VmRSS) before the runs → after the warm runs: strict $(mib "$RSS0_STRICT") → $(mib "$RSS1_STRICT"); tracked $([ -n "$PGT_PID" ] && echo "$(mib "$RSS0_TRACKED") → $(mib "$RSS1_TRACKED")" || echo "not run"); cold $(mib "$RSS0_COLD") → $(mib "$RSS1_COLD")"
+if [ "$CONFIRMED" = 0 ]; then
+  echo "- (k), (l) skipped: \`patgate -c CONF check\` refuses \`redis.freshness: confirmed\`: $CONFIRMED_NOTE"
+fi
+echo "- patgate RSS (VmRSS) before the runs → after the warm runs: strict $(mib "$RSS0_STRICT") → $(mib "$RSS1_STRICT"); tracked $([ -n "$PGT_PID" ] && echo "$(mib "$RSS0_TRACKED") → $(mib "$RSS1_TRACKED")" || echo "not run"); confirmed $([ -n "$PGK_PID" ] && echo "$(mib "$RSS0_CONFIRMED") → $(mib "$RSS1_CONFIRMED")" || echo "not run"); cold $(mib "$RSS0_COLD") → $(mib "$RSS1_COLD")"
 # wrk ends each run by closing connections with requests in flight; Pingora logs each of
 # those as "Downstream ConnectionClosed". Anything else patgate logged is shown.
 closed_lines="$(cat "$TMP"/patgate-*.log 2>/dev/null | grep -c 'Downstream ConnectionClosed' || true)"
