@@ -205,8 +205,12 @@ pub async fn keep_lease(
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut proven, mut acknowledged) = (0u64, 0u64);
+    // A round that proved a generation not yet acknowledged is followed at once by another
+    // (a writer waits for it); any other waits for the next tick or fence, so a Redis that
+    // fails is not retried in a loop.
+    let mut again = false;
     loop {
-        if proven == acknowledged {
+        if !again {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = fence.raised.notified() => {}
@@ -238,8 +242,12 @@ pub async fn keep_lease(
                 proven = proven.max(current);
                 fence.grant(served_until(sent, lease));
                 live.resume();
+                again = proven > acknowledged;
             }
-            None => live.suspend("the lease could not be renewed"),
+            None => {
+                live.suspend("the lease could not be renewed");
+                again = false;
+            }
         }
     }
 }

@@ -511,7 +511,10 @@ mod tests {
         let cache = LiveCache::confirmed(100, &keys, Arc::clone(&fence));
         assert!(cache.is_suspended(), "no lease yet");
         cache.fill_user(cache.ticket(), "alice", user("admin"));
-        assert!(cache.user("alice").is_none(), "nothing lands before the first renewal");
+        assert!(
+            cache.user("alice").is_none(),
+            "nothing lands before the first renewal"
+        );
         fence.grant_for_test(Instant::now() + Duration::from_secs(60));
         cache.resume();
         cache.fill_user(cache.ticket(), "alice", user("admin"));
@@ -530,7 +533,11 @@ mod tests {
         let cache = LiveCache::confirmed(100, &keys, Arc::clone(&fence));
         let ticket = cache.ticket();
         cache.invalidate(keys.fence_generation().as_bytes());
-        assert_eq!(cache.ticket().0, ticket.0, "the generation key is no record");
+        assert_eq!(
+            cache.ticket().0,
+            ticket.0,
+            "the generation key is no record"
+        );
         let woken = fence.woken_for_test();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
