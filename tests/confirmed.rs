@@ -8,13 +8,6 @@ fn confirmed() -> Options {
     }
 }
 
-fn redis_conn(env: &Env) -> redis::Connection {
-    redis::Client::open(env.redis.url())
-        .expect("client")
-        .get_connection()
-        .expect("connection")
-}
-
 fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill")
         .args([signal, &pid.to_string()])
@@ -113,7 +106,7 @@ fn a_write_a_leaseholder_never_acknowledges_is_reported_unconfirmed() {
     let token = env.user_with_pat("alice", "acme", "member");
     // An instance that holds a lease for an hour and acknowledges nothing: the writer cannot
     // know it applied the write, so it says so rather than report the write done.
-    let mut conn = redis_conn(&env);
+    let mut conn = env.redis_conn();
     let far = 3_600_000u64
         + 1_000
             * std::time::SystemTime::now()

@@ -61,13 +61,6 @@ fn one_thread_runtime_serves_concurrent_clients_and_revokes_in_tracked_mode() {
     one_thread_runtime_serves_and_revokes("tracked");
 }
 
-fn redis_conn(env: &Env) -> redis::Connection {
-    redis::Client::open(env.redis.url())
-        .expect("client")
-        .get_connection()
-        .expect("connection")
-}
-
 #[test]
 fn concurrent_first_requests_with_one_token_share_one_bcrypt_run() {
     let env = Env::start_with(slow_pool());
@@ -122,7 +115,7 @@ fn a_changed_stored_hash_invalidates_the_cached_verification() {
     env.get_bearer("/v1/repos", &token).echoed();
     let other = same_prefix_other_secret(&token);
     let new_hash = bcrypt::hash(&other.as_bytes()[..other.len() - 6], 4).expect("hash");
-    let mut conn = redis_conn(&env);
+    let mut conn = env.redis_conn();
     let key = format!("patgate:cred:{}", &token[..10]);
     redis::cmd("HSET")
         .arg(&key)
@@ -140,7 +133,7 @@ fn a_credential_whose_record_vanished_is_denied_despite_the_cache() {
     let env = Env::start();
     let token = env.user_with_pat("alice", "acme", "member");
     env.get_bearer("/v1/repos", &token).echoed();
-    let mut conn = redis_conn(&env);
+    let mut conn = env.redis_conn();
     let key = format!("patgate:cred:{}", &token[..10]);
     redis::cmd("DEL").arg(&key).exec(&mut conn).expect("DEL");
     env.get_bearer("/v1/repos", &token)
@@ -345,7 +338,7 @@ fn tracked_mode_drops_its_cache_when_the_connection_drops() {
     env.get_bearer("/v1/repos", &token).echoed();
     let reads = || env.redis_calls("hgetall") + env.redis_calls("hmget");
     let warm = reads();
-    let mut conn = redis_conn(&env);
+    let mut conn = env.redis_conn();
     patgate::testkit::redis::kill_other_clients(&mut conn).expect("CLIENT KILL");
     // Invalidations for the killed connection are lost, so its cache must go with it: the
     // gateway reads Redis again (and is still correct) instead of serving what it had.

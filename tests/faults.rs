@@ -131,14 +131,6 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(1500);
 /// printed (`--nocapture`) so a slow reconnect shows long before it fails the test.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(2);
 
-/// A plain connection of the test's own to its private Redis (for fault commands).
-fn redis_connection(env: &Env) -> redis::Connection {
-    redis::Client::open(env.redis.url())
-        .expect("client")
-        .get_connection()
-        .expect("connection to the test's redis")
-}
-
 /// Sends `count` concurrent protected requests with `token` and times each one.
 fn concurrent_requests(env: &Env, token: &str, count: usize) -> Vec<(Response, Duration)> {
     std::thread::scope(|scope| {
@@ -211,7 +203,7 @@ fn paused_redis_fails_closed_within_the_timeout_and_recovers_when_the_pause_ends
 
     // CLIENT PAUSE ALL holds every client's commands (on Redis 7.0 even CLIENT UNPAUSE), so
     // the pause is timed, and a PING queued behind it marks the instant Redis answers again.
-    let mut control = redis_connection(&env);
+    let mut control = env.redis_conn();
     let pause = Duration::from_secs(4);
     redis::cmd("CLIENT")
         .arg("PAUSE")
@@ -261,7 +253,7 @@ fn slow_redis_fails_closed_within_the_timeout_and_recovers_when_it_answers_again
 
     // DEBUG SLEEP blocks the whole server (needs `enable-debug-command`, which testkit sets);
     // its reply marks the instant Redis answers again.
-    let mut control = redis_connection(&env);
+    let mut control = env.redis_conn();
     let sleep = Duration::from_secs(3);
     let sleeper = std::thread::spawn(move || {
         redis::cmd("DEBUG")
@@ -318,7 +310,7 @@ fn a_connection_reset_mid_request_fails_closed_at_once_and_the_gateway_reconnect
     // One write: Redis sleeps, then, before it reads any other socket, kills every other
     // client. Requests the gateway sends during the sleep are unread when their connection is
     // reset: a reset in the middle of a request, every time.
-    let mut control = redis_connection(&env);
+    let mut control = env.redis_conn();
     let sleeper = std::thread::spawn(move || {
         let (_, killed): ((), u64) = redis::pipe()
             .cmd("DEBUG")
@@ -367,7 +359,7 @@ fn connections_killed_while_requests_flow_never_forward_unverified_and_recover()
     let timeout = Duration::from_millis(env_timeout_ms());
     let token = env.user_with_pat("alice", "acme", "member");
     env.get_bearer("/v1/repos", &token).echoed();
-    let mut control = redis_connection(&env);
+    let mut control = env.redis_conn();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (flowing, recoveries) = std::thread::scope(|scope| {
         let traffic = scope.spawn(|| {

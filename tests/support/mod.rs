@@ -451,6 +451,15 @@ impl Env {
         second
     }
 
+    /// A plain connection of the test's own to its private Redis (for fault commands and
+    /// writes the CLI does not make).
+    pub fn redis_conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url())
+            .expect("client")
+            .get_connection()
+            .expect("connection to the test's redis")
+    }
+
     /// Calls of `command` Redis has served so far (`INFO commandstats`).
     pub fn redis_calls(&self, command: &str) -> u64 {
         let mut conn = redis::Client::open(self.redis.url())
