@@ -1128,8 +1128,16 @@ impl Store {
             return Ok(false);
         }
         let _: u64 = self.bounded(conn.sadd(index, &record.prefix)).await?;
-        // A gateway may hold the prefix cached as absent (Redis tracks absent keys too).
-        self.confirm_write().await?;
+        // A gateway may hold the prefix cached as absent (Redis tracks absent keys too): the
+        // fence makes the new credential usable everywhere at once. Unconfirmed, it is only
+        // refused (unknown) for a while by the gateway that did not acknowledge, which grants
+        // nothing; failing here instead would lose the secret shown only on success.
+        match self.confirm_write().await {
+            Err(unconfirmed @ StoreError::Unconfirmed { .. }) => {
+                log::warn!("credential {} created; {unconfirmed}", record.prefix);
+            }
+            outcome => outcome?,
+        }
         Ok(true)
     }
 

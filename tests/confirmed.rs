@@ -104,6 +104,7 @@ fn a_stopped_gateway_holds_a_write_until_its_lease_ends_and_then_reads_redis() {
 fn a_write_a_leaseholder_never_acknowledges_is_reported_unconfirmed() {
     let env = Env::start_with(confirmed());
     let token = env.user_with_pat("alice", "acme", "member");
+    env.member("bob", "acme", "member");
     // An instance that holds a lease for an hour and acknowledges nothing: the writer cannot
     // know it applied the write, so it says so rather than report the write done.
     let mut conn = env.redis_conn();
@@ -130,4 +131,12 @@ fn a_write_a_leaseholder_never_acknowledges_is_reported_unconfirmed() {
     // The write itself is in Redis: the gateway denies the token.
     env.get_bearer("/v1/repos", &token)
         .assert_denied(401, "invalid_token");
+    // A creation is not failed for it (its secret is shown only on success): the new token is
+    // printed once, and the gateway that did acknowledge serves it.
+    let created = env
+        .cli(&[
+            "token", "create", "--user", "bob", "--org", "acme", "--name", "n",
+        ])
+        .expect_ok();
+    env.get_bearer("/v1/repos", created.stdout.trim()).echoed();
 }

@@ -35,6 +35,10 @@ pub enum ApiError {
     /// Redis failed or timed out (503 `auth_unavailable`, with `Retry-After`).
     #[error("the credential store is unavailable; retry shortly")]
     Unavailable,
+    /// The write is in Redis, but a confirmed-mode gateway did not acknowledge it in time
+    /// (503 `write_unconfirmed`, with `Retry-After`; store/fence.rs).
+    #[error("{0}")]
+    Unconfirmed(String),
     /// Something that should not happen (500 `internal`).
     #[error("internal error")]
     Internal,
@@ -52,7 +56,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::TooLarge(_) => 413,
             ApiError::RateLimited(_) => 429,
-            ApiError::Unavailable => 503,
+            ApiError::Unavailable | ApiError::Unconfirmed(_) => 503,
             ApiError::Internal => 500,
         }
     }
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "auth_unavailable",
+            ApiError::Unconfirmed(_) => "write_unconfirmed",
             ApiError::Internal => "internal",
         }
     }
@@ -97,7 +102,9 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed(allow) => headers.push(("Allow", (*allow).to_string())),
             ApiError::RateLimited(seconds) => headers.push(("Retry-After", seconds.to_string())),
-            ApiError::Unavailable => headers.push(("Retry-After", "1".to_string())),
+            ApiError::Unavailable | ApiError::Unconfirmed(_) => {
+                headers.push(("Retry-After", "1".to_string()));
+            }
             _ => {}
         }
         headers
@@ -109,6 +116,10 @@ impl From<ManageError> for ApiError {
         match e {
             ManageError::Refused(message) => ApiError::Refused(message),
             ManageError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            ManageError::Store(e @ crate::store::StoreError::Unconfirmed { .. }) => {
+                log::warn!("management API: {e}");
+                ApiError::Unconfirmed(e.to_string())
+            }
             ManageError::Store(e) => {
                 log::warn!("management API: redis {}: {e}", e.kind());
                 ApiError::Unavailable
@@ -124,5 +135,39 @@ impl From<ManageError> for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::from(ManageError::Store(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use std::time::Duration;
+
+    #[test]
+    fn an_unconfirmed_write_is_told_apart_from_an_unavailable_store() {
+        let unconfirmed = ApiError::from(StoreError::Unconfirmed {
+            pending: 2,
+            waited: Duration::from_secs(3),
+        });
+        assert_eq!(unconfirmed.status(), 503);
+        assert_eq!(unconfirmed.code(), "write_unconfirmed");
+        assert_eq!(
+            unconfirmed.headers("patgate"),
+            vec![("Retry-After", "1".to_string())]
+        );
+        let body = unconfirmed.body();
+        assert_eq!(body["error"], "write_unconfirmed");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("written, but 2 confirmed gateway"),
+            "{message}"
+        );
+
+        let unavailable = ApiError::from(StoreError::Timeout(Duration::from_millis(50)));
+        assert_eq!(
+            (unavailable.status(), unavailable.code()),
+            (503, "auth_unavailable")
+        );
     }
 }
