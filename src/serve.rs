@@ -119,9 +119,10 @@ pub enum CheckError {
 }
 
 /// `patgate check`: the conf has loaded (validation is `Conf::load` itself); now reach Redis
-/// over the connection the gateway would open: with `redis.freshness: tracked` that is RESP3
-/// with `CLIENT TRACKING` on, so a server or an ACL user that refuses either fails the check
-/// instead of every request of the running gateway. Then one request-path read the way the
+/// over the connection the gateway would open: with `redis.freshness: tracked` or `confirmed`
+/// that is RESP3 with `CLIENT TRACKING` on, so a server or an ACL user that refuses either
+/// fails the check instead of every request of the running gateway (in confirmed mode the
+/// check also raises a writers' fence, without taking a lease of its own). Then one request-path read the way the
 /// gateway makes it (in strict mode on one plain-TCP server, over the read batcher's own
 /// connection, store/wire.rs, which authenticates on its own).
 ///
@@ -134,7 +135,18 @@ pub fn check(conf: &Conf) -> Result<(), CheckError> {
         .map_err(CheckError::Runtime)?;
     runtime
         .block_on(async {
-            let store = crate::store::Store::for_gateway(&conf.redis, 1)?;
+            // Confirmed mode's connection is tracked mode's; opened as confirmed, the check
+            // would take a lease, and writers would wait for it after the check has exited.
+            let confirmed = conf.redis.freshness == crate::conf::Freshness::Confirmed;
+            let redis = crate::conf::RedisConf {
+                freshness: if confirmed {
+                    crate::conf::Freshness::Tracked
+                } else {
+                    conf.redis.freshness
+                },
+                ..conf.redis.clone()
+            };
+            let store = crate::store::Store::for_gateway(&redis, 1)?;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
             loop {
                 let reached = async {
@@ -145,6 +157,9 @@ pub fn check(conf: &Conf) -> Result<(), CheckError> {
                         .map(drop)
                 };
                 match reached.await {
+                    // The writers' fence runs as a write would: the scripts are allowed, and
+                    // every gateway holding a lease acknowledges.
+                    Ok(()) if confirmed => return store.raise_fence().await,
                     Ok(()) => return Ok(()),
                     Err(e) if std::time::Instant::now() >= deadline => return Err(e),
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,

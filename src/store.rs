@@ -730,6 +730,15 @@ impl Store {
         fence::confirm(self.plain(), &self.keys, self.timeout, self.heartbeat).await
     }
 
+    /// A writers' fence with no write before it (`patgate check`): proves the scripts run
+    /// and every confirmed gateway acknowledges.
+    ///
+    /// # Errors
+    /// As a write's fence.
+    pub async fn raise_fence(&self) -> Result<(), StoreError> {
+        self.confirm_write().await
+    }
+
     /// Whether strict mode's read batcher has stopped (it never should; a stopped batcher
     /// fails every strict read, and `/readyz` reports it).
     pub fn strict_reads_stopped(&self) -> bool {

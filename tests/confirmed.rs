@@ -1,4 +1,4 @@
-use crate::support::{get_bearer_on, Env, Options};
+use crate::support::{eventually, get_bearer_on, Env, Options};
 use std::time::{Duration, Instant};
 
 fn confirmed() -> Options {
@@ -14,6 +14,17 @@ fn signal(pid: u32, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// The gateways holding a lease now (`{fence}:instances`, expired entries included until a
+/// writer's fence forgets them).
+fn leaseholders(env: &Env) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg("patgate:{fence}:instances")
+        .arg(0)
+        .arg(-1)
+        .query(&mut env.redis_conn())
+        .expect("ZRANGE")
 }
 
 fn role(response: crate::support::Response) -> Option<String> {
@@ -59,6 +70,13 @@ fn confirmed_warm_requests_make_no_redis_calls() {
     let env = Env::start_with(confirmed());
     let pat = env.user_with_pat("alice", "acme", "admin");
     let key = env.apikey("acme", "viewer", "alice");
+    env.get_bearer("/v1/repos", &pat).echoed();
+    eventually(
+        Duration::from_secs(5),
+        "the gateway to hold a lease (its cache serves only under one)",
+        || leaseholders(&env).len() == 1,
+        || format!("{:?}", leaseholders(&env)),
+    );
     for _ in 0..2 {
         env.get_bearer("/v1/repos", &pat).echoed();
         env.get_bearer("/v1/repos", &key).echoed();
@@ -80,6 +98,14 @@ fn a_stopped_gateway_holds_a_write_until_its_lease_ends_and_then_reads_redis() {
     for _ in 0..2 {
         get_bearer_on(second.port, "/v1/repos", &token).echoed();
     }
+    // Each gateway's lease task starts with its store, on its first authenticated request.
+    env.get_bearer("/v1/repos", &token).echoed();
+    eventually(
+        Duration::from_secs(5),
+        "both gateways to hold a lease",
+        || leaseholders(&env).len() == 2,
+        || format!("{:?}", leaseholders(&env)),
+    );
     // Stopped, it can neither apply the revocation's invalidation nor acknowledge the fence:
     // the writer waits for its lease (4 heartbeats of 500 ms, renewed at most one heartbeat
     // ago) to run out in Redis's clock.
@@ -139,4 +165,33 @@ fn a_write_a_leaseholder_never_acknowledges_is_reported_unconfirmed() {
         ])
         .expect_ok();
     env.get_bearer("/v1/repos", created.stdout.trim()).echoed();
+}
+
+#[test]
+fn check_in_confirmed_mode_raises_a_fence_and_takes_no_lease() {
+    let env = Env::start_with(confirmed());
+    let token = env.user_with_pat("alice", "acme", "member");
+    env.get_bearer("/v1/repos", &token).echoed();
+    let mut conn = env.redis_conn();
+    let instances = || leaseholders(&env);
+    // The gateway's store (and its lease task) starts with its first authenticated request.
+    eventually(
+        Duration::from_secs(5),
+        "the gateway's own lease",
+        || instances().len() == 1,
+        || format!("{:?}", instances()),
+    );
+    let before = instances();
+    let generation = |conn: &mut redis::Connection| -> u64 {
+        redis::cmd("GET")
+            .arg("patgate:{fence}:generation")
+            .query::<Option<u64>>(conn)
+            .expect("GET")
+            .unwrap_or(0)
+    };
+    let raised = generation(&mut conn);
+    let out = env.cli(&["check"]).expect_ok();
+    assert!(out.stdout.contains("redis reachable"), "{}", out.stdout);
+    assert_eq!(generation(&mut conn), raised + 1, "check raised one fence");
+    assert_eq!(instances(), before, "check took no lease of its own");
 }
