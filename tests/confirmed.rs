@@ -27,6 +27,17 @@ fn leaseholders(env: &Env) -> Vec<String> {
         .expect("ZRANGE")
 }
 
+/// Waits until `count` gateways hold a lease: a gateway's lease task starts with its store, on
+/// its first authenticated request, and its cache serves only under a lease.
+fn wait_for_leaseholders(env: &Env, count: usize) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("{count} gateway(s) to hold a lease"),
+        || leaseholders(env).len() == count,
+        || format!("{:?}", leaseholders(env)),
+    );
+}
+
 fn role(response: crate::support::Response) -> Option<String> {
     response.echoed().header("x-auth-role").map(str::to_string)
 }
@@ -71,12 +82,7 @@ fn confirmed_warm_requests_make_no_redis_calls() {
     let pat = env.user_with_pat("alice", "acme", "admin");
     let key = env.apikey("acme", "viewer", "alice");
     env.get_bearer("/v1/repos", &pat).echoed();
-    eventually(
-        Duration::from_secs(5),
-        "the gateway to hold a lease (its cache serves only under one)",
-        || leaseholders(&env).len() == 1,
-        || format!("{:?}", leaseholders(&env)),
-    );
+    wait_for_leaseholders(&env, 1);
     for _ in 0..2 {
         env.get_bearer("/v1/repos", &pat).echoed();
         env.get_bearer("/v1/repos", &key).echoed();
@@ -98,14 +104,8 @@ fn a_stopped_gateway_holds_a_write_until_its_lease_ends_and_then_reads_redis() {
     for _ in 0..2 {
         get_bearer_on(second.port, "/v1/repos", &token).echoed();
     }
-    // Each gateway's lease task starts with its store, on its first authenticated request.
     env.get_bearer("/v1/repos", &token).echoed();
-    eventually(
-        Duration::from_secs(5),
-        "both gateways to hold a lease",
-        || leaseholders(&env).len() == 2,
-        || format!("{:?}", leaseholders(&env)),
-    );
+    wait_for_leaseholders(&env, 2);
     // Stopped, it can neither apply the revocation's invalidation nor acknowledge the fence:
     // the writer waits for its lease (4 heartbeats of 500 ms, renewed at most one heartbeat
     // ago) to run out in Redis's clock.
@@ -174,13 +174,7 @@ fn check_in_confirmed_mode_raises_a_fence_and_takes_no_lease() {
     env.get_bearer("/v1/repos", &token).echoed();
     let mut conn = env.redis_conn();
     let instances = || leaseholders(&env);
-    // The gateway's store (and its lease task) starts with its first authenticated request.
-    eventually(
-        Duration::from_secs(5),
-        "the gateway's own lease",
-        || instances().len() == 1,
-        || format!("{:?}", instances()),
-    );
+    wait_for_leaseholders(&env, 1);
     let before = instances();
     let generation = |conn: &mut redis::Connection| -> u64 {
         redis::cmd("GET")

@@ -304,20 +304,21 @@ write_conf "$CONF_R" reference "$PGR_PORT" 10 "" "$([ "$REFERENCE_WORK_STEALING"
   die "patgate check refused the strict conf $CONF" "$TMP/check-strict.log" "$CONF"
 "$BIN" -c "$CONF_C" check >"$TMP/check-cold.log" 2>&1 ||
   die "patgate check refused the cold conf $CONF_C" "$TMP/check-cold.log" "$CONF_C"
-TRACKED=1
-TRACKED_NOTE=""
-if ! "$BIN" -c "$CONF_T" check >"$TMP/check-tracked.log" 2>&1; then
-  TRACKED=0
-  TRACKED_NOTE="$(grep -v '^[[:space:]]*$' "$TMP/check-tracked.log" | head -n 3 | tr '\n' ' ')"
-  log "NOTE: skipping (f) tracked: \`patgate check\` refuses \`redis.freshness: tracked\`: $TRACKED_NOTE"
-fi
-CONFIRMED=1
-CONFIRMED_NOTE=""
-if ! "$BIN" -c "$CONF_K" check >"$TMP/check-confirmed.log" 2>&1; then
-  CONFIRMED=0
-  CONFIRMED_NOTE="$(grep -v '^[[:space:]]*$' "$TMP/check-confirmed.log" | head -n 3 | tr '\n' ' ')"
-  log "NOTE: skipping (k), (l) confirmed: \`patgate check\` refuses \`redis.freshness: confirmed\`: $CONFIRMED_NOTE"
-fi
+# check_mode FRESHNESS CONF TARGETS: whether `patgate check` accepts CONF (1 or 0, in
+# CHECKED); when it does not, its first lines go to CHECK_NOTE and the skip to the log.
+check_mode() {
+  CHECKED=1
+  CHECK_NOTE=""
+  if ! "$BIN" -c "$2" check >"$TMP/check-$1.log" 2>&1; then
+    CHECKED=0
+    CHECK_NOTE="$(grep -v '^[[:space:]]*$' "$TMP/check-$1.log" | head -n 3 | tr '\n' ' ')"
+    log "NOTE: skipping $3 $1: \`patgate check\` refuses \`redis.freshness: $1\`: $CHECK_NOTE"
+  fi
+}
+check_mode tracked "$CONF_T" "(f)"
+TRACKED=$CHECKED TRACKED_NOTE=$CHECK_NOTE
+check_mode confirmed "$CONF_K" "(k), (l)"
+CONFIRMED=$CHECKED CONFIRMED_NOTE=$CHECK_NOTE
 
 # cli CONF ARGS...: one CLI command; its stderr goes to the seed log.
 cli() {
